@@ -1,0 +1,169 @@
+//! `podtrail`: thin CLI over podtrail-query.
+//!
+//! Exit codes: 0 ok, 1 runtime failure (or `verify` found a problem), 2 bad usage or
+//! bad input (bad SQL, unknown table or column, refused statement, no data dir).
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use podtrail_query::output::{self, Format};
+use podtrail_query::{Engine, EngineOptions, QueryError, status, verify};
+
+/// podtrail — query the history podtraild recorded on this node.
+///
+/// Tables: process_exec, process_exit, net_conn (events), pods, containers,
+/// ip_owners (identity), podtrail_segments, podtrail_loss (system).
+/// `podtrail schema` prints every column with its meaning.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Data directory written by podtraild (read-only here).
+    #[arg(long, env = "PODTRAIL_DATA_DIR", default_value = "/var/lib/podtrail", global = true)]
+    data_dir: PathBuf,
+    /// Fail on a damaged or missing segment instead of skipping it with a warning.
+    #[arg(long, global = true)]
+    strict: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one SQL query (read-only) over the history.
+    ///
+    /// Example: podtrail sql "SELECT time, pod_name, binary, args FROM process_exec
+    /// WHERE pod_namespace = 'payments' AND time > '2026-11-17T13:00:00Z' ORDER BY time"
+    Sql {
+        /// The query; `-` reads it from standard input.
+        query: String,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Write the result to FILE instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Print how many segments the catalog let the query skip (to stderr).
+        #[arg(long)]
+        stats: bool,
+        /// Skip the SHA-256 check of each segment before reading it (faster; a
+        /// damaged segment may then fail the query instead of being skipped).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Time range, rows and bytes per table, segments, and recorded loss.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every sealed segment against the catalog's hash chain; exit 1 on any
+    /// altered or missing segment.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the reference of every table and column (Markdown).
+    Schema,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("podtrail: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, QueryError> {
+    match cli.cmd {
+        Cmd::Schema => {
+            print!("{}", podtrail_schema::tables::tables_markdown());
+            Ok(0)
+        }
+        Cmd::Verify { json } => {
+            let r = verify::verify(&cli.data_dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).expect("serializable"));
+            } else {
+                for p in &r.problems {
+                    println!("FAIL {p}");
+                }
+                println!(
+                    "verified {} segments: {} intact ({} bytes hashed), {} expired by retention, {} problem{}",
+                    r.segments,
+                    r.ok,
+                    r.bytes_hashed,
+                    r.expired,
+                    r.problems.len(),
+                    if r.problems.len() == 1 { "" } else { "s" }
+                );
+            }
+            Ok(if r.passed() { 0 } else { 1 })
+        }
+        Cmd::Status { json } => {
+            let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: false }).await?;
+            let st = status::status(&engine).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st).expect("serializable"));
+            } else {
+                println!("data dir: {}", cli.data_dir.display());
+                print!("{st}");
+            }
+            Ok(0)
+        }
+        Cmd::Sql { query, format, output, stats, no_verify } => {
+            let query = if query == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).map_err(|e| QueryError::Io { path: "<stdin>".into(), source: e })?;
+                s
+            } else {
+                query
+            };
+            if format == Format::Parquet && output.is_none() && std::io::stdout().is_terminal() {
+                return Err(QueryError::BadQuery("--format parquet writes binary: give -o FILE or redirect standard output".into()));
+            }
+            let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: !no_verify }).await?;
+            let result = engine.sql(&query).await;
+            for w in engine.warnings() {
+                eprintln!("podtrail: warning: {w}");
+            }
+            let (schema, batches) = result?;
+            let mut buf = Vec::new();
+            output::write(format, &schema, &batches, &mut buf).map_err(|e| QueryError::Runtime(format!("formatting the result: {e}")))?;
+            match &output {
+                Some(path) => std::fs::write(path, &buf).map_err(|e| QueryError::Io { path: path.clone(), source: e })?,
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    // A closed pipe (`| head`) is not an error worth a message.
+                    if let Err(e) = out.write_all(&buf).and_then(|_| out.flush()) {
+                        if e.kind() != std::io::ErrorKind::BrokenPipe {
+                            return Err(QueryError::Io { path: "<stdout>".into(), source: e });
+                        }
+                    }
+                }
+            }
+            if stats {
+                let s = engine.scan_stats();
+                eprintln!(
+                    "podtrail: scan: {} of {} live segments opened, {} skipped as damaged, {} hot rows",
+                    s.segments_selected, s.segments_live, s.segments_skipped, s.hot_rows
+                );
+            }
+            Ok(0)
+        }
+    }
+}

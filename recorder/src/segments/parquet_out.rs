@@ -1,0 +1,148 @@
+//! Sealing: one open segment's rows → one sorted zstd Parquet file, crash-safely.
+//!
+//! Rows are sorted by (`pod_uid`, `cgroup_id`, `time`) so that one pod's rows sit in
+//! few row groups whose statistics exclude the rest; IP and pod columns get bloom
+//! filters; page-level statistics feed the page index. The SHA-256 is computed while
+//! writing (no second read of the file).
+
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, StringArray};
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use podtrail_schema::layout;
+use podtrail_schema::tables::TableDef;
+use sha2::{Digest, Sha256};
+
+use super::{Result, SegmentError, StoreConfig, create_private_dir, fsync_dir, io_err, time_range};
+
+/// Columns a sealed segment is sorted by, in order.
+pub const SORT_KEY: [&str; 3] = ["pod_uid", "cgroup_id", "time"];
+
+#[derive(Debug, Clone)]
+pub struct WrittenSegment {
+    pub segment_id: String,
+    pub table: &'static str,
+    pub rel_path: PathBuf,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub time_min: i64,
+    pub time_max: i64,
+    pub pods: Vec<String>,
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub fn writer_properties(def: &TableDef, segment_id: &str, cfg: &StoreConfig) -> WriterProperties {
+    let schema = def.arrow_schema();
+    let sorting = SORT_KEY
+        .iter()
+        .map(|c| SortingColumn {
+            column_idx: schema.index_of(c).expect("event tables have the sort key") as i32,
+            descending: false,
+            nulls_first: true,
+        })
+        .collect();
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(cfg.row_group_rows.max(1)))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_data_page_row_count_limit(4096)
+        .set_sorting_columns(Some(sorting))
+        .set_column_dictionary_enabled(ColumnPath::from("time"), false)
+        .set_column_encoding(ColumnPath::from("time"), Encoding::DELTA_BINARY_PACKED)
+        .set_created_by(format!("podtrail {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new("podtrail.table".into(), def.name.to_owned()),
+            KeyValue::new("podtrail.segment_id".into(), segment_id.to_owned()),
+        ]));
+    for col in def.bloom_columns() {
+        b = b
+            .set_column_bloom_filter_enabled(ColumnPath::from(col), true)
+            .set_column_bloom_filter_fpp(ColumnPath::from(col), 0.01)
+            .set_column_bloom_filter_max_ndv(ColumnPath::from(col), cfg.row_group_rows as u64);
+    }
+    b.build()
+}
+
+/// Sort `batches` and write them as segment `id` of `def`'s table.
+pub fn write_segment(data_dir: &Path, def: &'static TableDef, id: &str, batches: &[RecordBatch], cfg: &StoreConfig) -> Result<WrittenSegment> {
+    let arrow_err = |source| SegmentError::Arrow { segment: id.to_owned(), source };
+    let schema = def.arrow_schema();
+    let all = arrow::compute::concat_batches(&schema, batches).map_err(arrow_err)?;
+    let (time_min, time_max) = time_range(def, &all)?;
+    let sort_cols: Vec<SortColumn> = SORT_KEY
+        .iter()
+        .map(|c| SortColumn {
+            values: Arc::clone(all.column(schema.index_of(c).expect("sort key"))),
+            options: Some(SortOptions { descending: false, nulls_first: true }),
+        })
+        .collect();
+    let idx = lexsort_to_indices(&sort_cols, None).map_err(arrow_err)?;
+    let sorted = take_record_batch(&all, &idx).map_err(arrow_err)?;
+    drop(all);
+
+    let pods = distinct_pods(&sorted);
+    let rel_path = layout::segment_rel_path(def.name, time_min, id);
+    let path = data_dir.join(&rel_path);
+    let dir = path.parent().expect("segment path has a parent");
+    create_private_dir(dir)?;
+    let tmp = PathBuf::from(format!("{}{}", path.display(), layout::TMP_SUFFIX));
+    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err(&tmp))?;
+    let hw = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 };
+    let pq_err = |source| SegmentError::Parquet { segment: id.to_owned(), source };
+    let mut w = ArrowWriter::try_new(hw, Arc::clone(&schema), Some(writer_properties(def, id, cfg))).map_err(pq_err)?;
+    w.write(&sorted).map_err(pq_err)?;
+    let hw = w.into_inner().map_err(pq_err)?;
+    let HashingWriter { inner, hasher, bytes } = hw;
+    let file = inner.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    fsync_dir(dir)?;
+    Ok(WrittenSegment {
+        segment_id: id.to_owned(),
+        table: def.name,
+        rel_path,
+        rows: sorted.num_rows() as u64,
+        bytes,
+        sha256: podtrail_schema::catalog::hex_lower(&hasher.finalize()),
+        time_min,
+        time_max,
+        pods,
+    })
+}
+
+fn distinct_pods(batch: &RecordBatch) -> Vec<String> {
+    let Some(col) = batch.column_by_name("pod_uid") else { return vec![] };
+    let col = col.as_any().downcast_ref::<StringArray>().expect("pod_uid is Utf8");
+    let set: BTreeSet<&str> = col.iter().flatten().collect();
+    set.into_iter().map(str::to_owned).collect()
+}

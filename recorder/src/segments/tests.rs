@@ -1,0 +1,198 @@
+//! Segment store tests: temp dirs only, no root.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder};
+use arrow::record_batch::RecordBatch;
+use podtrail_schema::catalog::Catalog;
+use podtrail_schema::tables::PROCESS_EXIT;
+use podtrail_schema::{hot, layout};
+
+use super::*;
+
+const HOUR: i64 = 3_600_000_000_000;
+const T0: i64 = 1_794_787_200_000_000_000; // 2026-11-16T00:00:00Z
+
+/// `n` process_exit rows at `t0 + i*step`, alternating two pods and the host.
+fn exits(t0: i64, step: i64, n: usize) -> RecordBatch {
+    let mut time = TimestampNanosecondBuilder::new().with_timezone("UTC");
+    let (mut node, mut cid, mut uid, mut pname, mut pns) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut cg, mut exec, mut dur) = (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
+    let mut pid = UInt32Builder::new();
+    let (mut code, mut sig) = (Int32Builder::new(), Int32Builder::new());
+    for i in 0..n {
+        time.append_value(t0 + i as i64 * step);
+        node.append_value("n1");
+        match i % 3 {
+            2 => {
+                cg.append_value(1);
+                cid.append_null();
+                uid.append_null();
+                pname.append_null();
+                pns.append_null();
+            }
+            p => {
+                cg.append_value(100 + p as u64);
+                cid.append_value(format!("c{p}"));
+                uid.append_value(format!("pod-{p}"));
+                pname.append_value(format!("name-{p}"));
+                pns.append_value("ns");
+            }
+        }
+        exec.append_value(i as u64);
+        pid.append_value(i as u32);
+        code.append_value(0);
+        sig.append_value(0);
+        dur.append_null();
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(time.finish()),
+        Arc::new(node.finish()),
+        Arc::new(cg.finish()),
+        Arc::new(cid.finish()),
+        Arc::new(uid.finish()),
+        Arc::new(pname.finish()),
+        Arc::new(pns.finish()),
+        Arc::new(exec.finish()),
+        Arc::new(pid.finish()),
+        Arc::new(code.finish()),
+        Arc::new(sig.finish()),
+        Arc::new(dur.finish()),
+    ];
+    RecordBatch::try_new(PROCESS_EXIT.arrow_schema(), cols).unwrap()
+}
+
+fn store(dir: &Path) -> SegmentStore {
+    let (s, report) = SegmentStore::open(StoreConfig::new(dir, "n1")).unwrap();
+    assert_eq!(report, RecoveryReport::default(), "fresh dir needs no recovery");
+    s
+}
+
+fn sealed_rows(dir: &Path) -> u64 {
+    let cat = Catalog::open_ro(&layout::catalog_path(dir)).unwrap();
+    cat.segments().unwrap().iter().map(|s| s.rows).sum()
+}
+
+#[test]
+fn segments_roll_at_hour_boundaries_and_record_pods() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    // 3 hours of rows, 1 per minute, in 10-minute batches.
+    for b in 0..18 {
+        s.append("process_exit", exits(T0 + b * HOUR / 6, 60_000_000_000, 10)).unwrap();
+    }
+    s.close().unwrap();
+    let cat = Catalog::open_ro(&layout::catalog_path(tmp.path())).unwrap();
+    let segs = cat.segments().unwrap();
+    assert_eq!(segs.iter().map(|s| s.rows).sum::<u64>(), 180);
+    for seg in &segs {
+        assert_eq!(seg.time_min.div_euclid(HOUR), seg.time_max.div_euclid(HOUR), "{} spans an hour boundary", seg.segment_id);
+        assert!(tmp.path().join(&seg.path).exists());
+    }
+    assert!(segs.len() >= 3);
+    let pod0 = cat.segments_overlapping("process_exit", T0, T0 + HOUR - 1, Some(&["pod-0".into()])).unwrap();
+    assert!(!pod0.is_empty() && pod0.iter().all(|s| s.time_min < T0 + HOUR));
+    assert!(cat.segments_overlapping("process_exit", T0, T0 + 3 * HOUR, Some(&["pod-9".into()])).unwrap().is_empty());
+}
+
+#[test]
+fn sealed_segment_is_sorted_by_pod_then_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    s.append("process_exit", exits(T0, 1_000, 300)).unwrap();
+    let sealed = s.close().unwrap();
+    let f = std::fs::File::open(&sealed[0].path).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let batch = arrow::compute::concat_batches(&PROCESS_EXIT.arrow_schema(), &r.map(|b| b.unwrap()).collect::<Vec<_>>()).unwrap();
+    let uid = batch.column_by_name("pod_uid").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+    let keys: Vec<Option<&str>> = uid.iter().collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(keys[0], None, "host rows (null pod) sort first");
+}
+
+#[test]
+fn crash_after_flush_recovers_every_flushed_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    s.append("process_exit", exits(T0, 1_000, 50)).unwrap();
+    s.flush().unwrap();
+    s.append("process_exit", exits(T0 + 100_000, 1_000, 7)).unwrap();
+    s.flush().unwrap();
+    s.append("process_exit", exits(T0 + 200_000, 1_000, 5)).unwrap(); // never flushed
+    std::mem::forget(s); // like kill -9: no close, no destructor
+    let (s2, report) = SegmentStore::open(StoreConfig::new(tmp.path(), "n1")).unwrap();
+    assert_eq!(report.hot_segments_sealed, 1);
+    assert_eq!(report.hot_rows_recovered, 57);
+    assert_eq!(report.rows_lost, 0);
+    s2.close().unwrap();
+    assert_eq!(sealed_rows(tmp.path()), 57);
+    assert_eq!(std::fs::read_dir(tmp.path().join("hot/process_exit")).unwrap().count(), 0, "hot file removed after sealing");
+}
+
+#[test]
+fn torn_hot_frame_is_recorded_as_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    s.append("process_exit", exits(T0, 1_000, 20)).unwrap();
+    s.flush().unwrap();
+    std::mem::forget(s);
+    // Simulate power loss mid-append: half of a 9-row frame reached the disk.
+    let hot_dir = tmp.path().join("hot/process_exit");
+    let hot_file = std::fs::read_dir(&hot_dir).unwrap().next().unwrap().unwrap().path();
+    let frame = hot::encode_frame(&exits(T0 + 50_000, 1_000, 9)).unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&hot_file).unwrap();
+    std::io::Write::write_all(&mut f, &frame[..frame.len() / 2]).unwrap();
+    drop(f);
+    let (s2, report) = SegmentStore::open(StoreConfig::new(tmp.path(), "n1")).unwrap();
+    s2.close().unwrap();
+    assert_eq!((report.hot_rows_recovered, report.rows_lost), (20, 9));
+    let cat = Catalog::open_ro(&layout::catalog_path(tmp.path())).unwrap();
+    let (src, count): (String, i64) = cat.conn().query_row("SELECT source, count FROM loss", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((src.as_str(), count), ("crash", 9));
+}
+
+#[test]
+fn crash_between_commit_and_hot_delete_does_not_double_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    s.append("process_exit", exits(T0, 1_000, 30)).unwrap();
+    s.flush().unwrap();
+    let hot_file = std::fs::read_dir(tmp.path().join("hot/process_exit")).unwrap().next().unwrap().unwrap().path();
+    let saved = std::fs::read(&hot_file).unwrap();
+    s.close().unwrap();
+    std::fs::write(&hot_file, saved).unwrap(); // the delete "never happened"
+    let (s2, report) = SegmentStore::open(StoreConfig::new(tmp.path(), "n1")).unwrap();
+    s2.close().unwrap();
+    assert_eq!(report.hot_files_already_sealed, 1);
+    assert_eq!(sealed_rows(tmp.path()), 30);
+}
+
+#[test]
+fn unrecorded_segment_file_and_temp_files_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    s.append("process_exit", exits(T0, 1_000, 30)).unwrap();
+    s.flush().unwrap();
+    std::mem::forget(s);
+    let stray = tmp.path().join("segments/process_exit/date=2026-11-16/hour=00");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("process_exit-x.parquet"), b"renamed but never committed").unwrap();
+    std::fs::write(stray.join("process_exit-y.parquet.tmp"), b"half written").unwrap();
+    let (s2, report) = SegmentStore::open(StoreConfig::new(tmp.path(), "n1")).unwrap();
+    s2.close().unwrap();
+    assert_eq!((report.unrecorded_segments_removed, report.temp_files_removed), (1, 1));
+    assert!(!stray.join("process_exit-x.parquet").exists());
+    assert_eq!(sealed_rows(tmp.path()), 30);
+}
+
+#[test]
+fn wrong_schema_is_refused_naming_table_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    let err = s.append("net_conn", exits(T0, 1, 3)).unwrap_err().to_string();
+    assert!(err.contains("net_conn"), "{err}");
+    let err = s.append("nope", exits(T0, 1, 3)).unwrap_err().to_string();
+    assert!(err.contains("nope"), "{err}");
+}

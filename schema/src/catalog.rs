@@ -1,0 +1,395 @@
+//! The SQLite catalog: DDL, migrations, and the read side shared by every reader.
+//!
+//! In: `<data-dir>/catalog.db`. Out: segment records for pruning and verification,
+//! and the catalog tables (`pods`, `ip_owners`, ...) as Arrow batches.
+//! Invariant: times are INTEGER nanoseconds since the Unix epoch (UTC); the SQLite
+//! column names are the documented column names of [`crate::tables`], so one generic
+//! converter serves every catalog table. WAL mode: readers never block the writer.
+//! Only the recorder writes (its `segments` stage); everything here is read-only
+//! apart from [`Catalog::open_rw`]'s creation and migration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
+    UInt32Builder, UInt64Builder, UInt8Builder,
+};
+use arrow::record_batch::RecordBatch;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::tables::{self, ColType, TableDef};
+
+/// Bump with a new entry in [`MIGRATIONS`]; never edit a released migration.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `MIGRATIONS[i]` takes the catalog from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE segments (
+    seq           INTEGER PRIMARY KEY,
+    segment_id    TEXT NOT NULL UNIQUE,
+    table_name    TEXT NOT NULL,
+    path          TEXT NOT NULL,
+    time_min      INTEGER NOT NULL,
+    time_max      INTEGER NOT NULL,
+    rows          INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    chain_sha256  TEXT NOT NULL,
+    sealed_at     INTEGER NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'sealed' CHECK (state IN ('sealed', 'expired'))
+);
+CREATE INDEX segments_by_time ON segments (table_name, time_min);
+CREATE TABLE segment_pods (
+    pod_uid TEXT NOT NULL,
+    seq     INTEGER NOT NULL REFERENCES segments (seq),
+    PRIMARY KEY (pod_uid, seq)
+) WITHOUT ROWID;
+CREATE TABLE pods (
+    pod_uid TEXT NOT NULL, pod_namespace TEXT NOT NULL, pod_name TEXT NOT NULL, node TEXT NOT NULL,
+    labels TEXT, owner TEXT, qos_class TEXT,
+    valid_from INTEGER NOT NULL, valid_to INTEGER, source TEXT NOT NULL,
+    PRIMARY KEY (pod_uid, valid_from)
+);
+CREATE TABLE containers (
+    container_id TEXT NOT NULL, pod_uid TEXT, container_name TEXT, image TEXT, runtime TEXT,
+    cgroup_id INTEGER, valid_from INTEGER NOT NULL, valid_to INTEGER, source TEXT NOT NULL,
+    PRIMARY KEY (container_id, valid_from)
+);
+CREATE TABLE ip_owners (
+    ip TEXT NOT NULL, pod_uid TEXT NOT NULL, pod_namespace TEXT, pod_name TEXT, node TEXT NOT NULL,
+    valid_from INTEGER NOT NULL, valid_to INTEGER, source TEXT NOT NULL,
+    PRIMARY KEY (ip, valid_from, pod_uid)
+);
+CREATE TABLE loss (
+    id INTEGER PRIMARY KEY,
+    time_from INTEGER NOT NULL, time_to INTEGER NOT NULL, source TEXT NOT NULL,
+    table_name TEXT, cpu INTEGER, count INTEGER NOT NULL, detail TEXT
+);
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("catalog {path} has schema version {found}, newer than this podtrail understands ({SCHEMA_VERSION}); upgrade podtrail")]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("catalog {path}: {what}")]
+    Invalid { path: PathBuf, what: String },
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// One sealed segment as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRecord {
+    pub seq: i64,
+    pub segment_id: String,
+    pub table_name: String,
+    /// Relative to the data dir.
+    pub path: String,
+    pub time_min: i64,
+    pub time_max: i64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub chain_sha256: String,
+    pub sealed_at: i64,
+    pub expired: bool,
+}
+
+/// Chain value of a segment: commits to every earlier segment, so removing or
+/// altering any one (file or catalog row) breaks every later link.
+pub fn chain_sha256(prev_chain: &str, segment_id: &str, sha256: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_chain.as_bytes());
+    h.update(b"\n");
+    h.update(segment_id.as_bytes());
+    h.update(b"\n");
+    h.update(sha256.as_bytes());
+    hex_lower(&h.finalize())
+}
+
+/// The chain value before the first segment.
+pub const CHAIN_GENESIS: &str = "podtrail-chain-v1";
+
+pub fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Catalog {
+    /// Open for writing, creating and migrating as needed (the recorder only).
+    pub fn open_rw(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+        let mut cat = Catalog { conn, path: path.to_owned() };
+        cat.conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| cat.err(e))?;
+        cat.conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| cat.err(e))?;
+        cat.migrate()?;
+        Ok(cat)
+    }
+
+    /// Open read-only. Never creates the file; fails clearly when it is missing.
+    pub fn open_ro(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(CatalogError::Invalid { path: path.to_owned(), what: "no such file".into() });
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| sql_err(path, e))?;
+        let cat = Catalog { conn, path: path.to_owned() };
+        cat.conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| cat.err(e))?;
+        let v = cat.version()?;
+        if v > SCHEMA_VERSION {
+            return Err(CatalogError::TooNew { path: path.to_owned(), found: v });
+        }
+        if v < SCHEMA_VERSION {
+            return Err(CatalogError::Invalid {
+                path: path.to_owned(),
+                what: format!("schema version {v}: not initialised or older than {SCHEMA_VERSION}; run podtraild once to migrate it"),
+            });
+        }
+        Ok(cat)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub fn err(&self, e: rusqlite::Error) -> CatalogError {
+        sql_err(&self.path, e)
+    }
+
+    fn version(&self) -> Result<i64> {
+        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let v = self.version()?;
+        if v > SCHEMA_VERSION {
+            return Err(CatalogError::TooNew { path: self.path.clone(), found: v });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+            let path = self.path.clone();
+            let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+            tx.execute_batch(sql).map_err(|e| sql_err(&path, e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| sql_err(&path, e))?;
+            tx.commit().map_err(|e| sql_err(&path, e))?;
+        }
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every segment in chain order (including expired ones).
+    pub fn segments(&self) -> Result<Vec<SegmentRecord>> {
+        self.query_segments("SELECT seq, segment_id, table_name, path, time_min, time_max, rows, bytes, sha256, chain_sha256, sealed_at, state FROM segments ORDER BY seq", &[])
+    }
+
+    /// Live segments of `table` whose time range overlaps `[from, to]` (inclusive,
+    /// ns) and, when `pods` is given, that hold at least one of those pods.
+    pub fn segments_overlapping(&self, table: &str, from: i64, to: i64, pods: Option<&[String]>) -> Result<Vec<SegmentRecord>> {
+        let base = "SELECT seq, segment_id, table_name, path, time_min, time_max, rows, bytes, sha256, chain_sha256, sealed_at, state \
+                    FROM segments WHERE table_name = ?1 AND state = 'sealed' AND time_max >= ?2 AND time_min <= ?3";
+        match pods {
+            None => self.query_segments(&format!("{base} ORDER BY seq"), &[&table, &from, &to]),
+            Some(pods) => {
+                let pods_json = serde_json::to_string(pods).expect("strings serialize");
+                self.query_segments(
+                    &format!("{base} AND seq IN (SELECT seq FROM segment_pods WHERE pod_uid IN (SELECT value FROM json_each(?4))) ORDER BY seq"),
+                    &[&table, &from, &to, &pods_json],
+                )
+            }
+        }
+    }
+
+    fn query_segments(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<SegmentRecord>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(SegmentRecord {
+                    seq: r.get(0)?,
+                    segment_id: r.get(1)?,
+                    table_name: r.get(2)?,
+                    path: r.get(3)?,
+                    time_min: r.get(4)?,
+                    time_max: r.get(5)?,
+                    rows: r.get::<_, i64>(6)? as u64,
+                    bytes: r.get::<_, i64>(7)? as u64,
+                    sha256: r.get(8)?,
+                    chain_sha256: r.get(9)?,
+                    sealed_at: r.get(10)?,
+                    expired: r.get::<_, String>(11)? == "expired",
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn segment_exists(&self, segment_id: &str) -> Result<bool> {
+        self.conn
+            .query_row("SELECT 1 FROM segments WHERE segment_id = ?1", params![segment_id], |_| Ok(()))
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| self.err(e))
+    }
+
+    /// A catalog table as one Arrow batch with the documented schema.
+    pub fn load_table(&self, def: &TableDef) -> Result<RecordBatch> {
+        let sqlite_table = sqlite_table_of(def).ok_or_else(|| CatalogError::Invalid {
+            path: self.path.clone(),
+            what: format!("{} is not a catalog table", def.name),
+        })?;
+        let cols: Vec<&tables::ColumnDef> = def.columns().collect();
+        let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
+        let sql = format!("SELECT {} FROM {sqlite_table}", names.join(", "));
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut builders: Vec<ColBuilder> = cols.iter().map(|c| ColBuilder::new(c.ty)).collect();
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            for (i, b) in builders.iter_mut().enumerate() {
+                b.push(row, i).map_err(|e| self.err(e))?;
+            }
+        }
+        let arrays: Vec<ArrayRef> = builders.into_iter().map(ColBuilder::finish).collect();
+        RecordBatch::try_new(def.arrow_schema(), arrays).map_err(|e| CatalogError::Invalid {
+            path: self.path.clone(),
+            what: format!("table {}: {e}", def.name),
+        })
+    }
+}
+
+/// Which SQLite table backs a catalog table.
+pub fn sqlite_table_of(def: &TableDef) -> Option<&'static str> {
+    match def.name {
+        "pods" => Some("pods"),
+        "containers" => Some("containers"),
+        "ip_owners" => Some("ip_owners"),
+        "podtrail_segments" => Some("segments"),
+        "podtrail_loss" => Some("loss"),
+        _ => None,
+    }
+}
+
+fn sql_err(path: &Path, source: rusqlite::Error) -> CatalogError {
+    CatalogError::Sqlite { path: path.to_owned(), source }
+}
+
+enum ColBuilder {
+    Time(TimestampNanosecondBuilder),
+    Text(StringBuilder),
+    U8(UInt8Builder),
+    U16(UInt16Builder),
+    U32(UInt32Builder),
+    U64(UInt64Builder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    Bool(BooleanBuilder),
+}
+
+impl ColBuilder {
+    fn new(ty: ColType) -> Self {
+        match ty {
+            ColType::Time => ColBuilder::Time(TimestampNanosecondBuilder::new().with_timezone("UTC")),
+            ColType::Text | ColType::Ip => ColBuilder::Text(StringBuilder::new()),
+            ColType::U8 => ColBuilder::U8(UInt8Builder::new()),
+            ColType::U16 => ColBuilder::U16(UInt16Builder::new()),
+            ColType::U32 => ColBuilder::U32(UInt32Builder::new()),
+            ColType::U64 => ColBuilder::U64(UInt64Builder::new()),
+            ColType::I32 => ColBuilder::I32(Int32Builder::new()),
+            ColType::I64 => ColBuilder::I64(Int64Builder::new()),
+            ColType::Bool => ColBuilder::Bool(BooleanBuilder::new()),
+            ColType::TextList => unreachable!("catalog tables have no list columns"),
+        }
+    }
+
+    fn push(&mut self, row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<()> {
+        match self {
+            ColBuilder::Time(b) => b.append_option(row.get::<_, Option<i64>>(i)?),
+            ColBuilder::Text(b) => b.append_option(row.get::<_, Option<String>>(i)?),
+            ColBuilder::U8(b) => b.append_option(row.get::<_, Option<i64>>(i)?.map(|v| v as u8)),
+            ColBuilder::U16(b) => b.append_option(row.get::<_, Option<i64>>(i)?.map(|v| v as u16)),
+            ColBuilder::U32(b) => b.append_option(row.get::<_, Option<i64>>(i)?.map(|v| v as u32)),
+            ColBuilder::U64(b) => b.append_option(row.get::<_, Option<i64>>(i)?.map(|v| v as u64)),
+            ColBuilder::I32(b) => b.append_option(row.get::<_, Option<i32>>(i)?),
+            ColBuilder::I64(b) => b.append_option(row.get::<_, Option<i64>>(i)?),
+            ColBuilder::Bool(b) => b.append_option(row.get::<_, Option<bool>>(i)?),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            ColBuilder::Time(mut b) => Arc::new(b.finish()),
+            ColBuilder::Text(mut b) => Arc::new(b.finish()),
+            ColBuilder::U8(mut b) => Arc::new(b.finish()),
+            ColBuilder::U16(mut b) => Arc::new(b.finish()),
+            ColBuilder::U32(mut b) => Arc::new(b.finish()),
+            ColBuilder::U64(mut b) => Arc::new(b.finish()),
+            ColBuilder::I32(mut b) => Arc::new(b.finish()),
+            ColBuilder::I64(mut b) => Arc::new(b.finish()),
+            ColBuilder::Bool(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::CATALOG_TABLES;
+
+    #[test]
+    fn every_catalog_table_loads_with_its_documented_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let cat = Catalog::open_rw(&path).unwrap();
+        cat.conn()
+            .execute(
+                "INSERT INTO ip_owners VALUES ('10.244.1.7', 'uid-a', 'ns', 'a', 'node1', 5, NULL, 'synthetic')",
+                [],
+            )
+            .unwrap();
+        drop(cat);
+        let ro = Catalog::open_ro(&path).unwrap();
+        for def in CATALOG_TABLES {
+            let b = ro.load_table(def).unwrap_or_else(|e| panic!("{}: {e}", def.name));
+            assert_eq!(b.schema(), def.arrow_schema(), "{}", def.name);
+        }
+        assert_eq!(ro.load_table(&crate::tables::IP_OWNERS).unwrap().num_rows(), 1);
+    }
+
+    #[test]
+    fn read_only_open_never_creates_a_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        assert!(Catalog::open_ro(&path).is_err());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn chain_commits_to_previous_link() {
+        let a = chain_sha256(CHAIN_GENESIS, "s1", "aa");
+        assert_ne!(chain_sha256(&a, "s2", "bb"), chain_sha256(CHAIN_GENESIS, "s2", "bb"));
+        assert_eq!(a.len(), 64);
+    }
+}

@@ -1,0 +1,417 @@
+//! Every table podtrail stores, as one documented field list each.
+//!
+//! In: nothing. Out: [`TableDef`]s from which the Arrow schemas (writer and reader)
+//! and `schema/TABLES.md` (people) are both generated, so the three never drift.
+//! Invariant: column names and table names are never reused for a different meaning;
+//! retired ones go to [`RESERVED_NAMES`].
+//!
+//! IP addresses are stored as canonical text (`10.244.1.7`, `fd00::1`): a query says
+//! `WHERE dst_ip = '10.244.1.7'`, and the same string is what min/max statistics and
+//! bloom filters are built on, so the natural predicate is also the prunable one.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Storage type of a column. A small closed set keeps the schema readable in SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    /// UTC timestamp, nanoseconds since the Unix epoch.
+    Time,
+    Text,
+    /// An IPv4 or IPv6 address in canonical text form.
+    Ip,
+    U8,
+    U16,
+    U32,
+    U64,
+    I32,
+    I64,
+    Bool,
+    /// A list of strings (e.g. argv).
+    TextList,
+}
+
+impl ColType {
+    pub fn arrow(self) -> DataType {
+        match self {
+            ColType::Time => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            ColType::Text | ColType::Ip => DataType::Utf8,
+            ColType::U8 => DataType::UInt8,
+            ColType::U16 => DataType::UInt16,
+            ColType::U32 => DataType::UInt32,
+            ColType::U64 => DataType::UInt64,
+            ColType::I32 => DataType::Int32,
+            ColType::I64 => DataType::Int64,
+            ColType::Bool => DataType::Boolean,
+            ColType::TextList => {
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+            }
+        }
+    }
+
+    fn sql_name(self) -> &'static str {
+        match self {
+            ColType::Time => "timestamp (ns, UTC)",
+            ColType::Text => "text",
+            ColType::Ip => "text (IP address)",
+            ColType::U8 => "uint8",
+            ColType::U16 => "uint16",
+            ColType::U32 => "uint32",
+            ColType::U64 => "uint64",
+            ColType::I32 => "int32",
+            ColType::I64 => "int64",
+            ColType::Bool => "boolean",
+            ColType::TextList => "list<text>",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnDef {
+    pub name: &'static str,
+    pub ty: ColType,
+    pub nullable: bool,
+    pub doc: &'static str,
+}
+
+const fn col(name: &'static str, ty: ColType, doc: &'static str) -> ColumnDef {
+    ColumnDef { name, ty, nullable: false, doc }
+}
+
+const fn opt(name: &'static str, ty: ColType, doc: &'static str) -> ColumnDef {
+    ColumnDef { name, ty, nullable: true, doc }
+}
+
+/// Where a table lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Parquet segments plus the hot tail, written by the `segments` stage.
+    Segments,
+    /// Rows of the SQLite catalog (`catalog.db`), exposed read-only as a table.
+    Catalog,
+}
+
+#[derive(Debug)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub storage: Storage,
+    pub doc: &'static str,
+    /// Event tables start with [`EVENT_KEY_COLUMNS`]; catalog tables do not.
+    pub stamped: bool,
+    pub own_columns: &'static [ColumnDef],
+}
+
+/// Columns every event row starts with: when, where, and the identity stamped at
+/// event time (not looked up at query time: the pod may be long gone by then).
+pub const EVENT_KEY_COLUMNS: &[ColumnDef] = &[
+    col("time", ColType::Time, "When the kernel saw the event (UTC, ns)."),
+    col("node", ColType::Text, "Node (host) name of the recorder that saw it."),
+    col("cgroup_id", ColType::U64, "cgroup v2 id (the inode of the cgroup directory) of the process or socket."),
+    opt("container_id", ColType::Text, "Container id at event time; null for host processes."),
+    opt("pod_uid", ColType::Text, "Pod UID at event time; null for host processes."),
+    opt("pod_name", ColType::Text, "Pod name at event time, when known."),
+    opt("pod_namespace", ColType::Text, "Pod namespace at event time, when known."),
+];
+
+pub const PROCESS_EXEC: TableDef = TableDef {
+    name: "process_exec",
+    storage: Storage::Segments,
+    doc: "One row per successful execve: a new process image.",
+    stamped: true,
+    own_columns: &[
+        col("exec_id", ColType::U64, "Stable unique id of this process image, from (boot id, pid, start time); see `exec_id()`."),
+        opt("parent_exec_id", ColType::U64, "`exec_id` of the parent process image, when known."),
+        col("pid", ColType::U32, "Process id (host pid namespace)."),
+        col("ppid", ColType::U32, "Parent process id (host pid namespace)."),
+        col("uid", ColType::U32, "Real user id."),
+        col("gid", ColType::U32, "Real group id."),
+        col("comm", ColType::Text, "Kernel command name (at most 15 bytes)."),
+        col("binary", ColType::Text, "Path of the executed file, as passed to execve."),
+        col("args", ColType::TextList, "argv, including argv[0]; bounded, see `args_truncated`."),
+        col("args_truncated", ColType::Bool, "True when argv was longer than the recorder keeps."),
+        opt("cwd", ColType::Text, "Working directory at exec, when known."),
+        col("cap_effective", ColType::U64, "Effective capability set (bit mask, CAP_* bit numbers)."),
+        col("netns", ColType::U32, "Network namespace inode number."),
+    ],
+};
+
+pub const PROCESS_EXIT: TableDef = TableDef {
+    name: "process_exit",
+    storage: Storage::Segments,
+    doc: "One row per process exit (thread-group leader).",
+    stamped: true,
+    own_columns: &[
+        col("exec_id", ColType::U64, "`exec_id` of the process image that exited."),
+        col("pid", ColType::U32, "Process id (host pid namespace)."),
+        col("exit_code", ColType::I32, "Exit status (0-255) when the process exited normally; 0 when killed by a signal."),
+        col("signal", ColType::I32, "Number of the signal that killed the process, 0 when none."),
+        opt("duration_ns", ColType::U64, "Time from exec to exit, when the exec was seen."),
+    ],
+};
+
+pub const NET_CONN: TableDef = TableDef {
+    name: "net_conn",
+    storage: Storage::Segments,
+    doc: "One row per connection lifecycle event: `connect`, `accept`, `close` or `fail`.",
+    stamped: true,
+    own_columns: &[
+        col("event", ColType::Text, "`connect` (outbound established), `accept` (inbound established), `close`, or `fail` (connect refused / timed out)."),
+        opt("exec_id", ColType::U64, "`exec_id` of the process that owns the socket, when known."),
+        opt("pid", ColType::U32, "Process id that owns the socket, when known."),
+        opt("comm", ColType::Text, "Command name of that process, when known."),
+        col("protocol", ColType::Text, "`tcp` or `udp`."),
+        col("family", ColType::Text, "`ipv4` or `ipv6`."),
+        col("src_ip", ColType::Ip, "Local address of the socket as the pod saw it (pre-NAT)."),
+        col("src_port", ColType::U16, "Local port."),
+        col("dst_ip", ColType::Ip, "Remote address of the socket as the pod saw it."),
+        col("dst_port", ColType::U16, "Remote port."),
+        opt("orig_dst_ip", ColType::Ip, "Destination the process asked for in connect() (e.g. a Service ClusterIP), before DNAT."),
+        opt("orig_dst_port", ColType::U16, "Port the process asked for in connect()."),
+        opt("nat_dst_ip", ColType::Ip, "Destination the traffic really went to after DNAT (e.g. the backend pod), when translated."),
+        opt("nat_dst_port", ColType::U16, "Port after DNAT."),
+        col("netns", ColType::U32, "Network namespace inode number of the socket."),
+        col("socket_cookie", ColType::U64, "Kernel socket cookie: joins the rows of one connection."),
+        opt("bytes_sent", ColType::U64, "On `close`: bytes sent over the connection's lifetime."),
+        opt("bytes_received", ColType::U64, "On `close`: bytes received over the connection's lifetime."),
+        opt("duration_ns", ColType::U64, "On `close`: time since the connection was established."),
+        opt("error", ColType::Text, "On `fail`: why (e.g. `ECONNREFUSED`)."),
+    ],
+};
+
+pub const PODS: TableDef = TableDef {
+    name: "pods",
+    storage: Storage::Catalog,
+    doc: "Pods seen on the node, one row per pod per validity interval. Deleted pods stay forever.",
+    stamped: false,
+    own_columns: &[
+        col("pod_uid", ColType::Text, "Pod UID."),
+        col("pod_namespace", ColType::Text, "Namespace."),
+        col("pod_name", ColType::Text, "Name."),
+        col("node", ColType::Text, "Node the pod ran on."),
+        opt("labels", ColType::Text, "Labels as a JSON object."),
+        opt("owner", ColType::Text, "Controlling owner, `Kind/name` (e.g. `ReplicaSet/web-7d9f`)."),
+        opt("qos_class", ColType::Text, "`guaranteed`, `burstable` or `besteffort`."),
+        col("valid_from", ColType::Time, "First time the pod was known to exist."),
+        opt("valid_to", ColType::Time, "When the pod was deleted; null while it exists."),
+        col("source", ColType::Text, "Where the record came from: `cri`, `kubernetes`, `observed` or `synthetic`."),
+    ],
+};
+
+pub const CONTAINERS: TableDef = TableDef {
+    name: "containers",
+    storage: Storage::Catalog,
+    doc: "Containers seen on the node, with their pod and cgroup.",
+    stamped: false,
+    own_columns: &[
+        col("container_id", ColType::Text, "Container id (runtime-specific, usually 64 hex digits)."),
+        opt("pod_uid", ColType::Text, "Pod UID, when the container belongs to a pod."),
+        opt("container_name", ColType::Text, "Container name in the pod spec."),
+        opt("image", ColType::Text, "Image reference."),
+        opt("runtime", ColType::Text, "`containerd`, `cri-o`, `docker`, ..."),
+        opt("cgroup_id", ColType::U64, "cgroup v2 id of the container's cgroup."),
+        col("valid_from", ColType::Time, "First time the container was known to exist."),
+        opt("valid_to", ColType::Time, "When the container ended; null while it exists."),
+        col("source", ColType::Text, "Where the record came from."),
+    ],
+};
+
+pub const IP_OWNERS: TableDef = TableDef {
+    name: "ip_owners",
+    storage: Storage::Catalog,
+    doc: "Which pod owned which IP address, as intervals: answers \"who owned 10.244.1.7 at T\" after the IP was reused.",
+    stamped: false,
+    own_columns: &[
+        col("ip", ColType::Ip, "The address."),
+        col("pod_uid", ColType::Text, "Pod that owned it."),
+        opt("pod_namespace", ColType::Text, "That pod's namespace."),
+        opt("pod_name", ColType::Text, "That pod's name."),
+        col("node", ColType::Text, "Node the pod ran on."),
+        col("valid_from", ColType::Time, "Start of ownership."),
+        opt("valid_to", ColType::Time, "End of ownership; null while still owned."),
+        col("source", ColType::Text, "Where the record came from: `cri`, `kubernetes`, `observed` or `synthetic`."),
+    ],
+};
+
+pub const SEGMENTS: TableDef = TableDef {
+    name: "podtrail_segments",
+    storage: Storage::Catalog,
+    doc: "Every sealed segment ever written, including ones retention has since removed.",
+    stamped: false,
+    own_columns: &[
+        col("seq", ColType::I64, "Position in the hash chain (1, 2, ...)."),
+        col("segment_id", ColType::Text, "Segment id; also the file name without `.parquet`."),
+        col("table_name", ColType::Text, "Event table the segment belongs to."),
+        col("path", ColType::Text, "File path relative to the data dir."),
+        col("time_min", ColType::Time, "Earliest `time` in the segment."),
+        col("time_max", ColType::Time, "Latest `time` in the segment."),
+        col("rows", ColType::U64, "Row count."),
+        col("bytes", ColType::U64, "File size in bytes."),
+        col("sha256", ColType::Text, "SHA-256 of the file, hex."),
+        col("chain_sha256", ColType::Text, "SHA-256 over the previous segment's chain value, this segment's id and its sha256."),
+        col("sealed_at", ColType::Time, "Wall-clock time the segment was sealed."),
+        col("state", ColType::Text, "`sealed`, or `expired` once retention removed the file."),
+    ],
+};
+
+pub const LOSS: TableDef = TableDef {
+    name: "podtrail_loss",
+    storage: Storage::Catalog,
+    doc: "Counted loss: events the recorder saw happen but could not keep. Loss is data: a gap in the history is recorded here, never silent.",
+    stamped: false,
+    own_columns: &[
+        col("time_from", ColType::Time, "Start of the window in which the loss happened."),
+        col("time_to", ColType::Time, "End of that window."),
+        col("source", ColType::Text, "`kernel_ringbuf` (reserve failed in the kernel), `userspace_queue`, `disk` (write failed), `crash` (unflushed rows lost to a crash), `retention` (rows expired before shipping)."),
+        opt("table_name", ColType::Text, "Table the lost rows belonged to, when known."),
+        opt("cpu", ColType::U32, "CPU, for per-CPU kernel counters."),
+        col("count", ColType::U64, "Number of events (rows) lost."),
+        opt("detail", ColType::Text, "Free-text explanation (file name, error)."),
+    ],
+};
+
+/// Tables stored as Parquet segments.
+pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN];
+
+/// Tables kept in the SQLite catalog and exposed read-only to SQL.
+pub const CATALOG_TABLES: &[&TableDef] = &[&PODS, &CONTAINERS, &IP_OWNERS, &SEGMENTS, &LOSS];
+
+/// Names that were used once and must never be given a new meaning.
+pub const RESERVED_NAMES: &[&str] = &[];
+
+impl TableDef {
+    /// All columns in storage order.
+    pub fn columns(&self) -> impl Iterator<Item = &'static ColumnDef> + use<> {
+        let key: &'static [ColumnDef] = if self.stamped { EVENT_KEY_COLUMNS } else { &[] };
+        key.iter().chain(self.own_columns.iter())
+    }
+
+    pub fn column(&self, name: &str) -> Option<&'static ColumnDef> {
+        self.columns().find(|c| c.name == name)
+    }
+
+    pub fn arrow_schema(&self) -> SchemaRef {
+        let fields: Vec<Field> =
+            self.columns().map(|c| Field::new(c.name, c.ty.arrow(), c.nullable)).collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Columns that get Parquet bloom filters: equality lookups by IP or pod.
+    pub fn bloom_columns(&self) -> impl Iterator<Item = &'static str> + use<> {
+        self.columns()
+            .filter(|c| c.ty == ColType::Ip || matches!(c.name, "pod_uid" | "pod_name" | "container_id"))
+            .map(|c| c.name)
+    }
+}
+
+pub fn event_table(name: &str) -> Option<&'static TableDef> {
+    EVENT_TABLES.iter().copied().find(|t| t.name == name)
+}
+
+pub fn all_tables() -> impl Iterator<Item = &'static TableDef> {
+    EVENT_TABLES.iter().chain(CATALOG_TABLES.iter()).copied()
+}
+
+/// Stable id of a process image. Inputs are what the kernel reports, so the same
+/// process gets the same id from every recorder run on that boot; the boot id keeps
+/// ids of different boots apart. SplitMix64-style mixing: cheap, fixed forever
+/// (changing it would break joins with existing history).
+pub fn exec_id(boot_id: u64, pid: u32, start_time_ns: u64) -> u64 {
+    let mut x = boot_id ^ (u64::from(pid)).rotate_left(40) ^ start_time_ns.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..2 {
+        x ^= x >> 30;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+    }
+    x
+}
+
+/// Markdown reference of every table, generated from the definitions above.
+pub fn tables_markdown() -> String {
+    let mut out = String::from(
+        "# podtrail tables\n\n\
+         Generated from `schema/src/tables.rs` by `podtrail schema`; do not edit by hand.\n\
+         A test fails when this file is stale.\n\n\
+         Times are UTC timestamps with nanosecond precision. IP addresses are text in\n\
+         canonical form, so `WHERE dst_ip = '10.244.1.7'` both reads naturally and prunes.\n",
+    );
+    for t in all_tables() {
+        let where_ = match t.storage {
+            Storage::Segments => "Parquet segments + hot tail",
+            Storage::Catalog => "SQLite catalog",
+        };
+        out.push_str(&format!("\n## `{}`\n\n{} Stored in: {}.\n\n", t.name, t.doc, where_));
+        out.push_str("| column | type | null | meaning |\n|---|---|---|---|\n");
+        for c in t.columns() {
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                c.name,
+                c.ty.sql_name(),
+                if c.nullable { "yes" } else { "no" },
+                c.doc.replace('|', "\\|")
+            ));
+        }
+    }
+    if !RESERVED_NAMES.is_empty() {
+        out.push_str(&format!("\nReserved (retired) names: {}\n", RESERVED_NAMES.join(", ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_md_is_current() {
+        let committed = include_str!("../TABLES.md");
+        assert!(
+            committed == tables_markdown(),
+            "schema/TABLES.md is stale: regenerate it with \
+             `cargo run --release -p podtrail-query --bin podtrail -- schema > schema/TABLES.md`"
+        );
+    }
+
+    #[test]
+    fn names_are_unique_snake_case_and_not_reserved() {
+        let mut tables = std::collections::HashSet::new();
+        for t in all_tables() {
+            assert!(tables.insert(t.name), "table {} defined twice", t.name);
+            assert!(!RESERVED_NAMES.contains(&t.name), "table {} uses a reserved name", t.name);
+            let mut cols = std::collections::HashSet::new();
+            for c in t.columns() {
+                assert!(cols.insert(c.name), "{}.{} defined twice", t.name, c.name);
+                assert!(
+                    c.name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_'),
+                    "{}.{} is not snake_case",
+                    t.name,
+                    c.name
+                );
+                assert!(!c.doc.is_empty(), "{}.{} has no doc", t.name, c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn event_tables_carry_identity_and_ip_blooms() {
+        let s = NET_CONN.arrow_schema();
+        for k in ["time", "node", "cgroup_id", "container_id", "pod_uid", "pod_name", "pod_namespace"] {
+            assert!(s.field_with_name(k).is_ok(), "net_conn lacks {k}");
+        }
+        let blooms: Vec<_> = NET_CONN.bloom_columns().collect();
+        for c in ["src_ip", "dst_ip", "orig_dst_ip", "nat_dst_ip", "pod_uid"] {
+            assert!(blooms.contains(&c), "no bloom filter on net_conn.{c}: {blooms:?}");
+        }
+    }
+
+    #[test]
+    fn exec_id_depends_on_every_input() {
+        let base = exec_id(1, 100, 5_000);
+        assert_ne!(base, exec_id(2, 100, 5_000));
+        assert_ne!(base, exec_id(1, 101, 5_000));
+        assert_ne!(base, exec_id(1, 100, 5_001));
+        assert_eq!(base, exec_id(1, 100, 5_000));
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what podtrail's build, tests and benchmarks need, only when missing.
+# Idempotent; safe to run on every invocation. Needs root for apt (CI runs as root).
+set -euo pipefail
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} (apt)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo (Rust 1.95+) is required and not found on PATH" >&2
+  exit 1
+fi
+
+# DuckDB (PyPI) reads our segments in the test suite: an independent Parquet reader.
+# The DuckDB CLI (PyPI duckdb-cli) is the benchmark's comparison point.
+pip_need=()
+python3 -c 'import duckdb' 2>/dev/null || pip_need+=(duckdb)
+command -v duckdb >/dev/null || pip_need+=(duckdb-cli)
+if [ ${#pip_need[@]} -gt 0 ]; then
+  echo "setup: installing ${pip_need[*]} (pip)" >&2
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_need[@]}"
+fi
