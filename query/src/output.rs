@@ -3,7 +3,11 @@
 
 use std::io::Write;
 
-use arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -29,10 +33,10 @@ pub fn write(format: Format, schema: &SchemaRef, batches: &[RecordBatch], out: &
         Format::Csv => {
             let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
             if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(schema.clone())).map_err(|e| e.to_string())?;
+                w.write(&flatten_nested(&RecordBatch::new_empty(schema.clone()))?).map_err(|e| e.to_string())?;
             }
             for b in batches {
-                w.write(b).map_err(|e| e.to_string())?;
+                w.write(&flatten_nested(b)?).map_err(|e| e.to_string())?;
             }
             Ok(())
         }
@@ -41,13 +45,8 @@ pub fn write(format: Format, schema: &SchemaRef, batches: &[RecordBatch], out: &
             for b in batches {
                 w.write(b).map_err(|e| e.to_string())?;
             }
+            // An empty result is `[]` (finish writes it), not nothing.
             w.finish().map_err(|e| e.to_string())?;
-            // An empty result is `[]`, not nothing.
-            if batches.iter().all(|b| b.num_rows() == 0) {
-                let out = w.into_inner();
-                out.write_all(b"[]").map_err(|e| e.to_string())?;
-                return out.write_all(b"\n").map_err(|e| e.to_string());
-            }
             w.into_inner().write_all(b"\n").map_err(|e| e.to_string())
         }
         Format::Ndjson => {
@@ -68,4 +67,39 @@ pub fn write(format: Format, schema: &SchemaRef, batches: &[RecordBatch], out: &
             out.write_all(&buf).map_err(|e| e.to_string())
         }
     }
+}
+
+/// CSV has no lists: a list of strings (e.g. `args`) becomes a JSON array, which
+/// keeps arguments with spaces or commas unambiguous; other nested values use
+/// Arrow's display form.
+fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch, String> {
+    if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !f.data_type().is_nested() {
+            fields.push(f.as_ref().clone());
+            cols.push(col.clone());
+            continue;
+        }
+        let mut b = StringBuilder::new();
+        let strings = col.as_list_opt::<i32>().filter(|l| l.values().data_type() == &DataType::Utf8);
+        let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).map_err(|e| e.to_string())?;
+        for i in 0..col.len() {
+            if col.is_null(i) {
+                b.append_null();
+            } else if let Some(l) = strings {
+                let v = l.value(i);
+                let items: Vec<Option<&str>> = v.as_string::<i32>().iter().collect();
+                b.append_value(serde_json::to_string(&items).expect("strings serialize"));
+            } else {
+                b.append_value(fmt.value(i).to_string());
+            }
+        }
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        cols.push(Arc::new(b.finish()));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| e.to_string())
 }

@@ -87,17 +87,22 @@ fn one_pod_one_hour_opens_only_overlapping_segments_and_matches_a_full_scan() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     synth(&dir, &["--hours", "24", "--pods", "12", "--events-per-sec", "3", "--seed", "3"]);
-    let pods = sql_json(&dir, "SELECT pod_uid, count(*) AS n FROM net_conn WHERE pod_uid IS NOT NULL GROUP BY pod_uid ORDER BY n DESC LIMIT 1");
+    let pods = sql_json(
+        &dir,
+        "SELECT pod_uid, count(*) AS n FROM net_conn WHERE pod_uid IS NOT NULL AND time >= '2026-11-16T10:00:00Z' \
+         AND time < '2026-11-16T11:00:00Z' GROUP BY pod_uid ORDER BY n DESC, pod_uid LIMIT 1",
+    );
     let pod = pods[0]["pod_uid"].as_str().unwrap().to_owned();
     let pruned = format!(
         "SELECT time, event, src_ip, src_port, dst_ip, dst_port, socket_cookie FROM net_conn \
          WHERE pod_uid = '{pod}' AND time >= '2026-11-16T10:00:00Z' AND time < '2026-11-16T11:00:00Z' ORDER BY time, socket_cookie, event"
     );
-    // The same predicate in a shape the catalog cannot use: every segment is opened.
+    // The same rows through a predicate the catalog cannot use (a disjunction with
+    // a condition no row meets: cgroup ids are never 0), so every segment is opened.
     let full = format!(
         "SELECT time, event, src_ip, src_port, dst_ip, dst_port, socket_cookie FROM net_conn \
-         WHERE concat(pod_uid, '') = '{pod}' AND CAST(time AS BIGINT) >= {} AND CAST(time AS BIGINT) < {} ORDER BY time, socket_cookie, event",
-        1_794_823_200_000_000_000i64, 1_794_826_800_000_000_000i64
+         WHERE (pod_uid = '{pod}' AND time >= '2026-11-16T10:00:00Z' AND time < '2026-11-16T11:00:00Z') OR cgroup_id = 0 \
+         ORDER BY time, socket_cookie, event"
     );
     let out_p = run("podtrail", &["--data-dir", d(&dir), "sql", "--stats", "--format", "csv", &pruned]);
     let out_f = run("podtrail", &["--data-dir", d(&dir), "sql", "--stats", "--format", "csv", &full]);
@@ -128,12 +133,13 @@ fn duckdb_reads_every_sealed_segment_and_agrees() {
     let script = r#"
 import duckdb, json, sys
 d = sys.argv[1]
+con = duckdb.connect()
 out = {}
 for t in ["process_exec", "process_exit", "net_conn"]:
     q = f"SELECT count(*), count(DISTINCT pod_uid), CAST(sum(cgroup_id) AS VARCHAR) FROM read_parquet('{d}/segments/{t}/**/*.parquet')"
-    out[t] = [str(v) for v in duckdb.sql(q).fetchone()]
-out["bytes_sent"] = str(duckdb.sql(f"SELECT sum(bytes_sent) FROM read_parquet('{d}/segments/net_conn/**/*.parquet')").fetchone()[0])
-out["args"] = str(duckdb.sql(f"SELECT count(*) FROM read_parquet('{d}/segments/process_exec/**/*.parquet') WHERE list_contains(args, '-c')").fetchone()[0])
+    out[t] = [str(v) for v in con.execute(q).fetchall()[0]]
+out["bytes_sent"] = str(con.execute(f"SELECT sum(bytes_sent) FROM read_parquet('{d}/segments/net_conn/**/*.parquet')").fetchall()[0][0])
+out["args"] = str(con.execute(f"SELECT count(*) FROM read_parquet('{d}/segments/process_exec/**/*.parquet') WHERE list_contains(args, '-c')").fetchall()[0][0])
 print(json.dumps(out))
 "#;
     let o = Command::new("python3").args(["-c", script, d(&dir)]).output().expect("python3");
