@@ -63,7 +63,7 @@ impl StoreConfig {
             max_segment_bytes: 256 << 20,
             disk_budget_bytes: None,
             row_group_rows: 16 * 1024,
-            zstd_level: 6,
+            zstd_level: 3,
         }
     }
 }

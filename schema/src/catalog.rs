@@ -144,9 +144,25 @@ impl Catalog {
         }
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(|e| sql_err(path, e))?;
-        let cat = Catalog { conn, path: path.to_owned() };
+        let mut cat = Catalog { conn, path: path.to_owned() };
         cat.conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| cat.err(e))?;
-        let v = cat.version()?;
+        let v = match cat.version() {
+            Ok(v) => v,
+            // A reader without write access cannot create the WAL index (-shm) that
+            // SQLite removes when the writer closes cleanly. With no -wal file there
+            // is nothing outside the main file, so reading it as immutable is exact.
+            Err(CatalogError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. })
+                if e.code == rusqlite::ErrorCode::ReadOnly && !wal_path(path).exists() =>
+            {
+                cat.conn = Connection::open_with_flags(
+                    format!("file:{}?immutable=1", uri_escape(path)),
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(|e| sql_err(path, e))?;
+                cat.version()?
+            }
+            Err(e) => return Err(e),
+        };
         if v > SCHEMA_VERSION {
             return Err(CatalogError::TooNew { path: path.to_owned(), found: v });
         }
@@ -277,6 +293,22 @@ impl Catalog {
             what: format!("table {}: {e}", def.name),
         })
     }
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", db.display()))
+}
+
+/// Percent-encode what an SQLite URI filename cannot carry literally.
+fn uri_escape(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'%' | b'?' | b'#' | b' ' | 0..=0x1f | 0x7f.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
 }
 
 /// Which SQLite table backs a catalog table.

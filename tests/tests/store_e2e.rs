@@ -354,3 +354,58 @@ fn retention_expires_oldest_first_and_the_chain_still_verifies() {
     assert_eq!(sql_count(&dir, "SELECT count(*) FROM net_conn"), live_rows);
     assert!(live_rows < c.net_conn);
 }
+
+#[test]
+fn queries_while_the_writer_seals_never_double_or_drop_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    // Seal every second so that queries race seals; flush every second.
+    let child = Command::new(bin("podtrail-synth"))
+        .args(["--data-dir", d(&dir), "--realtime", "--hours", "0.002", "--pods", "6", "--events-per-sec", "150", "--segment-age-secs", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn synth");
+    let started = Instant::now();
+    let mut seen: Vec<u64> = Vec::new();
+    while started.elapsed() < Duration::from_secs(6) {
+        if dir.join("catalog.db").exists() {
+            let o = run("podtrail", &["--data-dir", d(&dir), "sql", "--format", "csv", "SELECT count(*) FROM net_conn"]);
+            assert!(o.status.success(), "query during writing failed: {}", String::from_utf8_lossy(&o.stderr));
+            seen.push(String::from_utf8_lossy(&o.stdout).lines().nth(1).unwrap().parse().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let c: SynthCounts = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(seen.len() > 10, "too few queries ran: {seen:?}");
+    assert!(seen.iter().any(|&n| n > 0 && n < c.net_conn), "no query saw a partial history: {seen:?}");
+    // A seal racing a query would show as a count that later shrinks (doubled) or
+    // as a final count that differs from what was written (dropped).
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "counts went backwards: {seen:?}");
+    assert!(seen.iter().all(|&n| n <= c.net_conn), "a query counted more rows than were written: {seen:?} > {}", c.net_conn);
+    assert_eq!(sql_count(&dir, "SELECT count(*) FROM net_conn"), c.net_conn);
+    assert!(sql_count(&dir, "SELECT count(*) FROM podtrail_segments WHERE table_name = 'net_conn'") >= 3);
+}
+
+#[test]
+fn an_unprivileged_user_with_read_access_can_query() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("data dir"); // a space, to exercise path escaping
+    let c = synth(&dir, &["--hours", "0.3", "--pods", "4", "--events-per-sec", "10"]);
+    // The writer closed cleanly, so SQLite removed its -wal and -shm files: the
+    // hardest case for a reader that may create nothing.
+    assert!(!dir.join("catalog.db-shm").exists());
+    let o = Command::new("chmod").args(["-R", "a+rX", d(&dir)]).status().unwrap();
+    assert!(o.success());
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin("podtrail").to_str().unwrap(), "--data-dir", d(&dir)])
+        .args(["sql", "--format", "csv", "SELECT count(*) FROM process_exec"])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(o.status.success(), "as uid 65534: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().nth(1), Some(c.process_exec.to_string().as_str()));
+    assert!(!dir.join("catalog.db-shm").exists(), "the reader must not have created files");
+}

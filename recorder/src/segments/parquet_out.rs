@@ -12,8 +12,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, StringArray};
-use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
+use arrow::array::{Array, ArrayRef, StringArray, UInt32Array};
+use arrow::compute::{SortOptions, take_record_batch};
+use arrow::row::{RowConverter, SortField};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -98,14 +99,17 @@ pub fn write_segment(data_dir: &Path, def: &'static TableDef, id: &str, batches:
     let schema = def.arrow_schema();
     let all = arrow::compute::concat_batches(&schema, batches).map_err(arrow_err)?;
     let (time_min, time_max) = time_range(def, &all)?;
-    let sort_cols: Vec<SortColumn> = SORT_KEY
-        .iter()
-        .map(|c| SortColumn {
-            values: Arc::clone(all.column(schema.index_of(c).expect("sort key"))),
-            options: Some(SortOptions { descending: false, nulls_first: true }),
-        })
-        .collect();
-    let idx = lexsort_to_indices(&sort_cols, None).map_err(arrow_err)?;
+    // Sort through Arrow's row format: one memcmp per comparison instead of a
+    // column-by-column compare (pod_uid is a 36-byte string).
+    let key_cols: Vec<ArrayRef> = SORT_KEY.iter().map(|c| Arc::clone(all.column(schema.index_of(c).expect("sort key")))).collect();
+    let converter = RowConverter::new(
+        key_cols.iter().map(|a| SortField::new_with_options(a.data_type().clone(), SortOptions { descending: false, nulls_first: true })).collect(),
+    )
+    .map_err(arrow_err)?;
+    let rows = converter.convert_columns(&key_cols).map_err(arrow_err)?;
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    order.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    let idx = UInt32Array::from(order);
     let sorted = take_record_batch(&all, &idx).map_err(arrow_err)?;
     drop(all);
 

@@ -27,6 +27,9 @@ enum Cmd {
     Ingest {
         #[arg(long, default_value_t = 3_000_000)]
         rows: u64,
+        /// zstd level of sealed segments (the store's default when omitted).
+        #[arg(long)]
+        zstd_level: Option<i32>,
     },
     /// Bytes on disk per row for each event table, against JSON lines.
     Size {
@@ -58,27 +61,48 @@ fn generate(hours: f64, pods: usize, eps: f64) -> anyhow::Result<MemorySink> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Ingest { rows } => ingest(rows),
+        Cmd::Ingest { rows, zstd_level } => ingest(rows, zstd_level),
         Cmd::Size { hours } => size(hours),
         Cmd::Query { dir, runs } => query(&dir, runs),
     }
 }
 
-fn ingest(rows: u64) -> anyhow::Result<()> {
-    // Generate first (not timed): 500 activities/s yields ~1.3 rows per activity.
-    let hours = rows as f64 / (500.0 * 1.3 * 3600.0);
+/// Live sealed segments per table: (segments, rows, bytes), from the catalog.
+fn sealed_by_table(store: &SegmentStore) -> anyhow::Result<std::collections::BTreeMap<String, (u64, u64, u64)>> {
+    let mut m: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+    for s in store.catalog().segments()? {
+        let e = m.entry(s.table_name.clone()).or_default();
+        e.0 += 1;
+        e.1 += s.rows;
+        e.2 += s.bytes;
+    }
+    Ok(m)
+}
+
+fn ingest(rows: u64, zstd_level: Option<i32>) -> anyhow::Result<()> {
+    // Generate first (not timed): 500 activities/s yield about 2 rows each.
+    let hours = rows as f64 / (500.0 * 2.0 * 3600.0);
     let sink = generate(hours, 200, 500.0)?;
     let n: u64 = sink.batches.iter().map(|(_, b)| b.num_rows() as u64).sum();
     let tmp = tempfile::tempdir()?;
-    let (mut store, _) = SegmentStore::open(StoreConfig::new(tmp.path(), "bench-node"))?;
+    let mut cfg = StoreConfig::new(tmp.path(), "bench-node");
+    if let Some(l) = zstd_level {
+        cfg.zstd_level = l;
+    }
+    let level = cfg.zstd_level;
+    let (mut store, _) = SegmentStore::open(cfg)?;
     let t = Instant::now();
     for (table, batch) in sink.batches {
         store.append(table, batch)?;
     }
-    let sealed = store.close()?;
+    let catalog_dir = tmp.path().to_owned();
+    store.close()?;
     let secs = t.elapsed().as_secs_f64();
-    let bytes: u64 = sealed.iter().map(|s| s.bytes).sum();
-    println!("ingest: {n} rows ({hours:.2} h of synthetic history, 200 pods, 500 activities/s) -> {} sealed segments, {bytes} bytes", sealed.len());
+    let (store, _) = SegmentStore::open(StoreConfig::new(&catalog_dir, "bench-node"))?;
+    let by_table = sealed_by_table(&store)?;
+    let segs: u64 = by_table.values().map(|v| v.0).sum();
+    let bytes: u64 = by_table.values().map(|v| v.2).sum();
+    println!("ingest: {n} rows ({hours:.2} h of synthetic history, 200 pods, 500 activities/s), zstd level {level} -> {segs} sealed segments, {bytes} bytes");
     println!("ingest: {:.2} s, {:.0} rows/s on one thread (target >= 500000)", secs, n as f64 / secs);
     Ok(())
 }
@@ -98,11 +122,15 @@ fn size(hours: f64) -> anyhow::Result<()> {
     for (table, batch) in sink.batches {
         Sink::append(&mut store, table, batch)?;
     }
-    let sealed = store.close()?;
+    let dir = tmp.path().to_owned();
+    store.close()?;
+    let (store, _) = SegmentStore::open(StoreConfig::new(&dir, "bench-node"))?;
+    let by_table = sealed_by_table(&store)?;
     println!("size: {hours} h of synthetic history, 200 pods, 500 activities/s");
     println!("{:<14} {:>10} {:>14} {:>14} {:>16}", "table", "rows", "parquet B/row", "json B/row", "json+zstd B/row");
     for (table, (rows, js)) in &json {
-        let pq: u64 = sealed.iter().filter(|s| s.table == *table).map(|s| s.bytes).sum();
+        let (_, sealed_rows, pq) = by_table.get(*table).copied().unwrap_or_default();
+        anyhow::ensure!(sealed_rows == *rows, "{table}: {sealed_rows} rows sealed, {rows} generated");
         let z = zstd::encode_all(&js[..], 3)?.len();
         let target = match *table {
             "process_exec" => " (target <= 60)",
