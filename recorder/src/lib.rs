@@ -1,7 +1,13 @@
-//! podtrail-recorder: the stages of `podtraild`. Today: `segments`, the durable
-//! store every other stage writes into. Kernel capture (`probes`, `decode`, `procs`)
-//! and `identity` come next; see the repository README for what is built.
+//! podtrail-recorder: the stages of `podtraild`, each a module named for it:
+//! `probes` (load eBPF, drain the ring buffer) -> `decode` -> `procs` (process
+//! table, exec ids) -> `batch` (Arrow batches) -> `segments` (durable store).
+//! `run` wires them together. Identity (pods) and network capture come next.
 
+pub mod batch;
+pub mod decode;
+pub mod probes;
+pub mod procs;
+pub mod run;
 pub mod segments;
 
 pub use segments::{SegmentStore, StoreConfig};

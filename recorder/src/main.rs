@@ -8,8 +8,8 @@ use podtrail_recorder::{SegmentStore, StoreConfig};
 
 /// podtraild — podtrail's recorder daemon.
 ///
-/// Kernel capture (`podtraild run`) is not built yet; today this binary maintains
-/// a data dir written through the segment store (e.g. by `podtrail-synth`).
+/// `podtraild run` records process exec and exit events from eBPF (root needed)
+/// into the data dir; query it with `podtrail`.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -22,6 +22,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Record until SIGTERM/SIGINT, then drain, flush, seal and exit 0 (needs root
+    /// and a kernel with BTF). Recovers what a previous crash left first.
+    Run {
+        /// Node name stamped on every row (default: the host name).
+        #[arg(long)]
+        node: Option<String>,
+        /// Keep recording with the programs that load when some fail; the missing
+        /// ones are named in the log.
+        #[arg(long)]
+        allow_partial: bool,
+    },
     /// Recover a data dir after a crash: remove half-written files, seal every hot
     /// tail up to its last complete flush, record torn frames as loss; then exit.
     /// The recorder does the same on every start.
@@ -44,6 +55,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
+        Cmd::Run { node, allow_partial } => {
+            let cfg = podtrail_recorder::run::RunConfig { data_dir: cli.data_dir, node: node.unwrap_or_else(hostname), allow_partial };
+            let summary = podtrail_recorder::run::run(cfg, |missing| {
+                if !missing.is_empty() {
+                    eprintln!("podtraild: recording without: {}", missing.join("; "));
+                }
+            })?;
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(())
+        }
         Cmd::Recover => {
             let node = hostname();
             let (store, report) = SegmentStore::open(StoreConfig::new(&cli.data_dir, node))?;

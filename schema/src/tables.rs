@@ -120,7 +120,7 @@ pub const PROCESS_EXEC: TableDef = TableDef {
     doc: "One row per successful execve: a new process image.",
     stamped: true,
     own_columns: &[
-        col("exec_id", ColType::U64, "Stable unique id of this process image, from (boot id, pid, start time); see `exec_id()`."),
+        col("exec_id", ColType::U64, "Stable unique id of this process image, from (boot id, pid, image start: the exec time, or the /proc start time for processes that predate the recorder); see `exec_id()`."),
         opt("parent_exec_id", ColType::U64, "`exec_id` of the parent process image, when known."),
         col("pid", ColType::U32, "Process id (host pid namespace)."),
         col("ppid", ColType::U32, "Parent process id (host pid namespace)."),
@@ -142,7 +142,7 @@ pub const PROCESS_EXIT: TableDef = TableDef {
     doc: "One row per process exit (thread-group leader).",
     stamped: true,
     own_columns: &[
-        col("exec_id", ColType::U64, "`exec_id` of the process image that exited."),
+        opt("exec_id", ColType::U64, "`exec_id` of the process image that exited; null when its exec was not seen (a process that started before the recorder and escaped /proc seeding)."),
         col("pid", ColType::U32, "Process id (host pid namespace)."),
         col("exit_code", ColType::I32, "Exit status (0-255) when the process exited normally; 0 when killed by a signal."),
         col("signal", ColType::I32, "Number of the signal that killed the process, 0 when none."),
@@ -262,7 +262,7 @@ pub const LOSS: TableDef = TableDef {
     own_columns: &[
         col("time_from", ColType::Time, "Start of the window in which the loss happened."),
         col("time_to", ColType::Time, "End of that window."),
-        col("source", ColType::Text, "`kernel_ringbuf` (reserve failed in the kernel), `userspace_queue`, `disk` (write failed), `crash` (unflushed rows lost to a crash), `retention` (rows expired before shipping)."),
+        col("source", ColType::Text, "`kernel_ringbuf` (reserve failed in the kernel), `userspace_queue`, `disk` (write failed), `decode` (a kernel record userspace could not decode), `crash` (unflushed rows lost to a crash), `retention` (rows expired before shipping)."),
         opt("table_name", ColType::Text, "Table the lost rows belonged to, when known."),
         opt("cpu", ColType::U32, "CPU, for per-CPU kernel counters."),
         col("count", ColType::U64, "Number of events (rows) lost."),

@@ -1,0 +1,117 @@
+//! podtrail-ebpf: the compiled kernel programs, embedded, and `#[repr(C)]` mirrors
+//! of the event structs in `ebpf/include/events.h`.
+//!
+//! Invariant: every mirror has the size and field offsets of its C struct in the
+//! compiled object's BTF (checked by `mirrors_match_btf`), so a drift fails a test
+//! instead of silently corrupting history.
+
+/// An object file with the alignment ELF parsing wants.
+#[repr(C, align(8))]
+pub struct Aligned<B: ?Sized>(pub B);
+
+static PROCESS_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/process.bpf.o")));
+
+/// `process.bpf.o`: `handle_exec` (tp_btf/sched_process_exec) and `handle_exit`
+/// (tp_btf/sched_process_exit), ring buffer `events`, per-CPU counter `drops`.
+pub fn process_object() -> &'static [u8] {
+    &PROCESS_OBJ.0
+}
+
+pub const KIND_EXEC: u32 = 1;
+pub const KIND_EXIT: u32 = 2;
+pub const COMM_LEN: usize = 16;
+pub const FILENAME_MAX: usize = 512;
+pub const ARGS_MAX: usize = 3584;
+
+/// Mirror of `struct pt_exec_event` (fixed part; `data` follows, variable length).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ExecEvent {
+    pub kind: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub netns: u32,
+    pub filename_len: u32,
+    pub args_len: u32,
+    pub args_truncated: u32,
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub cap_effective: u64,
+    pub comm: [u8; COMM_LEN],
+    pub data: [u8; FILENAME_MAX + ARGS_MAX],
+}
+
+/// Bytes before `data` in an exec record.
+pub const EXEC_HEADER_LEN: usize = std::mem::offset_of!(ExecEvent, data);
+
+/// Mirror of `struct pt_exit_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ExitEvent {
+    pub kind: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub exit_code: u32,
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::mem::{offset_of, size_of};
+
+    /// (size, field -> byte offset) of a struct, from `bpftool btf dump ... format raw`.
+    fn btf_layout(obj: &[u8], name: &str) -> (usize, BTreeMap<String, usize>) {
+        let dir = std::env::temp_dir().join(format!("podtrail-btf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("obj.o");
+        std::fs::write(&path, obj).unwrap();
+        let out = std::process::Command::new("bpftool")
+            .args(["btf", "dump", "file", path.to_str().unwrap(), "format", "raw"])
+            .output()
+            .expect("bpftool (Debian bpftool; tests/setup.sh installs it)");
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let head = format!("STRUCT '{name}' size=");
+        let mut lines = text.lines().skip_while(|l| !l.contains(&head));
+        let first = lines.next().unwrap_or_else(|| panic!("struct {name} not in the object's BTF"));
+        let size: usize = first.split("size=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+        let mut fields = BTreeMap::new();
+        for l in lines.take_while(|l| l.starts_with('\t')) {
+            let fname = l.trim().split('\'').nth(1).unwrap().to_string();
+            let bits: usize = l.split("bits_offset=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+            fields.insert(fname, bits / 8);
+        }
+        (size, fields)
+    }
+
+    macro_rules! layout {
+        ($t:ty, $($f:ident),*) => {{
+            let mut m = BTreeMap::new();
+            $( m.insert(stringify!($f).to_string(), offset_of!($t, $f)); )*
+            (size_of::<$t>(), m)
+        }};
+    }
+
+    #[test]
+    fn mirrors_match_btf() {
+        let obj = process_object();
+        assert_eq!(
+            btf_layout(obj, "pt_exec_event"),
+            layout!(ExecEvent, kind, pid, tid, ppid, uid, gid, netns, filename_len, args_len, args_truncated, time_ns, cgroup_id, cap_effective, comm, data),
+            "ExecEvent drifted from struct pt_exec_event"
+        );
+        assert_eq!(
+            btf_layout(obj, "pt_exit_event"),
+            layout!(ExitEvent, kind, pid, tid, exit_code, time_ns, cgroup_id, comm),
+            "ExitEvent drifted from struct pt_exit_event"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Process lifecycle: exec and exit, from BTF-enabled tracepoints (tp_btf).
+ * No kprobes, fentry or LSM: those do not load on every kernel podtrail runs on.
+ * Every record that cannot be reserved in the ring buffer bumps a per-CPU drop
+ * counter that userspace turns into `loss` rows: nothing is lost silently. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+/* Per-CPU count of records the ring buffer could not take. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} drops SEC(".maps");
+
+/* Anchors the record types in the object's BTF (locals alone are not emitted):
+ * userspace checks its mirrors against them. */
+const struct pt_exec_event *unused_exec_event __attribute__((unused));
+const struct pt_exit_event *unused_exit_event __attribute__((unused));
+
+/* Scratch space: an exec record is too large for the BPF stack. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct pt_exec_event);
+} exec_scratch SEC(".maps");
+
+static __always_inline void count_drop(void)
+{
+    __u32 zero = 0;
+    __u64 *n = bpf_map_lookup_elem(&drops, &zero);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+    __u32 zero = 0;
+    struct pt_exec_event *e = bpf_map_lookup_elem(&exec_scratch, &zero);
+    if (!e)
+        return 0;
+    e->kind = PT_KIND_EXEC;
+    e->pid = BPF_CORE_READ(p, tgid);
+    e->tid = BPF_CORE_READ(p, pid);
+    e->ppid = BPF_CORE_READ(p, real_parent, tgid);
+    e->uid = BPF_CORE_READ(p, cred, uid.val);
+    e->gid = BPF_CORE_READ(p, cred, gid.val);
+    e->netns = BPF_CORE_READ(p, nsproxy, net_ns, ns.inum);
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->cgroup_id = bpf_get_current_cgroup_id();
+    e->cap_effective = 0;
+    bpf_core_read(&e->cap_effective, sizeof(e->cap_effective), &p->cred->cap_effective);
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+
+    const char *filename = BPF_CORE_READ(bprm, filename);
+    long n = bpf_probe_read_kernel_str(e->data, PT_FILENAME_MAX, filename);
+    __u32 fn_len = n > 0 ? (__u32)n : 0;
+    fn_len &= (PT_FILENAME_MAX - 1) | PT_FILENAME_MAX; /* bounded for the verifier */
+    if (fn_len > PT_FILENAME_MAX)
+        fn_len = PT_FILENAME_MAX;
+    e->filename_len = fn_len;
+
+    unsigned long arg_start = BPF_CORE_READ(p, mm, arg_start);
+    unsigned long arg_end = BPF_CORE_READ(p, mm, arg_end);
+    __u64 args_len = arg_end > arg_start ? arg_end - arg_start : 0;
+    e->args_truncated = args_len > PT_ARGS_MAX;
+    if (args_len > PT_ARGS_MAX)
+        args_len = PT_ARGS_MAX;
+    if (args_len > 0 && bpf_probe_read_user(e->data + fn_len, args_len, (const void *)arg_start) != 0)
+        args_len = 0;
+    e->args_len = args_len;
+
+    __u64 size = __builtin_offsetof(struct pt_exec_event, data) + fn_len + args_len;
+    if (size > sizeof(*e))
+        size = sizeof(*e);
+    if (bpf_ringbuf_output(&events, e, size, 0) != 0)
+        count_drop();
+    return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *p)
+{
+    __u32 pid = BPF_CORE_READ(p, tgid);
+    __u32 tid = BPF_CORE_READ(p, pid);
+    if (pid != tid)
+        return 0; /* a thread, not the process */
+    struct pt_exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count_drop();
+        return 0;
+    }
+    e->kind = PT_KIND_EXIT;
+    e->pid = pid;
+    e->tid = tid;
+    e->exit_code = BPF_CORE_READ(p, exit_code);
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}

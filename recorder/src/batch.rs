@@ -1,0 +1,142 @@
+//! `batch` stage: typed rows to per-table Arrow batches.
+//!
+//! In: exec/exit events with their process-table ids. Out: `RecordBatch`es with
+//! exactly the schema of `podtrail-schema`, handed to the segment store. The
+//! identity columns that need the `identity` stage (container, pod) are null until
+//! that stage exists; `cgroup_id` is always the kernel's.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use podtrail_schema::tables::{PROCESS_EXEC, PROCESS_EXIT};
+
+use crate::decode::{ExecRaw, ExitRaw};
+
+pub struct ExecRow {
+    pub time: i64,
+    pub raw: ExecRaw,
+    pub exec_id: u64,
+    pub parent_exec_id: Option<u64>,
+}
+
+pub struct ExitRow {
+    pub time: i64,
+    pub raw: ExitRaw,
+    pub exec_id: Option<u64>,
+    pub duration_ns: Option<u64>,
+}
+
+/// Rows waiting for the next flush.
+#[derive(Default)]
+pub struct Batcher {
+    pub exec: Vec<ExecRow>,
+    pub exit: Vec<ExitRow>,
+}
+
+struct Keys {
+    time: TimestampNanosecondBuilder,
+    node: StringBuilder,
+    cgroup: UInt64Builder,
+}
+
+impl Keys {
+    fn new() -> Self {
+        Keys { time: TimestampNanosecondBuilder::new().with_timezone("UTC"), node: StringBuilder::new(), cgroup: UInt64Builder::new() }
+    }
+    fn push(&mut self, time: i64, node: &str, cgroup: u64) {
+        self.time.append_value(time);
+        self.node.append_value(node);
+        self.cgroup.append_value(cgroup);
+    }
+    /// time, node, cgroup_id, then container_id, pod_uid, pod_name, pod_namespace (null).
+    fn finish(mut self, n: usize) -> Vec<ArrayRef> {
+        let null = || -> ArrayRef { Arc::new(arrow::array::new_null_array(&arrow::datatypes::DataType::Utf8, n)) };
+        vec![Arc::new(self.time.finish()), Arc::new(self.node.finish()), Arc::new(self.cgroup.finish()), null(), null(), null(), null()]
+    }
+}
+
+impl Batcher {
+    pub fn is_empty(&self) -> bool {
+        self.exec.is_empty() && self.exit.is_empty()
+    }
+
+    /// Drain the pending rows into batches (table name, batch).
+    pub fn take(&mut self, node: &str) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
+        let mut out = Vec::new();
+        if !self.exec.is_empty() {
+            let rows = std::mem::take(&mut self.exec);
+            out.push((PROCESS_EXEC.name, exec_batch(&rows, node)?));
+        }
+        if !self.exit.is_empty() {
+            let rows = std::mem::take(&mut self.exit);
+            out.push((PROCESS_EXIT.name, exit_batch(&rows, node)?));
+        }
+        Ok(out)
+    }
+}
+
+fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let mut keys = Keys::new();
+    let (mut id, mut parent, mut caps) = (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
+    let (mut pid, mut ppid, mut uid, mut gid, mut netns) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
+    let (mut comm, mut binary, mut cwd) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let mut args = ListBuilder::new(StringBuilder::new());
+    let mut trunc = BooleanBuilder::new();
+    for r in rows {
+        let e = &r.raw;
+        keys.push(r.time, node, e.cgroup_id);
+        id.append_value(r.exec_id);
+        parent.append_option(r.parent_exec_id);
+        pid.append_value(e.pid);
+        ppid.append_value(e.ppid);
+        uid.append_value(e.uid);
+        gid.append_value(e.gid);
+        comm.append_value(&e.comm);
+        binary.append_value(&e.filename);
+        for a in &e.args {
+            args.values().append_value(a);
+        }
+        args.append(true);
+        trunc.append_value(e.args_truncated);
+        cwd.append_null(); // not captured yet
+        caps.append_value(e.cap_effective);
+        netns.append_value(e.netns);
+    }
+    let mut cols = keys.finish(rows.len());
+    cols.extend([
+        Arc::new(id.finish()) as ArrayRef,
+        Arc::new(parent.finish()),
+        Arc::new(pid.finish()),
+        Arc::new(ppid.finish()),
+        Arc::new(uid.finish()),
+        Arc::new(gid.finish()),
+        Arc::new(comm.finish()),
+        Arc::new(binary.finish()),
+        Arc::new(args.finish()),
+        Arc::new(trunc.finish()),
+        Arc::new(cwd.finish()),
+        Arc::new(caps.finish()),
+        Arc::new(netns.finish()),
+    ]);
+    RecordBatch::try_new(PROCESS_EXEC.arrow_schema(), cols)
+}
+
+fn exit_batch(rows: &[ExitRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let mut keys = Keys::new();
+    let (mut id, mut dur) = (UInt64Builder::new(), UInt64Builder::new());
+    let mut pid = UInt32Builder::new();
+    let (mut code, mut sig) = (Int32Builder::new(), Int32Builder::new());
+    for r in rows {
+        keys.push(r.time, node, r.raw.cgroup_id);
+        id.append_option(r.exec_id);
+        pid.append_value(r.raw.pid);
+        code.append_value(r.raw.exit_code);
+        sig.append_value(r.raw.signal);
+        dur.append_option(r.duration_ns);
+    }
+    let mut cols = keys.finish(rows.len());
+    cols.extend([Arc::new(id.finish()) as ArrayRef, Arc::new(pid.finish()), Arc::new(code.finish()), Arc::new(sig.finish()), Arc::new(dur.finish())]);
+    RecordBatch::try_new(PROCESS_EXIT.arrow_schema(), cols)
+}

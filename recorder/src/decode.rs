@@ -1,0 +1,183 @@
+//! `decode` stage: ring-buffer bytes to typed raw events. Pure, no I/O.
+//!
+//! Invariant: a record whose length or fields do not fit its kind is an error
+//! (counted by the caller as loss), never a guessed row.
+
+use podtrail_ebpf::{ARGS_MAX, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, KIND_EXEC, KIND_EXIT};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRaw {
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub netns: u32,
+    pub time_boot_ns: u64,
+    pub cgroup_id: u64,
+    pub cap_effective: u64,
+    pub comm: String,
+    pub filename: String,
+    pub args: Vec<String>,
+    pub args_truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitRaw {
+    pub pid: u32,
+    pub time_boot_ns: u64,
+    pub cgroup_id: u64,
+    pub exit_code: i32,
+    pub signal: i32,
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawEvent {
+    Exec(ExecRaw),
+    Exit(ExitRaw),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is too short for a header")]
+    Short(usize),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    #[error("{kind} record of {len} bytes, expected {want}")]
+    Length { kind: &'static str, len: usize, want: usize },
+}
+
+fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Read a `T` from the front of `b`; the caller checked the length.
+fn read<T: Copy>(b: &[u8]) -> T {
+    assert!(b.len() >= std::mem::size_of::<T>());
+    // SAFETY: length checked above; T is a plain #[repr(C)] struct of integers and
+    // byte arrays (every bit pattern valid); read_unaligned has no alignment needs.
+    unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) }
+}
+
+pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
+    if b.len() < 4 {
+        return Err(DecodeError::Short(b.len()));
+    }
+    let kind = u32::from_ne_bytes(b[0..4].try_into().expect("4 bytes"));
+    match kind {
+        KIND_EXEC => {
+            if b.len() < EXEC_HEADER_LEN {
+                return Err(DecodeError::Length { kind: "exec", len: b.len(), want: EXEC_HEADER_LEN });
+            }
+            // Copy the fixed part into a zeroed full-size struct: `data` is variable.
+            let mut full = vec![0u8; std::mem::size_of::<ExecEvent>()];
+            let n = b.len().min(full.len());
+            full[..n].copy_from_slice(&b[..n]);
+            let e: ExecEvent = read(&full);
+            let fn_len = e.filename_len as usize;
+            let args_len = e.args_len as usize;
+            if fn_len > FILENAME_MAX || args_len > ARGS_MAX || EXEC_HEADER_LEN + fn_len + args_len != b.len() {
+                return Err(DecodeError::Length { kind: "exec", len: b.len(), want: EXEC_HEADER_LEN + fn_len + args_len });
+            }
+            let data = &b[EXEC_HEADER_LEN..];
+            let filename = cstr(&data[..fn_len]);
+            let argv = &data[fn_len..fn_len + args_len];
+            let mut args: Vec<String> = argv.split(|&c| c == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+            // argv ends with a NUL, which leaves one empty piece; a truncated argv
+            // may end mid-argument, which is kept as it is.
+            if argv.last() == Some(&0) {
+                args.pop();
+            }
+            Ok(RawEvent::Exec(ExecRaw {
+                pid: e.pid,
+                tid: e.tid,
+                ppid: e.ppid,
+                uid: e.uid,
+                gid: e.gid,
+                netns: e.netns,
+                time_boot_ns: e.time_ns,
+                cgroup_id: e.cgroup_id,
+                cap_effective: e.cap_effective,
+                comm: cstr(&e.comm),
+                filename,
+                args,
+                args_truncated: e.args_truncated != 0,
+            }))
+        }
+        KIND_EXIT => {
+            let want = std::mem::size_of::<ExitEvent>();
+            if b.len() != want {
+                return Err(DecodeError::Length { kind: "exit", len: b.len(), want });
+            }
+            let e: ExitEvent = read(b);
+            Ok(RawEvent::Exit(ExitRaw {
+                pid: e.pid,
+                time_boot_ns: e.time_ns,
+                cgroup_id: e.cgroup_id,
+                exit_code: ((e.exit_code >> 8) & 0xff) as i32,
+                signal: (e.exit_code & 0x7f) as i32,
+                comm: cstr(&e.comm),
+            }))
+        }
+        k => Err(DecodeError::UnknownKind(k)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec_bytes(filename: &str, argv: &[&str]) -> Vec<u8> {
+        let mut b = vec![0u8; EXEC_HEADER_LEN];
+        let mut fname = filename.as_bytes().to_vec();
+        fname.push(0);
+        let mut args = Vec::new();
+        for a in argv {
+            args.extend_from_slice(a.as_bytes());
+            args.push(0);
+        }
+        let put = |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        put(&mut b, 0, KIND_EXEC);
+        put(&mut b, 4, 42);
+        put(&mut b, std::mem::offset_of!(ExecEvent, filename_len), fname.len() as u32);
+        put(&mut b, std::mem::offset_of!(ExecEvent, args_len), args.len() as u32);
+        b[std::mem::offset_of!(ExecEvent, comm)..][..4].copy_from_slice(b"true");
+        b.extend(fname);
+        b.extend(args);
+        b
+    }
+
+    #[test]
+    fn exec_record_with_spaces_in_args() {
+        let b = exec_bytes("/tmp/bin", &["/tmp/bin", "a", "b c", "d"]);
+        let RawEvent::Exec(e) = decode(&b).unwrap() else { panic!("not exec") };
+        assert_eq!(e.pid, 42);
+        assert_eq!(e.filename, "/tmp/bin");
+        assert_eq!(e.args, ["/tmp/bin", "a", "b c", "d"]);
+        assert_eq!(e.comm, "true");
+    }
+
+    #[test]
+    fn inconsistent_lengths_are_errors_not_rows() {
+        let mut b = exec_bytes("/x", &["x"]);
+        b.push(7); // one stray byte
+        assert!(matches!(decode(&b), Err(DecodeError::Length { kind: "exec", .. })));
+        assert_eq!(decode(&[1, 0]), Err(DecodeError::Short(2)));
+        assert_eq!(decode(&99u32.to_ne_bytes()), Err(DecodeError::UnknownKind(99)));
+        assert!(decode(&[2, 0, 0, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn exit_status_and_signal() {
+        let mut b = vec![0u8; std::mem::size_of::<ExitEvent>()];
+        b[0..4].copy_from_slice(&KIND_EXIT.to_ne_bytes());
+        b[12..16].copy_from_slice(&(7u32 << 8).to_ne_bytes());
+        let RawEvent::Exit(e) = decode(&b).unwrap() else { panic!() };
+        assert_eq!((e.exit_code, e.signal), (7, 0));
+        b[12..16].copy_from_slice(&9u32.to_ne_bytes());
+        let RawEvent::Exit(e) = decode(&b).unwrap() else { panic!() };
+        assert_eq!((e.exit_code, e.signal), (0, 9));
+    }
+}

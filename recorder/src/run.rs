@@ -1,0 +1,155 @@
+//! `podtraild run`: the pipeline `probes -> decode -> procs -> batch -> segments`.
+//!
+//! Startup order: open the store (recovering what a crash left) -> seed procs
+//! from /proc -> load and attach probes -> loop. The loop polls the ring buffer,
+//! and about once a second appends the pending rows, flushes the hot tail (rows are
+//! then durable and queryable), seals aged segments and turns new kernel drops into
+//! `loss` rows. SIGTERM/SIGINT: drain the ring buffer, flush, seal, exit 0.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::batch::{Batcher, ExecRow, ExitRow};
+use crate::decode::{RawEvent, decode};
+use crate::probes::{ProbeError, Probes};
+use crate::procs::{ProcTable, boot_id};
+use crate::segments::{LossRecord, SegmentError, SegmentStore, StoreConfig};
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub data_dir: PathBuf,
+    pub node: String,
+    /// Record with whatever programs load instead of failing.
+    pub allow_partial: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Store(#[from] SegmentError),
+    #[error("building a batch: {0}")]
+    Batch(#[from] arrow::error::ArrowError),
+    #[error("installing signal handlers: {0}")]
+    Signal(std::io::Error),
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub exec_rows: u64,
+    pub exit_rows: u64,
+    pub kernel_drops: u64,
+    pub decode_errors: u64,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signals() -> Result<(), RunError> {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let prev = unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+        if prev == libc::SIG_ERR {
+            return Err(RunError::Signal(std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+fn now_ns() -> i64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// Record until SIGTERM/SIGINT. `ready` is called once everything is attached.
+pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, RunError> {
+    install_signals()?;
+    let (mut store, recovery) = SegmentStore::open(StoreConfig::new(&cfg.data_dir, &cfg.node))?;
+    tracing::info!(?recovery, data_dir = %cfg.data_dir.display(), "store open");
+    let mut procs = ProcTable::new(boot_id());
+    let seeded = procs.seed_from_proc();
+    tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
+    let mut probes = Probes::load(cfg.allow_partial)?;
+    // Kernel times are CLOCK_BOOTTIME; rows carry UTC wall time.
+    let boot_to_wall = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
+    let mut summary = RunSummary::default();
+    let mut batcher = Batcher::default();
+    let mut raw: Vec<Vec<u8>> = Vec::new();
+    let mut last_drops = vec![0u64; probes.drops_per_cpu().len()];
+    let mut window_start = now_ns();
+    let mut last_tick = Instant::now();
+    let mut decode_errors_window = 0u64;
+    tracing::info!(node = %cfg.node, "recording");
+    ready(&probes.missing);
+
+    loop {
+        let stopping = STOP.load(Ordering::SeqCst);
+        probes.poll(if stopping { 0 } else { 100 }, &mut raw);
+        for rec in raw.drain(..) {
+            match decode(&rec) {
+                Ok(RawEvent::Exec(e)) => {
+                    let (img, parent) = procs.on_exec(&e);
+                    batcher.exec.push(ExecRow { time: e.time_boot_ns as i64 + boot_to_wall, exec_id: img.exec_id, parent_exec_id: parent, raw: e });
+                }
+                Ok(RawEvent::Exit(e)) => {
+                    let img = procs.on_exit(&e);
+                    batcher.exit.push(ExitRow {
+                        time: e.time_boot_ns as i64 + boot_to_wall,
+                        exec_id: img.map(|i| i.exec_id),
+                        duration_ns: img.map(|i| e.time_boot_ns.saturating_sub(i.start_boot_ns)),
+                        raw: e,
+                    });
+                }
+                Err(err) => {
+                    decode_errors_window += 1;
+                    if decode_errors_window == 1 {
+                        tracing::warn!(len = rec.len(), "undecodable kernel record: {err}");
+                    }
+                }
+            }
+        }
+        if stopping || last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            for (table, batch) in batcher.take(&cfg.node)? {
+                let n = batch.num_rows() as u64;
+                if table == "process_exec" { summary.exec_rows += n } else { summary.exit_rows += n }
+                store.append(table, batch)?;
+            }
+            store.flush()?;
+            store.seal_aged()?;
+            let window_end = now_ns();
+            let drops = probes.drops_per_cpu();
+            for (cpu, (&now, last)) in drops.iter().zip(last_drops.iter_mut()).enumerate() {
+                if now > *last {
+                    let lost = now - *last;
+                    summary.kernel_drops += lost;
+                    store.record_loss(&LossRecord { time_from: window_start, time_to: window_end, source: "kernel_ringbuf".into(), table_name: None, cpu: Some(cpu as u32), count: lost, detail: Some("ring buffer full: process.bpf.o events".into()) })?;
+                    *last = now;
+                }
+            }
+            if decode_errors_window > 0 {
+                summary.decode_errors += decode_errors_window;
+                store.record_loss(&LossRecord { time_from: window_start, time_to: window_end, source: "decode".into(), table_name: None, cpu: None, count: decode_errors_window, detail: None })?;
+                decode_errors_window = 0;
+            }
+            window_start = window_end;
+        }
+        if stopping {
+            break;
+        }
+    }
+    store.close()?;
+    tracing::info!(?summary, "stopped: drained, flushed and sealed");
+    Ok(summary)
+}
