@@ -6,6 +6,12 @@ set -euo pipefail
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+# Kernel programs: clang-19 compiles the C CO-RE objects, libbpf-dev gives the BPF
+# helper headers, bpftool reads BTF (the mirror-layout test).
+command -v clang-19 >/dev/null || need_apt+=(clang-19)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
+command -v bpftool >/dev/null || [ -x /usr/sbin/bpftool ] || need_apt+=(bpftool)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)" >&2
   apt-get update -qq
