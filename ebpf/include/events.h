@@ -7,6 +7,19 @@
 
 #define PT_KIND_EXEC 1
 #define PT_KIND_EXIT 2
+#define PT_KIND_CONN 3
+
+/* pt_conn_event.event */
+#define PT_CONN_CONNECT 1
+#define PT_CONN_ACCEPT 2
+#define PT_CONN_CLOSE 3
+#define PT_CONN_FAIL 4
+
+/* pt_conn_event.flags */
+#define PT_CONN_HAS_OWNER 1   /* pid/comm are the process that called connect() */
+#define PT_CONN_HAS_ORIG 2    /* orig_daddr/orig_dport from cgroup/connect4|6 */
+#define PT_CONN_HAS_NAT 4     /* nat_daddr/nat_dport from conntrack (DNAT) */
+#define PT_CONN_HAS_BYTES 8   /* bytes_* and duration_ns valid (close) */
 
 #define PT_COMM_LEN 16
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */
@@ -45,6 +58,33 @@ struct pt_exit_event {
     __u32 exit_code;      /* raw task->exit_code: status << 8 | signal */
     __u64 time_ns;        /* CLOCK_BOOTTIME */
     __u64 cgroup_id;
+    char comm[PT_COMM_LEN];
+};
+
+/* TCP lifecycle from inet_sock_set_state. Addresses are 16 bytes, network
+ * order; IPv4 uses the first 4. Ports are host order. */
+struct pt_conn_event {
+    __u32 kind;
+    __u32 event;
+    __u32 pid;            /* owner tgid when PT_CONN_HAS_OWNER */
+    __u32 family;         /* AF_INET (2) or AF_INET6 (10) */
+    __u32 netns;          /* the socket's network namespace inode */
+    __u32 flags;
+    __u32 error;          /* sk_err on fail */
+    __u16 sport;
+    __u16 dport;
+    __u16 orig_dport;
+    __u16 nat_dport;
+    __u64 time_ns;        /* CLOCK_BOOTTIME */
+    __u64 cgroup_id;      /* the socket's cgroup, not current's (softirq) */
+    __u64 cookie;
+    __u64 bytes_sent;
+    __u64 bytes_received;
+    __u64 duration_ns;
+    __u8 saddr[16];
+    __u8 daddr[16];
+    __u8 orig_daddr[16];
+    __u8 nat_daddr[16];
     char comm[PT_COMM_LEN];
 };
 

@@ -11,6 +11,15 @@ pub struct Aligned<B: ?Sized>(pub B);
 
 static PROCESS_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/process.bpf.o")));
 
+static NET_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/net.bpf.o")));
+
+/// `net.bpf.o`: `connect4`/`connect6` (cgroup/connect4|6), `nat_xmit`
+/// (tp_btf/net_dev_start_xmit), `sock_state` (tp_btf/inet_sock_set_state),
+/// ring buffer `events`, per-CPU counter `drops`.
+pub fn net_object() -> &'static [u8] {
+    &NET_OBJ.0
+}
+
 /// `process.bpf.o`: `handle_exec` (tp_btf/sched_process_exec) and `handle_exit`
 /// (tp_btf/sched_process_exit), ring buffer `events`, per-CPU counter `drops`.
 pub fn process_object() -> &'static [u8] {
@@ -19,6 +28,17 @@ pub fn process_object() -> &'static [u8] {
 
 pub const KIND_EXEC: u32 = 1;
 pub const KIND_EXIT: u32 = 2;
+pub const KIND_CONN: u32 = 3;
+
+pub const CONN_CONNECT: u32 = 1;
+pub const CONN_ACCEPT: u32 = 2;
+pub const CONN_CLOSE: u32 = 3;
+pub const CONN_FAIL: u32 = 4;
+
+pub const CONN_HAS_OWNER: u32 = 1;
+pub const CONN_HAS_ORIG: u32 = 2;
+pub const CONN_HAS_NAT: u32 = 4;
+pub const CONN_HAS_BYTES: u32 = 8;
 pub const COMM_LEN: usize = 16;
 pub const FILENAME_MAX: usize = 512;
 pub const ARGS_MAX: usize = 3584;
@@ -60,6 +80,34 @@ pub struct ExitEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Mirror of `struct pt_conn_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ConnEvent {
+    pub kind: u32,
+    pub event: u32,
+    pub pid: u32,
+    pub family: u32,
+    pub netns: u32,
+    pub flags: u32,
+    pub error: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub orig_dport: u16,
+    pub nat_dport: u16,
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub cookie: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub duration_ns: u64,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub orig_daddr: [u8; 16],
+    pub nat_daddr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,7 +120,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("obj.o");
         std::fs::write(&path, obj).unwrap();
-        let out = std::process::Command::new("bpftool")
+        let bpftool = if std::path::Path::new("/usr/sbin/bpftool").exists() { "/usr/sbin/bpftool" } else { "bpftool" };
+        let out = std::process::Command::new(bpftool)
             .args(["btf", "dump", "file", path.to_str().unwrap(), "format", "raw"])
             .output()
             .expect("bpftool (Debian bpftool; tests/setup.sh installs it)");
@@ -112,6 +161,11 @@ mod tests {
             btf_layout(obj, "pt_exit_event"),
             layout!(ExitEvent, kind, pid, tid, exit_code, time_ns, cgroup_id, comm),
             "ExitEvent drifted from struct pt_exit_event"
+        );
+        assert_eq!(
+            btf_layout(net_object(), "pt_conn_event"),
+            layout!(ConnEvent, kind, event, pid, family, netns, flags, error, sport, dport, orig_dport, nat_dport, time_ns, cgroup_id, cookie, bytes_sent, bytes_received, duration_ns, saddr, daddr, orig_daddr, nat_daddr, comm),
+            "ConnEvent drifted from struct pt_conn_event"
         );
     }
 }

@@ -7,12 +7,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use podtrail_schema::tables::{PROCESS_EXEC, PROCESS_EXIT};
+use podtrail_schema::tables::{NET_CONN, PROCESS_EXEC, PROCESS_EXIT};
 
-use crate::decode::{ExecRaw, ExitRaw};
+use crate::decode::{ConnRaw, ExecRaw, ExitRaw};
 
 pub struct ExecRow {
     pub time: i64,
@@ -28,11 +30,18 @@ pub struct ExitRow {
     pub duration_ns: Option<u64>,
 }
 
+pub struct ConnRow {
+    pub time: i64,
+    pub raw: ConnRaw,
+    pub exec_id: Option<u64>,
+}
+
 /// Rows waiting for the next flush.
 #[derive(Default)]
 pub struct Batcher {
     pub exec: Vec<ExecRow>,
     pub exit: Vec<ExitRow>,
+    pub conn: Vec<ConnRow>,
 }
 
 struct Keys {
@@ -59,7 +68,7 @@ impl Keys {
 
 impl Batcher {
     pub fn is_empty(&self) -> bool {
-        self.exec.is_empty() && self.exit.is_empty()
+        self.exec.is_empty() && self.exit.is_empty() && self.conn.is_empty()
     }
 
     /// Drain the pending rows into batches (table name, batch).
@@ -72,6 +81,10 @@ impl Batcher {
         if !self.exit.is_empty() {
             let rows = std::mem::take(&mut self.exit);
             out.push((PROCESS_EXIT.name, exit_batch(&rows, node)?));
+        }
+        if !self.conn.is_empty() {
+            let rows = std::mem::take(&mut self.conn);
+            out.push((NET_CONN.name, conn_batch(&rows, node)?));
         }
         Ok(out)
     }
@@ -139,4 +152,61 @@ fn exit_batch(rows: &[ExitRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let mut cols = keys.finish(rows.len());
     cols.extend([Arc::new(id.finish()) as ArrayRef, Arc::new(pid.finish()), Arc::new(code.finish()), Arc::new(sig.finish()), Arc::new(dur.finish())]);
     RecordBatch::try_new(PROCESS_EXIT.arrow_schema(), cols)
+}
+
+fn conn_batch(rows: &[ConnRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let mut keys = Keys::new();
+    let (mut event, mut comm, mut proto, mut fam, mut err) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut id, mut cookie, mut bs, mut br, mut dur) = (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
+    let (mut pid, mut netns) = (UInt32Builder::new(), UInt32Builder::new());
+    let (mut sip, mut dip, mut oip, mut nip) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut sport, mut dport, mut oport, mut nport) = (UInt16Builder::new(), UInt16Builder::new(), UInt16Builder::new(), UInt16Builder::new());
+    for r in rows {
+        let c = &r.raw;
+        keys.push(r.time, node, c.cgroup_id);
+        event.append_value(c.event);
+        id.append_option(r.exec_id);
+        pid.append_option(c.owner.as_ref().map(|o| o.0));
+        comm.append_option(c.owner.as_ref().map(|o| o.1.as_str()));
+        proto.append_value("tcp");
+        fam.append_value(c.family);
+        sip.append_value(c.src.0.to_string());
+        sport.append_value(c.src.1);
+        dip.append_value(c.dst.0.to_string());
+        dport.append_value(c.dst.1);
+        oip.append_option(c.orig_dst.map(|a| a.0.to_string()));
+        oport.append_option(c.orig_dst.map(|a| a.1));
+        nip.append_option(c.nat_dst.map(|a| a.0.to_string()));
+        nport.append_option(c.nat_dst.map(|a| a.1));
+        netns.append_value(c.netns);
+        cookie.append_value(c.cookie);
+        bs.append_option(c.bytes.map(|b| b.0));
+        br.append_option(c.bytes.map(|b| b.1));
+        dur.append_option(c.bytes.map(|b| b.2));
+        err.append_option(c.error.as_deref());
+    }
+    let mut cols = keys.finish(rows.len());
+    cols.extend([
+        Arc::new(event.finish()) as ArrayRef,
+        Arc::new(id.finish()),
+        Arc::new(pid.finish()),
+        Arc::new(comm.finish()),
+        Arc::new(proto.finish()),
+        Arc::new(fam.finish()),
+        Arc::new(sip.finish()),
+        Arc::new(sport.finish()),
+        Arc::new(dip.finish()),
+        Arc::new(dport.finish()),
+        Arc::new(oip.finish()),
+        Arc::new(oport.finish()),
+        Arc::new(nip.finish()),
+        Arc::new(nport.finish()),
+        Arc::new(netns.finish()),
+        Arc::new(cookie.finish()),
+        Arc::new(bs.finish()),
+        Arc::new(br.finish()),
+        Arc::new(dur.finish()),
+        Arc::new(err.finish()),
+    ]);
+    RecordBatch::try_new(NET_CONN.arrow_schema(), cols)
 }

@@ -3,7 +3,12 @@
 //! Invariant: a record whose length or fields do not fit its kind is an error
 //! (counted by the caller as loss), never a guessed row.
 
-use podtrail_ebpf::{ARGS_MAX, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, KIND_EXEC, KIND_EXIT};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use podtrail_ebpf::{
+    ARGS_MAX, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, ConnEvent,
+    EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, KIND_CONN, KIND_EXEC, KIND_EXIT,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecRaw {
@@ -32,10 +37,31 @@ pub struct ExitRaw {
     pub comm: String,
 }
 
+/// One TCP lifecycle event, addresses as the socket saw them (pre-NAT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnRaw {
+    pub event: &'static str,
+    /// The process that called connect(), when the connect hook saw it.
+    pub owner: Option<(u32, String)>,
+    pub family: &'static str,
+    pub netns: u32,
+    pub time_boot_ns: u64,
+    pub cgroup_id: u64,
+    pub cookie: u64,
+    pub src: (IpAddr, u16),
+    pub dst: (IpAddr, u16),
+    pub orig_dst: Option<(IpAddr, u16)>,
+    pub nat_dst: Option<(IpAddr, u16)>,
+    /// (bytes sent, bytes received, duration ns) at close.
+    pub bytes: Option<(u64, u64, u64)>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(ExecRaw),
     Exit(ExitRaw),
+    Conn(ConnRaw),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,6 +72,8 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("{kind} record of {len} bytes, expected {want}")]
     Length { kind: &'static str, len: usize, want: usize },
+    #[error("{kind} record with invalid {field} {value}")]
+    Field { kind: &'static str, field: &'static str, value: u64 },
 }
 
 fn cstr(bytes: &[u8]) -> String {
@@ -121,7 +149,63 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 comm: cstr(&e.comm),
             }))
         }
+        KIND_CONN => {
+            let want = std::mem::size_of::<ConnEvent>();
+            if b.len() != want {
+                return Err(DecodeError::Length { kind: "conn", len: b.len(), want });
+            }
+            let e: ConnEvent = read(b);
+            let (family, v6) = match e.family {
+                2 => ("ipv4", false),
+                10 => ("ipv6", true),
+                f => return Err(DecodeError::Field { kind: "conn", field: "family", value: u64::from(f) }),
+            };
+            let ip = |a: [u8; 16]| -> IpAddr {
+                if v6 {
+                    let v6 = Ipv6Addr::from(a);
+                    // An IPv4 peer of a dual-stack socket is shown as IPv4.
+                    v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6))
+                } else {
+                    IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+                }
+            };
+            let event = match e.event {
+                CONN_CONNECT => "connect",
+                CONN_ACCEPT => "accept",
+                CONN_CLOSE => "close",
+                CONN_FAIL => "fail",
+                v => return Err(DecodeError::Field { kind: "conn", field: "event", value: u64::from(v) }),
+            };
+            let has = |f: u32| e.flags & f != 0;
+            Ok(RawEvent::Conn(ConnRaw {
+                event,
+                owner: has(CONN_HAS_OWNER).then(|| (e.pid, cstr(&e.comm))),
+                family,
+                netns: e.netns,
+                time_boot_ns: e.time_ns,
+                cgroup_id: e.cgroup_id,
+                cookie: e.cookie,
+                src: (ip(e.saddr), e.sport),
+                dst: (ip(e.daddr), e.dport),
+                orig_dst: has(CONN_HAS_ORIG).then(|| (ip(e.orig_daddr), e.orig_dport)),
+                nat_dst: has(CONN_HAS_NAT).then(|| (ip(e.nat_daddr), e.nat_dport)),
+                bytes: has(CONN_HAS_BYTES).then_some((e.bytes_sent, e.bytes_received, e.duration_ns)),
+                error: (e.event == CONN_FAIL).then(|| errno_name(e.error)),
+            }))
+        }
         k => Err(DecodeError::UnknownKind(k)),
+    }
+}
+
+fn errno_name(e: u32) -> String {
+    match e {
+        110 => "ETIMEDOUT".into(),
+        111 => "ECONNREFUSED".into(),
+        113 => "EHOSTUNREACH".into(),
+        101 => "ENETUNREACH".into(),
+        104 => "ECONNRESET".into(),
+        0 => "closed before established".into(),
+        n => format!("errno {n}"),
     }
 }
 
@@ -167,6 +251,39 @@ mod tests {
         assert_eq!(decode(&[1, 0]), Err(DecodeError::Short(2)));
         assert_eq!(decode(&99u32.to_ne_bytes()), Err(DecodeError::UnknownKind(99)));
         assert!(decode(&[2, 0, 0, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn conn_record_pre_and_post_nat() {
+        let mut b = vec![0u8; std::mem::size_of::<ConnEvent>()];
+        let mut e: ConnEvent = read(&b);
+        e.kind = KIND_CONN;
+        e.event = CONN_CONNECT;
+        e.family = 2;
+        e.flags = CONN_HAS_OWNER | CONN_HAS_ORIG | CONN_HAS_NAT;
+        e.pid = 77;
+        e.sport = 40000;
+        e.dport = 80;
+        e.saddr[..4].copy_from_slice(&[10, 244, 1, 2]);
+        e.daddr[..4].copy_from_slice(&[10, 244, 100, 10]);
+        e.orig_daddr[..4].copy_from_slice(&[10, 244, 100, 10]);
+        e.orig_dport = 80;
+        e.nat_daddr[..4].copy_from_slice(&[10, 244, 2, 2]);
+        e.nat_dport = 8080;
+        e.comm[..4].copy_from_slice(b"curl");
+        // SAFETY: ConnEvent is plain old data; writing it as bytes of its size.
+        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<ConnEvent>(), e) };
+        let RawEvent::Conn(c) = decode(&b).unwrap() else { panic!() };
+        assert_eq!(c.event, "connect");
+        assert_eq!(c.owner, Some((77, "curl".into())));
+        assert_eq!(c.src, ("10.244.1.2".parse().unwrap(), 40000));
+        assert_eq!(c.orig_dst, Some(("10.244.100.10".parse().unwrap(), 80)));
+        assert_eq!(c.nat_dst, Some(("10.244.2.2".parse().unwrap(), 8080)));
+        assert_eq!(c.bytes, None);
+        e.family = 99;
+        // SAFETY: as above.
+        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<ConnEvent>(), e) };
+        assert!(matches!(decode(&b), Err(DecodeError::Field { field: "family", .. })));
     }
 
     #[test]

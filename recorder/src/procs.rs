@@ -72,6 +72,11 @@ impl ProcTable {
         self.by_pid.remove(&e.pid)
     }
 
+    /// The current image of `pid`, if known.
+    pub fn current(&self, pid: u32) -> Option<Image> {
+        self.by_pid.get(&pid).copied()
+    }
+
     pub fn len(&self) -> usize {
         self.by_pid.len()
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::batch::{Batcher, ExecRow, ExitRow};
+use crate::batch::{Batcher, ConnRow, ExecRow, ExitRow};
 use crate::decode::{RawEvent, decode};
 use crate::probes::{ProbeError, Probes};
 use crate::procs::{ProcTable, boot_id};
@@ -40,6 +40,7 @@ pub enum RunError {
 pub struct RunSummary {
     pub exec_rows: u64,
     pub exit_rows: u64,
+    pub conn_rows: u64,
     pub kernel_drops: u64,
     pub decode_errors: u64,
 }
@@ -86,7 +87,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let mut summary = RunSummary::default();
     let mut batcher = Batcher::default();
     let mut raw: Vec<Vec<u8>> = Vec::new();
-    let mut last_drops = vec![0u64; probes.drops_per_cpu().len()];
+    let mut last_drops: Vec<Vec<u64>> = probes.drops_per_cpu().into_iter().map(|(_, v)| vec![0; v.len()]).collect();
     let mut window_start = now_ns();
     let mut last_tick = Instant::now();
     let mut decode_errors_window = 0u64;
@@ -111,6 +112,10 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                         raw: e,
                     });
                 }
+                Ok(RawEvent::Conn(c)) => {
+                    let exec_id = c.owner.as_ref().and_then(|o| procs.current(o.0)).map(|i| i.exec_id);
+                    batcher.conn.push(ConnRow { time: c.time_boot_ns as i64 + boot_to_wall, exec_id, raw: c });
+                }
                 Err(err) => {
                     decode_errors_window += 1;
                     if decode_errors_window == 1 {
@@ -123,19 +128,33 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             last_tick = Instant::now();
             for (table, batch) in batcher.take(&cfg.node)? {
                 let n = batch.num_rows() as u64;
-                if table == "process_exec" { summary.exec_rows += n } else { summary.exit_rows += n }
+                match table {
+                    "process_exec" => summary.exec_rows += n,
+                    "process_exit" => summary.exit_rows += n,
+                    _ => summary.conn_rows += n,
+                }
                 store.append(table, batch)?;
             }
             store.flush()?;
             store.seal_aged()?;
             let window_end = now_ns();
-            let drops = probes.drops_per_cpu();
-            for (cpu, (&now, last)) in drops.iter().zip(last_drops.iter_mut()).enumerate() {
-                if now > *last {
-                    let lost = now - *last;
-                    summary.kernel_drops += lost;
-                    store.record_loss(&LossRecord { time_from: window_start, time_to: window_end, source: "kernel_ringbuf".into(), table_name: None, cpu: Some(cpu as u32), count: lost, detail: Some("ring buffer full: process.bpf.o events".into()) })?;
-                    *last = now;
+            for ((object, drops), last_obj) in probes.drops_per_cpu().into_iter().zip(last_drops.iter_mut()) {
+                let table = if object == "net.bpf.o" { "net_conn" } else { "process_exec/process_exit" };
+                for (cpu, (&now, last)) in drops.iter().zip(last_obj.iter_mut()).enumerate() {
+                    if now > *last {
+                        let lost = now - *last;
+                        summary.kernel_drops += lost;
+                        store.record_loss(&LossRecord {
+                            time_from: window_start,
+                            time_to: window_end,
+                            source: "kernel_ringbuf".into(),
+                            table_name: Some(table.into()),
+                            cpu: Some(cpu as u32),
+                            count: lost,
+                            detail: Some(format!("ring buffer of {object} full")),
+                        })?;
+                        *last = now;
+                    }
                 }
             }
             if decode_errors_window > 0 {

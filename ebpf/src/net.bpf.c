@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: GPL-2.0
+/* TCP connections: who connected where, as the pod saw it.
+ *
+ * - cgroup/connect4|6 on the cgroup v2 root: the destination the process asked
+ *   for (a Service ClusterIP, before any DNAT) and the process itself, keyed by
+ *   socket cookie. Always allows the connect.
+ * - tp_btf/net_dev_start_xmit: for DNATed conntrack entries, the original tuple
+ *   -> the reply source (the backend really reached).
+ * - tp_btf/inet_sock_set_state: connect / accept / fail / close, with the socket's
+ *   own cgroup and netns (these transitions often run in softirq, where `current`
+ *   is an unrelated task), bytes and duration at close.
+ * No kprobes, fentry or LSM. Records the ring buffer cannot take are counted. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_FIN_WAIT1 4
+#define TCP_FIN_WAIT2 5
+#define TCP_TIME_WAIT 6
+#define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
+#define TCP_LAST_ACK 9
+#define TCP_CLOSING 11
+#define IPS_DST_NAT (1 << 5)
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} drops SEC(".maps");
+
+/* What connect() asked for, and who asked: by socket cookie. */
+struct connect_info {
+    __u8 daddr[16];
+    __u16 dport;
+    __u16 pad;
+    __u32 pid;
+    char comm[PT_COMM_LEN];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, struct connect_info);
+} connects SEC(".maps");
+
+/* Each established socket, by socket address: when, the counters then (so the
+ * handshake's SYN is not counted as payload), its local port (released before
+ * CLOSE), and whether a FIN went each way (a FIN takes one sequence number, which
+ * the kernel's byte counters include). */
+struct conn_state {
+    __u64 since;
+    __u64 acked0;
+    __u64 received0;
+    __u16 sport;
+    __u8 fin_in;
+    __u8 fin_out_acked;
+    __u32 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, struct conn_state);
+} established SEC(".maps");
+
+/* DNAT seen by conntrack: original (saddr, daddr, sport, dport) -> reply source. */
+struct nat_key {
+    __u32 saddr;
+    __u32 daddr;
+    __u16 sport;
+    __u16 dport;
+};
+struct nat_val {
+    __u32 addr;
+    __u16 port;
+    __u16 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct nat_key);
+    __type(value, struct nat_val);
+} nat SEC(".maps");
+
+const struct pt_conn_event *unused_conn_event __attribute__((unused));
+
+static __always_inline void count_drop(void)
+{
+    __u32 zero = 0;
+    __u64 *n = bpf_map_lookup_elem(&drops, &zero);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
+
+static __always_inline void remember_connect(__u64 cookie, const void *addr, __u32 len, __u16 port_be)
+{
+    struct connect_info ci = {};
+    __builtin_memcpy(ci.daddr, addr, len);
+    ci.dport = bpf_ntohs(port_be);
+    ci.pid = bpf_get_current_pid_tgid() >> 32;
+    bpf_get_current_comm(&ci.comm, sizeof(ci.comm));
+    bpf_map_update_elem(&connects, &cookie, &ci, BPF_ANY);
+}
+
+SEC("cgroup/connect4")
+int connect4(struct bpf_sock_addr *ctx)
+{
+    if (ctx->protocol == IPPROTO_TCP) {
+        __u32 ip = ctx->user_ip4;
+        remember_connect(bpf_get_socket_cookie(ctx), &ip, 4, (__u16)ctx->user_port);
+    }
+    return 1;
+}
+
+SEC("cgroup/connect6")
+int connect6(struct bpf_sock_addr *ctx)
+{
+    if (ctx->protocol == IPPROTO_TCP) {
+        __u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+        remember_connect(bpf_get_socket_cookie(ctx), ip6, 16, (__u16)ctx->user_port);
+    }
+    return 1;
+}
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(nat_xmit, struct sk_buff *skb, struct net_device *dev)
+{
+    unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+    struct nf_conn *ct = (struct nf_conn *)(nfct & ~7UL);
+    if (!ct)
+        return 0;
+    unsigned long status = BPF_CORE_READ(ct, status);
+    if (!(status & IPS_DST_NAT))
+        return 0;
+    if (BPF_CORE_READ(ct, tuplehash[0].tuple.src.l3num) != AF_INET ||
+        BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum) != IPPROTO_TCP)
+        return 0;
+    struct nat_key k = {
+        .saddr = BPF_CORE_READ(ct, tuplehash[0].tuple.src.u3.ip),
+        .daddr = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.u3.ip),
+        .sport = bpf_ntohs(BPF_CORE_READ(ct, tuplehash[0].tuple.src.u.tcp.port)),
+        .dport = bpf_ntohs(BPF_CORE_READ(ct, tuplehash[0].tuple.dst.u.tcp.port)),
+    };
+    struct nat_val v = {
+        .addr = BPF_CORE_READ(ct, tuplehash[1].tuple.src.u3.ip),
+        .port = bpf_ntohs(BPF_CORE_READ(ct, tuplehash[1].tuple.src.u.tcp.port)),
+    };
+    bpf_map_update_elem(&nat, &k, &v, BPF_NOEXIST);
+    return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
+{
+    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+        return 0;
+    __u32 event;
+    __u64 key = (__u64)sk;
+    __u64 now = bpf_ktime_get_boot_ns();
+    struct tcp_sock *tp = (struct tcp_sock *)sk;
+    struct conn_state *st = bpf_map_lookup_elem(&established, &key);
+    if (st && (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)) {
+        /* A new socket at a freed socket's address whose close we missed. */
+        bpf_map_delete_elem(&established, &key);
+        st = 0;
+    }
+    if (st && newstate != TCP_CLOSE && newstate != TCP_ESTABLISHED) {
+        /* Closing handshake: note which FINs were exchanged. */
+        if (newstate == TCP_CLOSE_WAIT || newstate == TCP_CLOSING || newstate == TCP_TIME_WAIT)
+            st->fin_in = 1;
+        if (newstate == TCP_FIN_WAIT2 || (oldstate == TCP_CLOSING && newstate == TCP_TIME_WAIT))
+            st->fin_out_acked = 1;
+        return 0;
+    }
+    if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_SENT)
+        event = PT_CONN_CONNECT;
+    else if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_RECV)
+        event = PT_CONN_ACCEPT;
+    else if (newstate == TCP_CLOSE && oldstate == TCP_SYN_SENT)
+        event = PT_CONN_FAIL;
+    else if (newstate == TCP_CLOSE && st)
+        event = PT_CONN_CLOSE;
+    else
+        return 0;
+
+    struct pt_conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count_drop();
+        return 0;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->kind = PT_KIND_CONN;
+    e->event = event;
+    e->time_ns = now;
+    e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+    e->cgroup_id = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+    e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+    e->sport = st ? st->sport : BPF_CORE_READ(sk, __sk_common.skc_num);
+    e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    if (e->family == AF_INET) {
+        __u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+        __u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+        __builtin_memcpy(e->saddr, &s, 4);
+        __builtin_memcpy(e->daddr, &d, 4);
+    } else {
+        BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+        BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+    }
+    if (e->cookie) {
+        struct connect_info *ci = bpf_map_lookup_elem(&connects, &e->cookie);
+        if (ci) {
+            e->flags |= PT_CONN_HAS_OWNER | PT_CONN_HAS_ORIG;
+            e->pid = ci->pid;
+            __builtin_memcpy(e->comm, ci->comm, sizeof(e->comm));
+            __builtin_memcpy(e->orig_daddr, ci->daddr, sizeof(e->orig_daddr));
+            e->orig_dport = ci->dport;
+        }
+    }
+    if (e->family == AF_INET && (event == PT_CONN_CONNECT || event == PT_CONN_CLOSE)) {
+        struct nat_key k = {};
+        __builtin_memcpy(&k.saddr, e->saddr, 4);
+        __builtin_memcpy(&k.daddr, e->daddr, 4);
+        k.sport = e->sport;
+        k.dport = e->dport;
+        struct nat_val *v = bpf_map_lookup_elem(&nat, &k);
+        if (v) {
+            e->flags |= PT_CONN_HAS_NAT;
+            __builtin_memcpy(e->nat_daddr, &v->addr, 4);
+            e->nat_dport = v->port;
+        }
+    }
+    switch (event) {
+    case PT_CONN_CONNECT:
+    case PT_CONN_ACCEPT: {
+        struct conn_state ns = {
+            .since = now,
+            .acked0 = BPF_CORE_READ(tp, bytes_acked),
+            .received0 = BPF_CORE_READ(tp, bytes_received),
+            .sport = e->sport,
+        };
+        bpf_map_update_elem(&established, &key, &ns, BPF_ANY);
+        break;
+    }
+    case PT_CONN_FAIL:
+        e->error = BPF_CORE_READ(sk, sk_err);
+        if (e->cookie)
+            bpf_map_delete_elem(&connects, &e->cookie);
+        break;
+    case PT_CONN_CLOSE: {
+        if (!st)
+            break;
+        /* LAST_ACK -> CLOSE: our FIN was acked unless the close was a reset. */
+        __u8 fin_out_acked = st->fin_out_acked;
+        if (oldstate == TCP_LAST_ACK && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+            fin_out_acked = 1;
+        /* FIN_WAIT2 -> CLOSE is the peer's FIN arriving (the socket hands over to
+         * its time-wait twin); a FIN_WAIT2 timeout takes the same path, rarely. */
+        __u8 fin_in = st->fin_in || oldstate == TCP_FIN_WAIT2;
+        __u64 acked = BPF_CORE_READ(tp, bytes_acked) - st->acked0;
+        __u64 received = BPF_CORE_READ(tp, bytes_received) - st->received0;
+        e->flags |= PT_CONN_HAS_BYTES;
+        e->bytes_sent = acked >= fin_out_acked ? acked - fin_out_acked : 0;
+        e->bytes_received = received >= fin_in ? received - fin_in : 0;
+        e->duration_ns = now - st->since;
+        bpf_map_delete_elem(&established, &key);
+        if (e->cookie)
+            bpf_map_delete_elem(&connects, &e->cookie);
+        break;
+    }
+    }
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}
