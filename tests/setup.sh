@@ -12,6 +12,9 @@ command -v clang-19 >/dev/null || need_apt+=(clang-19)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
 command -v bpftool >/dev/null || [ -x /usr/sbin/bpftool ] || need_apt+=(bpftool)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
+# Privileged network tests: namespaces, veths and a kube-proxy-like DNAT.
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)" >&2
   apt-get update -qq

@@ -219,3 +219,152 @@ fn exec_storm_rows_plus_counted_loss_equal_spawns() {
         assert_eq!(rows as usize, N);
     }
 }
+
+/// Start the command inside `cg`: the child moves itself before exec (`ip netns
+/// exec` remounts /sys, so the cgroup path is not visible after it).
+fn in_cgroup<'a>(cmd: &'a mut Command, cg: &PodCgroup) -> &'a mut Command {
+    use std::os::unix::process::CommandExt;
+    let procs = std::ffi::CString::new(cg.path().join("cgroup.procs").to_str().unwrap()).unwrap();
+    // SAFETY: between fork and exec only async-signal-safe calls (open, write,
+    // close) on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if ok { Ok(()) } else { Err(err) }
+        })
+    }
+}
+
+fn ip(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().expect("ip (iproute2)");
+    assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn in_ns(ns: &str, cmd: &[&str]) {
+    let o = Command::new("ip").args(["netns", "exec", ns]).args(cmd).output().expect("ip netns exec");
+    assert!(o.status.success(), "in {ns}: {cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Two pods joined through a "node" namespace that DNATs the ClusterIP
+/// 10.244.100.10:80 to pod B 10.244.2.2:8080 and masquerades, like kube-proxy.
+/// Only 10.244.0.0/16 inside namespaces it creates; all of it (veths, routes,
+/// iptables rules, the forwarding sysctl) lives in those namespaces and goes with
+/// them on drop.
+struct NetLab {
+    node: String,
+    a: String,
+    b: String,
+}
+
+impl NetLab {
+    fn new() -> NetLab {
+        let tag = format!("pt{}", std::process::id());
+        let lab = NetLab { node: format!("{tag}-node"), a: format!("{tag}-a"), b: format!("{tag}-b") };
+        for ns in [&lab.node, &lab.a, &lab.b] {
+            ip(&["netns", "add", ns]);
+        }
+        let (va, na, vb, nb) = (format!("{tag}va"), format!("{tag}na"), format!("{tag}vb"), format!("{tag}nb"));
+        ip(&["link", "add", &va, "netns", &lab.a, "type", "veth", "peer", "name", &na, "netns", &lab.node]);
+        ip(&["link", "add", &vb, "netns", &lab.b, "type", "veth", "peer", "name", &nb, "netns", &lab.node]);
+        for (ns, dev, addr) in [(&lab.a, &va, "10.244.1.2/24"), (&lab.node, &na, "10.244.1.1/24"), (&lab.b, &vb, "10.244.2.2/24"), (&lab.node, &nb, "10.244.2.1/24")] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&["-n", &lab.a, "route", "add", "default", "via", "10.244.1.1"]);
+        ip(&["-n", &lab.b, "route", "add", "default", "via", "10.244.2.1"]);
+        in_ns(&lab.node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        in_ns(&lab.node, &["iptables", "-t", "nat", "-A", "PREROUTING", "-d", "10.244.100.10/32", "-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", "10.244.2.2:8080"]);
+        in_ns(&lab.node, &["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", &nb, "-j", "MASQUERADE"]);
+        lab
+    }
+}
+
+impl Drop for NetLab {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b, &self.node] {
+            if let Err(e) = Command::new("ip").args(["netns", "del", ns]).status() {
+                eprintln!("cleanup: ip netns del {ns}: {e}");
+            }
+        }
+    }
+}
+
+const SERVER: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.244.2.2", 8080)); s.listen(1); print("ready", flush=True)
+c, _ = s.accept(); n = 0
+while True:
+    d = c.recv(65536)
+    if not d: break
+    n += len(d)
+c.sendall(b"b" * 4321); c.close(); print(n, flush=True)
+"#;
+
+const CLIENT: &str = r#"
+import socket
+c = socket.create_connection(("10.244.100.10", 80), timeout=10)
+c.sendall(b"a" * 1234); c.shutdown(socket.SHUT_WR); n = 0
+while True:
+    d = c.recv(65536)
+    if not d: break
+    n += len(d)
+c.close(); print(n, flush=True)
+"#;
+
+#[test]
+fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
+    let mut rec = Recorder::start();
+    let lab = NetLab::new();
+    let (cga, cgb) = (PodCgroup::new("poda"), PodCgroup::new("podb"));
+    let mut server = in_cgroup(Command::new("ip").args(["netns", "exec", &lab.b, "python3", "-c", SERVER]), &cgb)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server_out = BufReader::new(server.stdout.take().unwrap()).lines();
+    assert_eq!(server_out.next().unwrap().unwrap(), "ready");
+    let client = in_cgroup(Command::new("ip").args(["netns", "exec", &lab.a, "python3", "-c", CLIENT]), &cga).output().unwrap();
+    assert!(client.status.success(), "client: {}", String::from_utf8_lossy(&client.stderr));
+    assert_eq!(String::from_utf8_lossy(&client.stdout).trim(), "4321");
+    assert_eq!(server_out.next().unwrap().unwrap(), "1234");
+    assert!(server.wait().unwrap().success());
+    rec.stop();
+    let d = &rec.data_dir;
+    let q = "SELECT event, pid, src_ip, src_port, dst_ip, dst_port, orig_dst_ip, orig_dst_port, nat_dst_ip, nat_dst_port, \
+             bytes_sent, bytes_received, cgroup_id, netns, exec_id FROM net_conn WHERE src_ip LIKE '10.244.%' ORDER BY time";
+    let rows = sql_json(d, q);
+    let find = |event: &str, cg: u64| -> &serde_json::Value {
+        rows.iter()
+            .find(|r| r["event"] == event && r["cgroup_id"].as_u64() == Some(cg))
+            .unwrap_or_else(|| panic!("no {event} row with cgroup {cg}; net_conn rows found:\n{}", serde_json::to_string_pretty(&rows).unwrap()))
+    };
+    let connect = find("connect", cga.id());
+    assert_eq!(connect["src_ip"], "10.244.1.2", "the pod's own pre-NAT address");
+    assert_eq!((connect["dst_ip"].as_str(), connect["dst_port"].as_u64()), (Some("10.244.100.10"), Some(80)));
+    assert_eq!((connect["orig_dst_ip"].as_str(), connect["orig_dst_port"].as_u64()), (Some("10.244.100.10"), Some(80)), "what the process asked for");
+    assert_eq!((connect["nat_dst_ip"].as_str(), connect["nat_dst_port"].as_u64()), (Some("10.244.2.2"), Some(8080)), "the backend really reached");
+    // `ip netns exec` execs in place (and python3 may be a shim that execs again):
+    // the connect carries the last image that pid exec'd, in pod A's cgroup.
+    let images = sql_json(d, &format!("SELECT exec_id, cgroup_id, args FROM process_exec WHERE pid = {} ORDER BY time", connect["pid"]));
+    let last = images.last().unwrap_or_else(|| panic!("no exec row for the connecting pid {}", connect["pid"]));
+    assert_eq!(connect["exec_id"], last["exec_id"], "connect exec_id vs the pid's images {images:?}");
+    assert_eq!(last["cgroup_id"].as_u64(), Some(cga.id()));
+    assert!(last["args"].to_string().contains("10.244.100.10"), "the connecting image runs the client: {last}");
+    let accept = find("accept", cgb.id());
+    assert_eq!((accept["src_ip"].as_str(), accept["src_port"].as_u64()), (Some("10.244.2.2"), Some(8080)));
+    assert_eq!(accept["dst_ip"], "10.244.2.1", "pod B sees the masqueraded node address");
+    assert_ne!(accept["netns"], connect["netns"], "each side carries its own socket's netns");
+    let cclose = find("close", cga.id());
+    assert_eq!((cclose["bytes_sent"].as_u64(), cclose["bytes_received"].as_u64()), (Some(1234), Some(4321)));
+    assert_eq!(cclose["nat_dst_ip"], "10.244.2.2");
+    let sclose = find("close", cgb.id());
+    assert_eq!((sclose["bytes_sent"].as_u64(), sclose["bytes_received"].as_u64()), (Some(4321), Some(1234)));
+    drop(lab);
+}
