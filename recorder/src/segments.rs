@@ -84,6 +84,8 @@ pub enum SegmentError {
     Arrow { segment: String, source: arrow::error::ArrowError },
     #[error("hot file {path}: {source}")]
     Hot { path: PathBuf, source: hot::HotError },
+    #[error("data dir {0} is in use by another writer (podtraild or podtrail-synth holds its LOCK file); one writer per data dir")]
+    Locked(PathBuf),
 }
 
 pub type Result<T, E = SegmentError> = std::result::Result<T, E>;
@@ -128,6 +130,8 @@ struct OpenSegment {
 }
 
 pub struct SegmentStore {
+    // Held (flock) for the store's life: one writer per data dir.
+    _lock: File,
     cfg: StoreConfig,
     catalog: Catalog,
     open: BTreeMap<&'static str, OpenSegment>,
@@ -142,6 +146,7 @@ impl SegmentStore {
         for dir in [cfg.data_dir.clone(), cfg.data_dir.join(layout::SEGMENTS_DIR), cfg.data_dir.join(layout::HOT_DIR)] {
             create_private_dir(&dir)?;
         }
+        let lock = lock_data_dir(&cfg.data_dir)?;
         let cat_path = layout::catalog_path(&cfg.data_dir);
         if !cat_path.exists() {
             // Created 0600 before SQLite opens it: SQLite gives its -wal and -shm
@@ -150,7 +155,7 @@ impl SegmentStore {
         }
         let catalog = Catalog::open_rw(&cat_path)?;
         catalog_write::set_meta(&catalog, "node", &cfg.node)?;
-        let mut store = SegmentStore { cfg, catalog, open: BTreeMap::new(), last_id_ns: 0, stats: StoreStats::default() };
+        let mut store = SegmentStore { _lock: lock, cfg, catalog, open: BTreeMap::new(), last_id_ns: 0, stats: StoreStats::default() };
         let report = recovery::recover(&mut store)?;
         Ok((store, report))
     }
@@ -351,6 +356,18 @@ pub(crate) fn time_range(def: &TableDef, batch: &RecordBatch) -> Result<(i64, i6
     let min = arrow::compute::min(times).expect("non-empty");
     let max = arrow::compute::max(times).expect("non-empty");
     Ok((min, max))
+}
+
+/// Take the data dir's writer lock, or say who holds it.
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(layout::LOCK_FILE);
+    let f = create_private_file(&path)?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.kind() == std::io::ErrorKind::WouldBlock { SegmentError::Locked(dir.to_owned()) } else { io_err(&path)(e) });
+    }
+    Ok(f)
 }
 
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {

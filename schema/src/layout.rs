@@ -19,6 +19,8 @@ pub const SEGMENT_EXT: &str = "parquet";
 pub const HOT_EXT: &str = "arrows";
 /// Suffix of files being written; never read, removed by recovery.
 pub const TMP_SUFFIX: &str = ".tmp";
+/// Held (flock) by the one writer of a data dir.
+pub const LOCK_FILE: &str = "LOCK";
 
 pub fn catalog_path(data_dir: &Path) -> PathBuf {
     data_dir.join(CATALOG_FILE)

@@ -121,7 +121,7 @@ fn crash_after_flush_recovers_every_flushed_row() {
     s.append("process_exit", exits(T0 + 100_000, 1_000, 7)).unwrap();
     s.flush().unwrap();
     s.append("process_exit", exits(T0 + 200_000, 1_000, 5)).unwrap(); // never flushed
-    std::mem::forget(s); // like kill -9: no close, no destructor
+    drop(s); // like kill -9: nothing seals or flushes on drop; the lock is released as on death
     let (s2, report) = SegmentStore::open(StoreConfig::new(tmp.path(), "n1")).unwrap();
     assert_eq!(report.hot_segments_sealed, 1);
     assert_eq!(report.hot_rows_recovered, 57);
@@ -137,7 +137,7 @@ fn torn_hot_frame_is_recorded_as_loss() {
     let mut s = store(tmp.path());
     s.append("process_exit", exits(T0, 1_000, 20)).unwrap();
     s.flush().unwrap();
-    std::mem::forget(s);
+    drop(s); // a crash: no close()
     // Simulate power loss mid-append: half of a 9-row frame reached the disk.
     let hot_dir = tmp.path().join("hot/process_exit");
     let hot_file = std::fs::read_dir(&hot_dir).unwrap().next().unwrap().unwrap().path();
@@ -175,7 +175,7 @@ fn unrecorded_segment_file_and_temp_files_are_removed() {
     let mut s = store(tmp.path());
     s.append("process_exit", exits(T0, 1_000, 30)).unwrap();
     s.flush().unwrap();
-    std::mem::forget(s);
+    drop(s); // a crash: no close()
     let stray = tmp.path().join("segments/process_exit/date=2026-11-16/hour=00");
     std::fs::create_dir_all(&stray).unwrap();
     std::fs::write(stray.join("process_exit-x.parquet"), b"renamed but never committed").unwrap();
@@ -195,4 +195,14 @@ fn wrong_schema_is_refused_naming_table_and_column() {
     assert!(err.contains("net_conn"), "{err}");
     let err = s.append("nope", exits(T0, 1, 3)).unwrap_err().to_string();
     assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn a_second_writer_is_refused_naming_the_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = store(tmp.path());
+    let err = SegmentStore::open(StoreConfig::new(tmp.path(), "n1")).err().expect("second writer must be refused").to_string();
+    assert!(err.contains(&tmp.path().display().to_string()) && err.contains("another writer"), "{err}");
+    drop(first);
+    SegmentStore::open(StoreConfig::new(tmp.path(), "n1")).expect("free again once the first writer is gone");
 }
