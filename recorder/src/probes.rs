@@ -94,15 +94,24 @@ fn unescape_mount(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
+/// What loading needs, checked before anything else is touched: root and BTF.
+pub fn check_privileges() -> Result<(), ProbeError> {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if uid != 0 {
+        return Err(ProbeError::NotRoot(uid));
+    }
+    if !Path::new(BTF_PATH).exists() {
+        return Err(ProbeError::NoBtf("no such file".into()));
+    }
+    Ok(())
+}
+
 impl Probes {
     /// Load and attach everything. With `allow_partial`, a program that fails is
     /// reported in `missing` instead of failing the whole load.
     pub fn load(allow_partial: bool) -> Result<Self, ProbeError> {
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        if uid != 0 {
-            return Err(ProbeError::NotRoot(uid));
-        }
+        check_privileges()?;
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::NoBtf(e.to_string()))?;
         let cgroup_root = cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()).ok_or(ProbeError::NoCgroup2)?;
         raise_memlock();

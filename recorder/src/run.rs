@@ -75,6 +75,7 @@ fn now_ns() -> i64 {
 
 /// Record until SIGTERM/SIGINT. `ready` is called once everything is attached.
 pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, RunError> {
+    crate::probes::check_privileges()?;
     install_signals()?;
     let (mut store, recovery) = SegmentStore::open(StoreConfig::new(&cfg.data_dir, &cfg.node))?;
     tracing::info!(?recovery, data_dir = %cfg.data_dir.display(), "store open");

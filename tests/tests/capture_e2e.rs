@@ -368,3 +368,20 @@ fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
     assert_eq!((sclose["bytes_sent"].as_u64(), sclose["bytes_received"].as_u64()), (Some(4321), Some(1234)));
     drop(lab);
 }
+
+#[test]
+fn without_root_podtraild_says_what_it_needs() {
+    require_privileges(); // to drop them: setpriv needs root
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let dir = tmp.path().join("data");
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin("podtraild").to_str().unwrap(), "--data-dir", dir.to_str().unwrap(), "run"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let last = err.trim_end().lines().last().unwrap_or("");
+    assert!(last.contains("must run as root") && last.contains("uid 65534"), "{err}");
+    assert!(!dir.exists(), "nothing is created before the privilege check");
+}
