@@ -97,7 +97,14 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
 
     loop {
         let stopping = STOP.load(Ordering::SeqCst);
-        probes.poll(if stopping { 0 } else { 100 }, &mut raw);
+        let got = probes.poll(if stopping { 0 } else { 100 }, &mut raw);
+        if got > 0 && got < 512 && !stopping {
+            // A trickle wakes us per record; let records pool for a moment instead
+            // (bounded: rows are flushed once a second anyway; the ring buffer
+            // holds megabytes).
+            std::thread::sleep(Duration::from_millis(10));
+            probes.poll(0, &mut raw);
+        }
         for rec in raw.drain(..) {
             match decode(&rec) {
                 Ok(RawEvent::Exec(e)) => {

@@ -60,7 +60,7 @@ impl StoreConfig {
             data_dir: data_dir.into(),
             node: node.into(),
             max_segment_age: Duration::from_secs(600),
-            max_segment_bytes: 256 << 20,
+            max_segment_bytes: 64 << 20,
             disk_budget_bytes: None,
             row_group_rows: 16 * 1024,
             zstd_level: 3,

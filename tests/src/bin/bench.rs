@@ -4,6 +4,7 @@
 //!   podtrail-bench ingest [--rows N]        segment-store ingest rate, one thread
 //!   podtrail-bench size                     bytes per row: Parquet vs JSON lines vs zstd JSON lines
 //!   podtrail-bench query [--dir D]          fresh-process query latency, podtrail vs DuckDB CLI
+//!   podtrail-bench capture                  workload cost of podtraild (root): exec and connect storms
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +37,16 @@ enum Cmd {
         #[arg(long, default_value_t = 2.0)]
         hours: f64,
     },
+    /// Exec and connect storms with and without `podtraild run` (needs root): the
+    /// workload's throughput ratio, the daemon's CPU per million events, its RSS.
+    Capture {
+        #[arg(long, default_value_t = 5000)]
+        execs: u64,
+        #[arg(long, default_value_t = 20000)]
+        connects: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// "One pod, one hour" and "who used IP X at T" over 24 h x 200 pods x 500/s.
     Query {
         /// Data dir to (re)use; generated when it has no catalog.
@@ -64,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Ingest { rows, zstd_level } => ingest(rows, zstd_level),
         Cmd::Size { hours } => size(hours),
         Cmd::Query { dir, runs } => query(&dir, runs),
+        Cmd::Capture { execs, connects, runs } => capture(execs, connects, runs),
     }
 }
 
@@ -229,4 +241,101 @@ fn query(dir: &Path, runs: usize) -> anyhow::Result<()> {
 
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|p| Path::new(p).join(name)).find(|p| p.is_file())
+}
+
+const CONNECT_STORM: &str = r#"
+import socket, sys, threading, time
+n = int(sys.argv[1])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(1024)
+def serve():
+    for _ in range(n):
+        c, _ = s.accept(); c.close()
+t = threading.Thread(target=serve); t.start()
+addr = s.getsockname(); t0 = time.perf_counter()
+for _ in range(n):
+    c = socket.create_connection(addr); c.close()
+t.join(); print(time.perf_counter() - t0)
+"#;
+
+fn exec_storm(n: u64) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let st = Command::new("/bin/sh").args(["-c", &format!("i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done")]).status()?;
+    anyhow::ensure!(st.success(), "exec storm failed");
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn connect_storm(n: u64) -> anyhow::Result<f64> {
+    let o = Command::new("python3").args(["-c", CONNECT_STORM, &n.to_string()]).output()?;
+    anyhow::ensure!(o.status.success(), "connect storm: {}", String::from_utf8_lossy(&o.stderr));
+    Ok(String::from_utf8(o.stdout)?.trim().parse()?)
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// (utime + stime seconds, peak RSS KiB) of a process, from /proc.
+fn cpu_and_rss(pid: u32) -> anyhow::Result<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = &stat[stat.rfind(')').context("stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = (f[11].parse::<f64>()? + f[12].parse::<f64>()?) / hz;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).context("VmHWM")?.parse()?;
+    Ok((cpu, hwm))
+}
+
+fn capture(execs: u64, connects: u64, runs: usize) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the capture benchmark runs podtraild and needs root");
+    let mut base_exec = Vec::new();
+    let mut base_conn = Vec::new();
+    for _ in 0..runs {
+        base_exec.push(exec_storm(execs)?);
+        base_conn.push(connect_storm(connects)?);
+    }
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let rec = Command::new(podtrail_tests::bin("podtraild"))
+        .args(["--data-dir", data.to_str().context("utf-8")?, "run"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    // Wait until attached: the first exec after attach shows up in the hot tail.
+    std::thread::sleep(Duration::from_secs(2));
+    let (cpu0, _) = cpu_and_rss(rec.id())?;
+    let t_with = Instant::now();
+    let mut with_exec = Vec::new();
+    let mut with_conn = Vec::new();
+    for _ in 0..runs {
+        with_exec.push(exec_storm(execs)?);
+        with_conn.push(connect_storm(connects)?);
+    }
+    let busy = t_with.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (cpu1, rss_kib) = cpu_and_rss(rec.id())?;
+    // SAFETY: kill(2) on the pid of the child we spawned.
+    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGTERM) };
+    let out = rec.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "podtraild exited with {}", out.status);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let events = ["exec_rows", "exit_rows", "conn_rows"].iter().map(|k| summary[k].as_u64().unwrap_or(0)).sum::<u64>();
+    let drops = summary["kernel_drops"].as_u64().unwrap_or(0);
+    let (be, we, bc, wc) = (median_f(base_exec), median_f(with_exec), median_f(base_conn), median_f(with_conn));
+    println!("capture: {runs} runs each, medians; exec storm = {execs} x /bin/true from sh, connect storm = {connects} TCP connections on 127.0.0.1 (python3)");
+    println!("{:<16} {:>14} {:>14} {:>8}", "workload", "without (/s)", "with (/s)", "ratio");
+    println!("{:<16} {:>14.0} {:>14.0} {:>8.3}", "exec storm", execs as f64 / be, execs as f64 / we, be / we);
+    println!("{:<16} {:>14.0} {:>14.0} {:>8.3}", "connect storm", connects as f64 / bc, connects as f64 / wc, bc / wc);
+    println!(
+        "podtraild: {events} rows ({:.0} events/s over the {busy:.1} s of storms), {drops} kernel drops, {:.2} CPU s -> {:.2} CPU s per million events, peak RSS {:.1} MiB",
+        events as f64 / busy,
+        cpu1 - cpu0,
+        (cpu1 - cpu0) / (events as f64 / 1e6),
+        rss_kib as f64 / 1024.0
+    );
+    Ok(())
 }
