@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod decode;
+pub mod metrics;
 pub mod probes;
 pub mod procs;
 pub mod run;

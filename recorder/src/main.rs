@@ -32,6 +32,10 @@ enum Cmd {
         /// ones are named in the log.
         #[arg(long)]
         allow_partial: bool,
+        /// Serve Prometheus metrics (events per table, drops, segment writes, RSS)
+        /// on ADDR; off by default, 127.0.0.1:9464 when given without a value.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Recover a data dir after a crash: remove half-written files, seal every hot
     /// tail up to its last complete flush, record torn frames as loss; then exit.
@@ -55,8 +59,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { node, allow_partial } => {
-            let cfg = podtrail_recorder::run::RunConfig { data_dir: cli.data_dir, node: node.unwrap_or_else(hostname), allow_partial };
+        Cmd::Run { node, allow_partial, metrics_addr } => {
+            let cfg = podtrail_recorder::run::RunConfig { data_dir: cli.data_dir, node: node.unwrap_or_else(hostname), allow_partial, metrics_addr };
             let summary = podtrail_recorder::run::run(cfg, |missing| {
                 if !missing.is_empty() {
                     eprintln!("podtraild: recording without: {}", missing.join("; "));

@@ -22,6 +22,8 @@ pub struct RunConfig {
     pub node: String,
     /// Record with whatever programs load instead of failing.
     pub allow_partial: bool,
+    /// Serve Prometheus metrics here (off when None).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ pub enum RunError {
     Batch(#[from] arrow::error::ArrowError),
     #[error("installing signal handlers: {0}")]
     Signal(std::io::Error),
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -83,6 +87,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
     let mut probes = Probes::load(cfg.allow_partial)?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    if let Some(addr) = cfg.metrics_addr {
+        let bound = crate::metrics::serve(addr, std::sync::Arc::clone(&metrics)).map_err(|source| RunError::Metrics { addr, source })?;
+        tracing::info!(metrics.addr = %bound, "serving Prometheus metrics");
+    }
     // Kernel times are CLOCK_BOOTTIME; rows carry UTC wall time.
     let boot_to_wall = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
     let mut summary = RunSummary::default();
@@ -136,15 +145,21 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             last_tick = Instant::now();
             for (table, batch) in batcher.take(&cfg.node)? {
                 let n = batch.num_rows() as u64;
-                match table {
-                    "process_exec" => summary.exec_rows += n,
-                    "process_exit" => summary.exit_rows += n,
-                    _ => summary.conn_rows += n,
-                }
+                let counter = match table {
+                    "process_exec" => (&mut summary.exec_rows, &metrics.exec_rows),
+                    "process_exit" => (&mut summary.exit_rows, &metrics.exit_rows),
+                    _ => (&mut summary.conn_rows, &metrics.conn_rows),
+                };
+                *counter.0 += n;
+                counter.1.fetch_add(n, Ordering::Relaxed);
                 store.append(table, batch)?;
             }
             store.flush()?;
             store.seal_aged()?;
+            let st = store.stats();
+            metrics.segments_sealed.store(st.segments_sealed, Ordering::Relaxed);
+            metrics.bytes_sealed.store(st.bytes_sealed, Ordering::Relaxed);
+            metrics.hot_flushes.store(st.hot_flushes, Ordering::Relaxed);
             let window_end = now_ns();
             for ((object, drops), last_obj) in probes.drops_per_cpu().into_iter().zip(last_drops.iter_mut()) {
                 let table = if object == "net.bpf.o" { "net_conn" } else { "process_exec/process_exit" };
@@ -152,6 +167,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                     if now > *last {
                         let lost = now - *last;
                         summary.kernel_drops += lost;
+                        metrics.kernel_drops.fetch_add(lost, Ordering::Relaxed);
                         store.record_loss(&LossRecord {
                             time_from: window_start,
                             time_to: window_end,
@@ -167,6 +183,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             }
             if decode_errors_window > 0 {
                 summary.decode_errors += decode_errors_window;
+                metrics.decode_errors.fetch_add(decode_errors_window, Ordering::Relaxed);
                 store.record_loss(&LossRecord { time_from: window_start, time_to: window_end, source: "decode".into(), table_name: None, cpu: None, count: decode_errors_window, detail: None })?;
                 decode_errors_window = 0;
             }

@@ -23,16 +23,23 @@ fn require_privileges() {
 struct Recorder {
     child: Option<Child>,
     data_dir: PathBuf,
+    /// Log lines up to and including "recording".
+    log: String,
     _tmp: tempfile::TempDir,
 }
 
 impl Recorder {
     fn start() -> Recorder {
+        Recorder::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Recorder {
         require_privileges();
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut child = Command::new(bin("podtraild"))
             .args(["--data-dir", data_dir.to_str().unwrap(), "run", "--node", "test-node"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -47,17 +54,17 @@ impl Recorder {
                 let ready = line.contains("recording");
                 log.push(line);
                 if ready {
-                    let _ = tx.send(Ok(()));
+                    let _ = tx.send(Ok(log.join("\n")));
                 }
             }
             let _ = tx.send(Err(log.join("\n")));
         });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => {}
+        let log = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(log)) => log,
             Ok(Err(log)) => panic!("podtraild exited before recording:\n{log}"),
             Err(_) => panic!("podtraild not recording after 30 s"),
-        }
-        Recorder { child: Some(child), data_dir, _tmp: tmp }
+        };
+        Recorder { child: Some(child), data_dir, log, _tmp: tmp }
     }
 
     /// SIGTERM, then require a clean exit: drained, flushed, sealed.
@@ -384,4 +391,42 @@ fn without_root_podtraild_says_what_it_needs() {
     let last = err.trim_end().lines().last().unwrap_or("");
     assert!(last.contains("must run as root") && last.contains("uid 65534"), "{err}");
     assert!(!dir.exists(), "nothing is created before the privilege check");
+}
+
+#[test]
+fn metrics_endpoint_counts_rows_on_loopback() {
+    let mut rec = Recorder::start_with(&["--metrics-addr", "127.0.0.1:0"]);
+    let addr = rec
+        .log
+        .lines()
+        .find_map(|l| l.split("metrics.addr=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{}", rec.log));
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let (_, status) = sh("true");
+    assert!(status.success());
+    let get = || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        body
+    };
+    let value = |body: &str, name: &str| -> u64 {
+        body.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("{name} not in:\n{body}"))
+    };
+    // Rows are handed to the store about once a second.
+    let started = std::time::Instant::now();
+    let mut body = get();
+    while value(&body, "podtrail_rows_total{table=\"process_exec\"}") == 0 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(200));
+        body = get();
+    }
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(value(&body, "podtrail_rows_total{table=\"process_exec\"}") > 0, "{body}");
+    assert!(value(&body, "podtrail_process_resident_memory_bytes") > 1 << 20, "{body}");
+    assert_eq!(value(&body, "podtrail_dropped_total{source=\"kernel_ringbuf\"}"), 0);
+    let summary = rec.stop();
+    assert!(summary["exec_rows"].as_u64().unwrap() >= value(&body, "podtrail_rows_total{table=\"process_exec\"}"));
 }

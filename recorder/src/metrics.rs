@@ -1,0 +1,83 @@
+//! `metrics` stage: counters every stage bumps, served as Prometheus text on
+//! `--metrics-addr` (off by default; 127.0.0.1:9464 when given without a value).
+//!
+//! Loss is also data: the same drops are rows of `podtrail_loss`; these counters
+//! are for live monitoring, not the record.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub exec_rows: AtomicU64,
+    pub exit_rows: AtomicU64,
+    pub conn_rows: AtomicU64,
+    pub kernel_drops: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub segments_sealed: AtomicU64,
+    pub bytes_sealed: AtomicU64,
+    pub hot_flushes: AtomicU64,
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+            .map(|kib| kib * 1024)
+            .unwrap_or(0);
+        format!(
+            "# HELP podtrail_rows_total Event rows handed to the store, per table.\n\
+             # TYPE podtrail_rows_total counter\n\
+             podtrail_rows_total{{table=\"process_exec\"}} {}\n\
+             podtrail_rows_total{{table=\"process_exit\"}} {}\n\
+             podtrail_rows_total{{table=\"net_conn\"}} {}\n\
+             # HELP podtrail_dropped_total Events lost, by where (also rows of podtrail_loss).\n\
+             # TYPE podtrail_dropped_total counter\n\
+             podtrail_dropped_total{{source=\"kernel_ringbuf\"}} {}\n\
+             podtrail_dropped_total{{source=\"decode\"}} {}\n\
+             # HELP podtrail_segments_sealed_total Segments sealed to Parquet.\n\
+             # TYPE podtrail_segments_sealed_total counter\n\
+             podtrail_segments_sealed_total {}\n\
+             # HELP podtrail_segment_bytes_total Bytes of sealed segments written.\n\
+             # TYPE podtrail_segment_bytes_total counter\n\
+             podtrail_segment_bytes_total {}\n\
+             # HELP podtrail_hot_flushes_total Hot-tail flushes (fsynced appends).\n\
+             # TYPE podtrail_hot_flushes_total counter\n\
+             podtrail_hot_flushes_total {}\n\
+             # HELP podtrail_process_resident_memory_bytes Resident memory of podtraild.\n\
+             # TYPE podtrail_process_resident_memory_bytes gauge\n\
+             podtrail_process_resident_memory_bytes {}\n",
+            g(&self.exec_rows),
+            g(&self.exit_rows),
+            g(&self.conn_rows),
+            g(&self.kernel_drops),
+            g(&self.decode_errors),
+            g(&self.segments_sealed),
+            g(&self.bytes_sealed),
+            g(&self.hot_flushes),
+            rss
+        )
+    }
+}
+
+/// Serve `metrics` on `addr` from a background thread; returns the bound address
+/// (useful with port 0).
+pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut req = [0u8; 1024];
+            let _ = conn.read(&mut req); // any request gets the metrics
+            let body = metrics.render();
+            let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    })?;
+    Ok(local)
+}
