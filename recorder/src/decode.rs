@@ -100,7 +100,7 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 return Err(DecodeError::Length { kind: "exec", len: b.len(), want: EXEC_HEADER_LEN });
             }
             // Copy the fixed part into a zeroed full-size struct: `data` is variable.
-            let mut full = vec![0u8; std::mem::size_of::<ExecEvent>()];
+            let mut full = [0u8; std::mem::size_of::<ExecEvent>()];
             let n = b.len().min(full.len());
             full[..n].copy_from_slice(&b[..n]);
             let e: ExecEvent = read(&full);
