@@ -21,6 +21,7 @@ fn main() {
     }
     let include = manifest.join("include");
     println!("cargo:rerun-if-changed={}", include.join("events.h").display());
+    println!("cargo:rerun-if-changed={}", include.join("common.h").display());
     println!("cargo:rerun-if-changed={}", include.join("x86_64/vmlinux.h").display());
     println!("cargo:rerun-if-env-changed=PODTRAIL_CLANG");
     for entry in std::fs::read_dir(manifest.join("src")).expect("ebpf/src") {

@@ -16,6 +16,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "events.h"
+#include "common.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -38,13 +39,6 @@ struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 8 << 20);
 } events SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, __u64);
-} drops SEC(".maps");
 
 /* What connect() asked for, and who asked: by socket cookie. */
 struct connect_info {
@@ -104,14 +98,6 @@ struct {
 } nat SEC(".maps");
 
 const struct pt_conn_event *unused_conn_event __attribute__((unused));
-
-static __always_inline void count_drop(void)
-{
-    __u32 zero = 0;
-    __u64 *n = bpf_map_lookup_elem(&drops, &zero);
-    if (n)
-        __sync_fetch_and_add(n, 1);
-}
 
 static __always_inline void remember_connect(__u64 cookie, const void *addr, __u32 len, __u16 port_be)
 {

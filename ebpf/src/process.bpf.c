@@ -8,6 +8,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "events.h"
+#include "common.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -15,14 +16,6 @@ struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 8 << 20);
 } events SEC(".maps");
-
-/* Per-CPU count of records the ring buffer could not take. */
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, __u64);
-} drops SEC(".maps");
 
 /* Anchors the record types in the object's BTF (locals alone are not emitted):
  * userspace checks its mirrors against them. */
@@ -36,14 +29,6 @@ struct {
     __type(key, __u32);
     __type(value, struct pt_exec_event);
 } exec_scratch SEC(".maps");
-
-static __always_inline void count_drop(void)
-{
-    __u32 zero = 0;
-    __u64 *n = bpf_map_lookup_elem(&drops, &zero);
-    if (n)
-        __sync_fetch_and_add(n, 1);
-}
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
