@@ -1,9 +1,9 @@
 //! `batch` stage: typed rows to per-table Arrow batches.
 //!
-//! In: exec/exit events with their process-table ids. Out: `RecordBatch`es with
-//! exactly the schema of `podtrail-schema`, handed to the segment store. The
-//! identity columns that need the `identity` stage (container, pod) are null until
-//! that stage exists; `cgroup_id` is always the kernel's.
+//! In: exec/exit/connection events with their process-table ids and the pod
+//! identity they had at event time. Out: `RecordBatch`es with exactly the schema of
+//! `podtrail-schema`, handed to the segment store. The one place event rows are
+//! built: the live recorder and `podtrail-synth` both go through it.
 
 use std::sync::Arc;
 
@@ -16,11 +16,23 @@ use podtrail_schema::tables::{NET_CONN, PROCESS_EXEC, PROCESS_EXIT};
 
 use crate::decode::{ConnRaw, ExecRaw, ExitRaw};
 
+/// The pod a row belonged to at event time; `None` on a row means a host process
+/// (or, until the identity stage exists, not yet known) and leaves the columns null.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodIdentity {
+    pub container_id: String,
+    pub pod_uid: String,
+    pub pod_name: String,
+    pub pod_namespace: String,
+}
+
 pub struct ExecRow {
     pub time: i64,
     pub raw: ExecRaw,
     pub exec_id: u64,
     pub parent_exec_id: Option<u64>,
+    pub cwd: Option<String>,
+    pub identity: Option<Arc<PodIdentity>>,
 }
 
 pub struct ExitRow {
@@ -28,12 +40,14 @@ pub struct ExitRow {
     pub raw: ExitRaw,
     pub exec_id: Option<u64>,
     pub duration_ns: Option<u64>,
+    pub identity: Option<Arc<PodIdentity>>,
 }
 
 pub struct ConnRow {
     pub time: i64,
     pub raw: ConnRaw,
     pub exec_id: Option<u64>,
+    pub identity: Option<Arc<PodIdentity>>,
 }
 
 /// Rows waiting for the next flush.
@@ -44,25 +58,49 @@ pub struct Batcher {
     pub conn: Vec<ConnRow>,
 }
 
+/// Builders of the columns every event row starts with.
 struct Keys {
     time: TimestampNanosecondBuilder,
     node: StringBuilder,
     cgroup: UInt64Builder,
+    container_id: StringBuilder,
+    pod_uid: StringBuilder,
+    pod_name: StringBuilder,
+    pod_namespace: StringBuilder,
 }
 
 impl Keys {
     fn new() -> Self {
-        Keys { time: TimestampNanosecondBuilder::new().with_timezone("UTC"), node: StringBuilder::new(), cgroup: UInt64Builder::new() }
+        Keys {
+            time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            node: StringBuilder::new(),
+            cgroup: UInt64Builder::new(),
+            container_id: StringBuilder::new(),
+            pod_uid: StringBuilder::new(),
+            pod_name: StringBuilder::new(),
+            pod_namespace: StringBuilder::new(),
+        }
     }
-    fn push(&mut self, time: i64, node: &str, cgroup: u64) {
+    fn push(&mut self, time: i64, node: &str, cgroup: u64, identity: Option<&PodIdentity>) {
         self.time.append_value(time);
         self.node.append_value(node);
         self.cgroup.append_value(cgroup);
+        self.container_id.append_option(identity.map(|i| &i.container_id));
+        self.pod_uid.append_option(identity.map(|i| &i.pod_uid));
+        self.pod_name.append_option(identity.map(|i| &i.pod_name));
+        self.pod_namespace.append_option(identity.map(|i| &i.pod_namespace));
     }
-    /// time, node, cgroup_id, then container_id, pod_uid, pod_name, pod_namespace (null).
-    fn finish(mut self, n: usize) -> Vec<ArrayRef> {
-        let null = || -> ArrayRef { Arc::new(arrow::array::new_null_array(&arrow::datatypes::DataType::Utf8, n)) };
-        vec![Arc::new(self.time.finish()), Arc::new(self.node.finish()), Arc::new(self.cgroup.finish()), null(), null(), null(), null()]
+    /// In schema order: time, node, cgroup_id, container_id, pod_uid, pod_name, pod_namespace.
+    fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.node.finish()),
+            Arc::new(self.cgroup.finish()),
+            Arc::new(self.container_id.finish()),
+            Arc::new(self.pod_uid.finish()),
+            Arc::new(self.pod_name.finish()),
+            Arc::new(self.pod_namespace.finish()),
+        ]
     }
 }
 
@@ -99,7 +137,7 @@ fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let mut trunc = BooleanBuilder::new();
     for r in rows {
         let e = &r.raw;
-        keys.push(r.time, node, e.cgroup_id);
+        keys.push(r.time, node, e.cgroup_id, r.identity.as_deref());
         id.append_value(r.exec_id);
         parent.append_option(r.parent_exec_id);
         pid.append_value(e.pid);
@@ -113,11 +151,11 @@ fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
         }
         args.append(true);
         trunc.append_value(e.args_truncated);
-        cwd.append_null(); // not captured yet
+        cwd.append_option(r.cwd.as_deref());
         caps.append_value(e.cap_effective);
         netns.append_value(e.netns);
     }
-    let mut cols = keys.finish(rows.len());
+    let mut cols = keys.finish();
     cols.extend([
         Arc::new(id.finish()) as ArrayRef,
         Arc::new(parent.finish()),
@@ -142,14 +180,14 @@ fn exit_batch(rows: &[ExitRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let mut pid = UInt32Builder::new();
     let (mut code, mut sig) = (Int32Builder::new(), Int32Builder::new());
     for r in rows {
-        keys.push(r.time, node, r.raw.cgroup_id);
+        keys.push(r.time, node, r.raw.cgroup_id, r.identity.as_deref());
         id.append_option(r.exec_id);
         pid.append_value(r.raw.pid);
         code.append_value(r.raw.exit_code);
         sig.append_value(r.raw.signal);
         dur.append_option(r.duration_ns);
     }
-    let mut cols = keys.finish(rows.len());
+    let mut cols = keys.finish();
     cols.extend([Arc::new(id.finish()) as ArrayRef, Arc::new(pid.finish()), Arc::new(code.finish()), Arc::new(sig.finish()), Arc::new(dur.finish())]);
     RecordBatch::try_new(PROCESS_EXIT.arrow_schema(), cols)
 }
@@ -163,7 +201,7 @@ fn conn_batch(rows: &[ConnRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let (mut sport, mut dport, mut oport, mut nport) = (UInt16Builder::new(), UInt16Builder::new(), UInt16Builder::new(), UInt16Builder::new());
     for r in rows {
         let c = &r.raw;
-        keys.push(r.time, node, c.cgroup_id);
+        keys.push(r.time, node, c.cgroup_id, r.identity.as_deref());
         event.append_value(c.event);
         id.append_option(r.exec_id);
         pid.append_option(c.owner.as_ref().map(|o| o.0));
@@ -185,7 +223,7 @@ fn conn_batch(rows: &[ConnRow], node: &str) -> Result<RecordBatch, ArrowError> {
         dur.append_option(c.bytes.map(|b| b.2));
         err.append_option(c.error.as_deref());
     }
-    let mut cols = keys.finish(rows.len());
+    let mut cols = keys.finish();
     cols.extend([
         Arc::new(event.finish()) as ArrayRef,
         Arc::new(id.finish()),

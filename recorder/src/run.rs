@@ -118,7 +118,14 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             match decode(&rec) {
                 Ok(RawEvent::Exec(e)) => {
                     let (img, parent) = procs.on_exec(&e);
-                    batcher.exec.push(ExecRow { time: e.time_boot_ns as i64 + boot_to_wall, exec_id: img.exec_id, parent_exec_id: parent, raw: e });
+                    batcher.exec.push(ExecRow {
+                        time: e.time_boot_ns as i64 + boot_to_wall,
+                        exec_id: img.exec_id,
+                        parent_exec_id: parent,
+                        cwd: None, // not captured yet
+                        identity: None, // the identity stage is not built yet
+                        raw: e,
+                    });
                 }
                 Ok(RawEvent::Exit(e)) => {
                     let img = procs.on_exit(&e);
@@ -126,12 +133,13 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                         time: e.time_boot_ns as i64 + boot_to_wall,
                         exec_id: img.map(|i| i.exec_id),
                         duration_ns: img.map(|i| e.time_boot_ns.saturating_sub(i.start_boot_ns)),
+                        identity: None,
                         raw: e,
                     });
                 }
                 Ok(RawEvent::Conn(c)) => {
                     let exec_id = c.owner.as_ref().and_then(|o| procs.current(o.0)).map(|i| i.exec_id);
-                    batcher.conn.push(ConnRow { time: c.time_boot_ns as i64 + boot_to_wall, exec_id, raw: c });
+                    batcher.conn.push(ConnRow { time: c.time_boot_ns as i64 + boot_to_wall, exec_id, identity: None, raw: c });
                 }
                 Err(err) => {
                     decode_errors_window += 1;

@@ -11,13 +11,13 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder,
-    UInt64Builder,
-};
+use std::net::IpAddr;
+
 use arrow::record_batch::RecordBatch;
+use podtrail_recorder::batch::{self, PodIdentity};
+use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw};
 use podtrail_recorder::segments::{ContainerRecord, IpOwnerRecord, PodRecord};
-use podtrail_schema::tables::{self, NET_CONN, PROCESS_EXEC, PROCESS_EXIT};
+use podtrail_schema::tables;
 
 const NS: i64 = 1_000_000_000;
 
@@ -162,6 +162,7 @@ struct Pod {
     main_exec: u64,
     main_pid: u32,
     service_ip: String,
+    identity: Arc<PodIdentity>,
 }
 
 struct Proc {
@@ -306,19 +307,24 @@ impl Synth {
         let life = (1800.0 + self.rng.exp(3.0 * 3600.0)) as i64 * NS;
         self.next_cgroup += 1 + self.rng.below(5);
         let pid = self.pid();
+        let uid = self.rng.uuid();
+        let name = format!("{}-{}-{}", a.name, rs, sfx);
+        let container_id = self.rng.hex(64);
+        let identity = Arc::new(PodIdentity { container_id: container_id.clone(), pod_uid: uid.clone(), pod_name: name.clone(), pod_namespace: a.namespace.to_string() });
         let pod = Pod {
-            uid: self.rng.uuid(),
-            name: format!("{}-{}-{}", a.name, rs, sfx),
+            uid,
+            name,
             app,
             ip,
             cgroup_id: self.next_cgroup,
-            container_id: self.rng.hex(64),
+            container_id,
             netns: 4026532000 + (self.next_cgroup as u32 % 60000),
             start,
             end: start + life,
             main_exec: tables::exec_id(BOOT_ID, pid, start as u64),
             main_pid: pid,
             service_ip: format!("10.96.{}.{}", app / 250, 10 + app % 250),
+            identity,
         };
         self.pods.push(pod);
         let idx = self.pods.len() - 1;
@@ -642,193 +648,97 @@ impl Synth {
         Ok(())
     }
 
+    /// Hand the pending rows to `sink`, built by the recorder's own `batch` stage.
     fn emit(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
-        if !self.exec.is_empty() {
-            let rows = std::mem::take(&mut self.exec);
-            self.counts.process_exec += rows.len() as u64;
-            sink.append(PROCESS_EXEC.name, self.exec_batch(&rows)?)?;
+        let mut b = batch::Batcher::default();
+        for r in std::mem::take(&mut self.exec) {
+            b.exec.push(self.exec_row(r));
         }
-        if !self.exit.is_empty() {
-            let rows = std::mem::take(&mut self.exit);
-            self.counts.process_exit += rows.len() as u64;
-            sink.append(PROCESS_EXIT.name, self.exit_batch(&rows)?)?;
+        for r in std::mem::take(&mut self.exit) {
+            b.exit.push(self.exit_row(r));
         }
-        if !self.conn.is_empty() {
-            let rows = std::mem::take(&mut self.conn);
-            self.counts.net_conn += rows.len() as u64;
-            sink.append(NET_CONN.name, self.conn_batch(&rows)?)?;
+        for r in std::mem::take(&mut self.conn) {
+            b.conn.push(self.conn_row(r));
+        }
+        for (table, rb) in b.take(&self.cfg.node)? {
+            let n = rb.num_rows() as u64;
+            match table {
+                "process_exec" => self.counts.process_exec += n,
+                "process_exit" => self.counts.process_exit += n,
+                _ => self.counts.net_conn += n,
+            }
+            sink.append(table, rb)?;
         }
         Ok(())
     }
 
-    fn keys(&self, times: &[(i64, Option<usize>)]) -> Vec<ArrayRef> {
-        let n = times.len();
-        let mut time = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut node = StringBuilder::with_capacity(n, n * 8);
-        let mut cg = UInt64Builder::with_capacity(n);
-        let mut cid = StringBuilder::new();
-        let mut uid = StringBuilder::new();
-        let mut pname = StringBuilder::new();
-        let mut pns = StringBuilder::new();
-        for &(t, pod) in times {
-            time.append_value(t);
-            node.append_value(&self.cfg.node);
-            match pod {
-                Some(i) => {
-                    let p = &self.pods[i];
-                    cg.append_value(p.cgroup_id);
-                    cid.append_value(&p.container_id);
-                    uid.append_value(&p.uid);
-                    pname.append_value(&p.name);
-                    pns.append_value(APPS[p.app].namespace);
-                }
-                None => {
-                    cg.append_value(HOST_CGROUP);
-                    cid.append_null();
-                    uid.append_null();
-                    pname.append_null();
-                    pns.append_null();
-                }
-            }
+    fn identity(&self, pod: Option<usize>) -> (u64, Option<Arc<PodIdentity>>) {
+        match pod {
+            Some(i) => (self.pods[i].cgroup_id, Some(Arc::clone(&self.pods[i].identity))),
+            None => (HOST_CGROUP, None),
         }
-        vec![
-            Arc::new(time.finish()),
-            Arc::new(node.finish()),
-            Arc::new(cg.finish()),
-            Arc::new(cid.finish()),
-            Arc::new(uid.finish()),
-            Arc::new(pname.finish()),
-            Arc::new(pns.finish()),
-        ]
     }
 
-    fn exec_batch(&self, rows: &[ExecRow]) -> anyhow::Result<RecordBatch> {
-        let mut cols = self.keys(&rows.iter().map(|r| (r.time, r.pod)).collect::<Vec<_>>());
-        let mut exec_id = UInt64Builder::new();
-        let mut parent = UInt64Builder::new();
-        let (mut pid, mut ppid, mut uid, mut gid) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
-        let (mut comm, mut binary, mut cwd) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
-        let mut args = ListBuilder::new(StringBuilder::new());
-        let mut trunc = BooleanBuilder::new();
-        let mut caps = UInt64Builder::new();
-        let mut netns = UInt32Builder::new();
-        for r in rows {
-            exec_id.append_value(r.exec_id);
-            parent.append_option(r.parent);
-            pid.append_value(r.pid);
-            ppid.append_value(r.ppid);
-            uid.append_value(r.uid);
-            gid.append_value(r.uid);
-            comm.append_value(&r.comm);
-            binary.append_value(&r.binary);
-            for a in &r.args {
-                args.values().append_value(a);
-            }
-            args.append(true);
-            trunc.append_value(false);
-            cwd.append_value(r.cwd);
-            caps.append_value(r.caps);
-            netns.append_value(r.netns);
+    fn exec_row(&self, r: ExecRow) -> batch::ExecRow {
+        let (cgroup_id, identity) = self.identity(r.pod);
+        batch::ExecRow {
+            time: r.time,
+            exec_id: r.exec_id,
+            parent_exec_id: r.parent,
+            cwd: Some(r.cwd.to_string()),
+            identity,
+            raw: ExecRaw {
+                pid: r.pid,
+                tid: r.pid,
+                ppid: r.ppid,
+                uid: r.uid,
+                gid: r.uid,
+                netns: r.netns,
+                time_boot_ns: 0,
+                cgroup_id,
+                cap_effective: r.caps,
+                comm: r.comm,
+                filename: r.binary,
+                args: r.args,
+                args_truncated: false,
+            },
         }
-        cols.extend([
-            Arc::new(exec_id.finish()) as ArrayRef,
-            Arc::new(parent.finish()),
-            Arc::new(pid.finish()),
-            Arc::new(ppid.finish()),
-            Arc::new(uid.finish()),
-            Arc::new(gid.finish()),
-            Arc::new(comm.finish()),
-            Arc::new(binary.finish()),
-            Arc::new(args.finish()),
-            Arc::new(trunc.finish()),
-            Arc::new(cwd.finish()),
-            Arc::new(caps.finish()),
-            Arc::new(netns.finish()),
-        ]);
-        Ok(RecordBatch::try_new(PROCESS_EXEC.arrow_schema(), cols)?)
     }
 
-    fn exit_batch(&self, rows: &[ExitRow]) -> anyhow::Result<RecordBatch> {
-        let mut cols = self.keys(&rows.iter().map(|r| (r.time, r.pod)).collect::<Vec<_>>());
-        let mut exec_id = UInt64Builder::new();
-        let mut pid = UInt32Builder::new();
-        let (mut code, mut sig) = (Int32Builder::new(), Int32Builder::new());
-        let mut dur = UInt64Builder::new();
-        for r in rows {
-            exec_id.append_value(r.exec_id);
-            pid.append_value(r.pid);
-            code.append_value(r.code);
-            sig.append_value(r.signal);
-            dur.append_value(r.duration as u64);
+    fn exit_row(&self, r: ExitRow) -> batch::ExitRow {
+        let (cgroup_id, identity) = self.identity(r.pod);
+        batch::ExitRow {
+            time: r.time,
+            exec_id: Some(r.exec_id),
+            duration_ns: Some(r.duration as u64),
+            identity,
+            raw: ExitRaw { pid: r.pid, time_boot_ns: 0, cgroup_id, exit_code: r.code, signal: r.signal, comm: String::new() },
         }
-        cols.extend([
-            Arc::new(exec_id.finish()) as ArrayRef,
-            Arc::new(pid.finish()),
-            Arc::new(code.finish()),
-            Arc::new(sig.finish()),
-            Arc::new(dur.finish()),
-        ]);
-        Ok(RecordBatch::try_new(PROCESS_EXIT.arrow_schema(), cols)?)
     }
 
-    fn conn_batch(&self, rows: &[ConnRow]) -> anyhow::Result<RecordBatch> {
-        let mut cols = self.keys(&rows.iter().map(|r| (r.time, r.pod)).collect::<Vec<_>>());
-        let mut event = StringBuilder::new();
-        let mut exec_id = UInt64Builder::new();
-        let mut pid = UInt32Builder::new();
-        let mut comm = StringBuilder::new();
-        let (mut proto, mut fam) = (StringBuilder::new(), StringBuilder::new());
-        let (mut sip, mut dip, mut oip, mut nip) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
-        let (mut sport, mut dport, mut oport, mut nport) = (UInt16Builder::new(), UInt16Builder::new(), UInt16Builder::new(), UInt16Builder::new());
-        let mut netns = UInt32Builder::new();
-        let mut cookie = UInt64Builder::new();
-        let (mut bs, mut br, mut dur) = (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
-        let mut err = StringBuilder::new();
-        for r in rows {
-            event.append_value(r.event);
-            exec_id.append_option(r.exec_id);
-            pid.append_option(r.pid);
-            comm.append_option(r.comm);
-            proto.append_value("tcp");
-            fam.append_value("ipv4");
-            sip.append_value(&r.src_ip);
-            sport.append_value(r.src_port);
-            dip.append_value(&r.dst_ip);
-            dport.append_value(r.dst_port);
-            oip.append_option(r.orig.as_ref().map(|o| o.0.as_str()));
-            oport.append_option(r.orig.as_ref().map(|o| o.1));
-            nip.append_option(r.nat.as_ref().map(|o| o.0.as_str()));
-            nport.append_option(r.nat.as_ref().map(|o| o.1));
-            netns.append_value(r.netns);
-            cookie.append_value(r.cookie);
-            bs.append_option(r.bytes.map(|b| b.0));
-            br.append_option(r.bytes.map(|b| b.1));
-            dur.append_option(r.bytes.map(|b| b.2));
-            err.append_option(r.error);
+    fn conn_row(&self, r: ConnRow) -> batch::ConnRow {
+        let (cgroup_id, identity) = self.identity(r.pod);
+        let ip = |s: &str| -> IpAddr { s.parse().expect("synth writes valid IPs") };
+        batch::ConnRow {
+            time: r.time,
+            exec_id: r.exec_id,
+            identity,
+            raw: ConnRaw {
+                event: r.event,
+                owner: r.pid.map(|p| (p, r.comm.unwrap_or_default().to_string())),
+                family: "ipv4",
+                netns: r.netns,
+                time_boot_ns: 0,
+                cgroup_id,
+                cookie: r.cookie,
+                src: (ip(&r.src_ip), r.src_port),
+                dst: (ip(&r.dst_ip), r.dst_port),
+                orig_dst: r.orig.map(|(a, p)| (ip(&a), p)),
+                nat_dst: r.nat.map(|(a, p)| (ip(&a), p)),
+                bytes: r.bytes,
+                error: r.error.map(str::to_string),
+            },
         }
-        cols.extend([
-            Arc::new(event.finish()) as ArrayRef,
-            Arc::new(exec_id.finish()),
-            Arc::new(pid.finish()),
-            Arc::new(comm.finish()),
-            Arc::new(proto.finish()),
-            Arc::new(fam.finish()),
-            Arc::new(sip.finish()),
-            Arc::new(sport.finish()),
-            Arc::new(dip.finish()),
-            Arc::new(dport.finish()),
-            Arc::new(oip.finish()),
-            Arc::new(oport.finish()),
-            Arc::new(nip.finish()),
-            Arc::new(nport.finish()),
-            Arc::new(netns.finish()),
-            Arc::new(cookie.finish()),
-            Arc::new(bs.finish()),
-            Arc::new(br.finish()),
-            Arc::new(dur.finish()),
-            Arc::new(err.finish()),
-        ]);
-        Ok(RecordBatch::try_new(NET_CONN.arrow_schema(), cols)?)
     }
 }
 
