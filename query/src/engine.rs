@@ -167,10 +167,6 @@ impl Engine {
         self.hot_rows.get(table).copied().unwrap_or(0)
     }
 
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
-    }
-
     /// Plan and run one read-only statement.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         let df = self.plan(sql).await?;
@@ -359,8 +355,7 @@ impl SegmentTable {
     fn select_segments(&self, sf: &SegmentFilter) -> datafusion::error::Result<Vec<SegmentRecord>> {
         let (live, candidates) = {
             let cat = self.shared.catalog.lock().expect("poisoned");
-            let live = cat.segments_overlapping(self.def.name, i64::MIN, i64::MAX, None).map(|v| v.len())
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let live = cat.live_segment_count(self.def.name).map_err(|e| DataFusionError::External(Box::new(e)))?;
             let c = cat
                 .segments_overlapping(self.def.name, sf.time_from, sf.time_to, sf.pods.as_deref())
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;

@@ -105,10 +105,6 @@ impl Keys {
 }
 
 impl Batcher {
-    pub fn is_empty(&self) -> bool {
-        self.exec.is_empty() && self.exit.is_empty() && self.conn.is_empty()
-    }
-
     /// Drain the pending rows into batches (table name, batch).
     pub fn take(&mut self, node: &str) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
         let mut out = Vec::new();

@@ -76,14 +76,6 @@ impl ProcTable {
     pub fn current(&self, pid: u32) -> Option<Image> {
         self.by_pid.get(&pid).copied()
     }
-
-    pub fn len(&self) -> usize {
-        self.by_pid.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_pid.is_empty()
-    }
 }
 
 /// Field 22 (starttime) of /proc/PID/stat; the command (field 2) may hold spaces

@@ -239,6 +239,14 @@ impl Catalog {
         }
     }
 
+    /// How many sealed (not expired) segments `table` has: what a full scan opens.
+    pub fn live_segment_count(&self, table: &str) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count(*) FROM segments WHERE table_name = ?1 AND state = 'sealed'", [table], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     fn query_segments(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<SegmentRecord>> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt
