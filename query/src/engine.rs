@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::catalog::{MemTable, Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -34,7 +34,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use podtrail_schema::catalog::{Catalog, SegmentRecord};
-use podtrail_schema::tables::{CATALOG_TABLES, EVENT_TABLES, TableDef};
+use podtrail_schema::tables::{CATALOG_TABLES, EVENT_TABLES, IP_OWNERS, TableDef};
 use podtrail_schema::{hot, layout};
 use sha2::{Digest, Sha256};
 
@@ -156,6 +156,9 @@ impl Engine {
             ctx.register_table(def.name, Arc::new(provider))?;
         }
         for (def, batch) in catalog_batches {
+            if def.name == IP_OWNERS.name {
+                ctx.register_udtf("who_owned", Arc::new(WhoOwned { owners: batch.clone() }));
+            }
             let t = MemTable::try_new(def.arrow_schema(), vec![vec![batch]])?;
             ctx.register_table(def.name, Arc::new(t))?;
         }
@@ -470,6 +473,47 @@ impl TableProvider for SegmentTable {
             inputs.push(mem.scan(state, projection, filters, limit).await?);
         }
         UnionExec::try_new(inputs)
+    }
+}
+
+/// `who_owned(ip, time)`: the `ip_owners` rows whose interval holds `time`.
+/// `time` is a timestamp or any time expression podtrail accepts (a string).
+#[derive(Debug)]
+struct WhoOwned {
+    owners: RecordBatch,
+}
+
+impl TableFunctionImpl for WhoOwned {
+    fn call_with_args(&self, args: TableFunctionArgs) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let usage = "who_owned(ip, time) takes an IP address and a time: who_owned('10.244.1.7', '2026-11-17 14:03')";
+        let [ip, time] = args.exprs() else {
+            return Err(DataFusionError::Plan(format!("{usage}; got {} arguments", args.exprs().len())));
+        };
+        let ip = match literal_through_cast(ip) {
+            Some(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s))) => {
+                crate::who_owned::canonical_ip(s).map_err(|e| DataFusionError::Plan(format!("who_owned: {e}")))?
+            }
+            _ => return Err(DataFusionError::Plan(format!("{usage}; the IP must be a string literal, got {ip}"))),
+        };
+        let t = match literal_through_cast(time) {
+            Some(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s))) => {
+                crate::timeexpr::parse(s, chrono::Utc::now()).map_err(|e| DataFusionError::Plan(format!("who_owned: {e}")))?
+            }
+            Some(v) if timestamp_ns(v).is_some() => timestamp_ns(v).expect("checked"),
+            _ => return Err(DataFusionError::Plan(format!("{usage}; the time must be a timestamp or string literal, got {time}"))),
+        };
+        let rows = crate::who_owned::owners_at(&self.owners, &ip, t)?;
+        Ok(Arc::new(MemTable::try_new(self.owners.schema(), vec![vec![rows]])?))
+    }
+}
+
+/// The literal inside `e`, also through a cast (`TIMESTAMP '...'` is a cast of a
+/// string literal).
+fn literal_through_cast(e: &Expr) -> Option<&ScalarValue> {
+    match e {
+        Expr::Cast(c) => literal_through_cast(&c.expr),
+        Expr::TryCast(c) => literal_through_cast(&c.expr),
+        e => literal(e),
     }
 }
 

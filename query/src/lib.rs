@@ -4,7 +4,10 @@
 pub mod engine;
 pub mod output;
 pub mod status;
+pub mod timeexpr;
+pub mod timeline;
 pub mod verify;
+pub mod who_owned;
 
 pub use engine::{Engine, EngineOptions, ScanStatsSnapshot};
 

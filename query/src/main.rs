@@ -14,8 +14,13 @@ use podtrail_query::{Engine, EngineOptions, QueryError, status, verify};
 /// podtrail — query the history podtraild recorded on this node.
 ///
 /// Tables: process_exec, process_exit, net_conn (events), pods, containers,
-/// ip_owners (identity), podtrail_segments, podtrail_loss (system).
-/// `podtrail schema` prints every column with its meaning.
+/// ip_owners (identity), podtrail_segments, podtrail_loss (system); table
+/// function who_owned(ip, time). `podtrail schema` prints every column with its
+/// meaning.
+///
+/// Times (--at, --since, --until, who_owned's time) accept RFC 3339, '2026-11-17
+/// 14:03', '-2h', 'yesterday 09:30', 'last tuesday 14:00' (UTC; a bare weekday
+/// means the most recent one that is not in the future).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -51,6 +56,38 @@ enum Cmd {
         #[arg(long)]
         no_verify: bool,
     },
+    /// Which pod owned IP at a time; when nobody did, the nearest owners before and after.
+    ///
+    /// Example: podtrail who-owned 10.244.1.7 --at 'last tuesday 14:03'
+    WhoOwned {
+        /// The address (IPv4 or IPv6), e.g. from a firewall log.
+        ip: String,
+        /// The time (default: now).
+        #[arg(long, default_value = "now")]
+        at: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One pod's exec, exit and connection events in time order, indented by the
+    /// process tree; works for pods deleted long ago.
+    ///
+    /// Example: podtrail timeline --pod web-7d9f-x2k4q --namespace frontend --since -2h
+    Timeline {
+        /// Pod name (looked up in the identity history) or pod UID.
+        #[arg(long)]
+        pod: String,
+        /// Namespace, when the name exists in several.
+        #[arg(long, short)]
+        namespace: Option<String>,
+        /// Start of the window (default: the start of the history).
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the window, exclusive (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Time range, rows and bytes per table, segments, and recorded loss.
     Status {
         #[arg(long)]
@@ -64,6 +101,19 @@ enum Cmd {
     },
     /// Print the reference of every table and column (Markdown).
     Schema,
+}
+
+/// Write to standard output; a closed pipe (`| head`) is not an error worth a message.
+fn print_out(buf: &[u8]) -> Result<(), QueryError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(buf).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(QueryError::Io { path: "<stdout>".into(), source: e }),
+        _ => Ok(()),
+    }
+}
+
+fn parse_time(s: &str) -> Result<i64, QueryError> {
+    podtrail_query::timeexpr::parse(s, chrono::Utc::now()).map_err(QueryError::BadQuery)
 }
 
 fn main() -> ExitCode {
@@ -114,6 +164,33 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
             }
             Ok(if r.passed() { 0 } else { 1 })
         }
+        Cmd::WhoOwned { ip, at, json } => {
+            let t = parse_time(&at)?;
+            let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
+            let answer = podtrail_query::who_owned::who_owned(&engine, &ip, t).await?;
+            let text = if json { serde_json::to_string_pretty(&answer).expect("serializable") + "\n" } else { answer.to_string() };
+            print_out(text.as_bytes())?;
+            Ok(0)
+        }
+        Cmd::Timeline { pod, namespace, since, until, json } => {
+            let since = since.as_deref().map(parse_time).transpose()?;
+            let until = until.as_deref().map(parse_time).transpose()?;
+            if let (Some(s), Some(u)) = (since, until) {
+                if s >= u {
+                    return Err(QueryError::BadQuery("--since must be before --until".into()));
+                }
+            }
+            let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
+            let pods = podtrail_query::timeline::resolve_pod(&engine, &pod, namespace.as_deref()).await?;
+            let tl = podtrail_query::timeline::timeline(&engine, pods, since, until).await;
+            for w in engine.warnings() {
+                eprintln!("podtrail: warning: {w}");
+            }
+            let tl = tl?;
+            let text = if json { serde_json::to_string_pretty(&tl).expect("serializable") + "\n" } else { tl.to_string() };
+            print_out(text.as_bytes())?;
+            Ok(0)
+        }
         Cmd::Status { json } => {
             let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: false }).await?;
             let st = status::status(&engine).await?;
@@ -146,15 +223,7 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
             output::write(format, &schema, &batches, &mut buf).map_err(|e| QueryError::Runtime(format!("formatting the result: {e}")))?;
             match &output {
                 Some(path) => std::fs::write(path, &buf).map_err(|e| QueryError::Io { path: path.clone(), source: e })?,
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    // A closed pipe (`| head`) is not an error worth a message.
-                    if let Err(e) = out.write_all(&buf).and_then(|_| out.flush()) {
-                        if e.kind() != std::io::ErrorKind::BrokenPipe {
-                            return Err(QueryError::Io { path: "<stdout>".into(), source: e });
-                        }
-                    }
-                }
+                None => print_out(&buf)?,
             }
             if stats {
                 let s = engine.scan_stats();

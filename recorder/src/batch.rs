@@ -16,14 +16,16 @@ use podtrail_schema::tables::{NET_CONN, PROCESS_EXEC, PROCESS_EXIT};
 
 use crate::decode::{ConnRaw, ExecRaw, ExitRaw};
 
-/// The pod a row belonged to at event time; `None` on a row means a host process
-/// (or, until the identity stage exists, not yet known) and leaves the columns null.
+/// The pod a row belonged to at event time (see the `identity` stage); `None` on
+/// a row means a host process or an unresolved cgroup, and leaves the columns null.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodIdentity {
-    pub container_id: String,
+    /// Null for a process in the pod's own cgroup rather than a container's.
+    pub container_id: Option<String>,
     pub pod_uid: String,
-    pub pod_name: String,
-    pub pod_namespace: String,
+    /// Name and namespace come only from metadata sources.
+    pub pod_name: Option<String>,
+    pub pod_namespace: Option<String>,
 }
 
 pub struct ExecRow {
@@ -56,6 +58,8 @@ pub struct Batcher {
     pub exec: Vec<ExecRow>,
     pub exit: Vec<ExitRow>,
     pub conn: Vec<ConnRow>,
+    /// How many leading rows of (exec, exit, conn) the identity stage has stamped.
+    pub stamped: (usize, usize, usize),
 }
 
 /// Builders of the columns every event row starts with.
@@ -85,10 +89,10 @@ impl Keys {
         self.time.append_value(time);
         self.node.append_value(node);
         self.cgroup.append_value(cgroup);
-        self.container_id.append_option(identity.map(|i| &i.container_id));
+        self.container_id.append_option(identity.and_then(|i| i.container_id.as_deref()));
         self.pod_uid.append_option(identity.map(|i| &i.pod_uid));
-        self.pod_name.append_option(identity.map(|i| &i.pod_name));
-        self.pod_namespace.append_option(identity.map(|i| &i.pod_namespace));
+        self.pod_name.append_option(identity.and_then(|i| i.pod_name.as_deref()));
+        self.pod_namespace.append_option(identity.and_then(|i| i.pod_namespace.as_deref()));
     }
     /// In schema order: time, node, cgroup_id, container_id, pod_uid, pod_name, pod_namespace.
     fn finish(mut self) -> Vec<ArrayRef> {
@@ -107,6 +111,7 @@ impl Keys {
 impl Batcher {
     /// Drain the pending rows into batches (table name, batch).
     pub fn take(&mut self, node: &str) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
+        self.stamped = (0, 0, 0);
         let mut out = Vec::new();
         if !self.exec.is_empty() {
             let rows = std::mem::take(&mut self.exec);

@@ -1,10 +1,12 @@
 //! podtrail-recorder: the stages of `podtraild`, each a module named for it:
 //! `probes` (load eBPF, drain the ring buffer) -> `decode` -> `procs` (process
-//! table, exec ids) -> `batch` (Arrow batches) -> `segments` (durable store).
-//! `run` wires them together. Identity (pods) and network capture come next.
+//! table, exec ids) -> `identity` (pod and container at event time, IP
+//! ownership) -> `batch` (Arrow batches) -> `segments` (durable store).
+//! `run` wires them together.
 
 pub mod batch;
 pub mod decode;
+pub mod identity;
 pub mod metrics;
 pub mod probes;
 pub mod procs;

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub segments_sealed: AtomicU64,
     pub bytes_sealed: AtomicU64,
     pub hot_flushes: AtomicU64,
+    pub identity_unresolved: AtomicU64,
+    pub tracked_pods: AtomicU64,
 }
 
 impl Metrics {
@@ -48,6 +50,12 @@ impl Metrics {
              # HELP podtrail_hot_flushes_total Hot-tail flushes (fsynced appends).\n\
              # TYPE podtrail_hot_flushes_total counter\n\
              podtrail_hot_flushes_total {}\n\
+             # HELP podtrail_identity_unresolved_rows_total Rows whose cgroup id could not be resolved to a path (pod columns null).\n\
+             # TYPE podtrail_identity_unresolved_rows_total counter\n\
+             podtrail_identity_unresolved_rows_total {}\n\
+             # HELP podtrail_identity_pods Pods with an open interval (alive, seen by the identity stage).\n\
+             # TYPE podtrail_identity_pods gauge\n\
+             podtrail_identity_pods {}\n\
              # HELP podtrail_process_resident_memory_bytes Resident memory of podtraild.\n\
              # TYPE podtrail_process_resident_memory_bytes gauge\n\
              podtrail_process_resident_memory_bytes {}\n",
@@ -59,6 +67,8 @@ impl Metrics {
             g(&self.segments_sealed),
             g(&self.bytes_sealed),
             g(&self.hot_flushes),
+            g(&self.identity_unresolved),
+            g(&self.tracked_pods),
             rss
         )
     }

@@ -1,10 +1,12 @@
-//! `podtraild run`: the pipeline `probes -> decode -> procs -> batch -> segments`.
+//! `podtraild run`: the pipeline `probes -> decode -> procs -> identity -> batch -> segments`.
 //!
-//! Startup order: open the store (recovering what a crash left) -> seed procs
-//! from /proc -> load and attach probes -> loop. The loop polls the ring buffer,
-//! and about once a second appends the pending rows, flushes the hot tail (rows are
-//! then durable and queryable), seals aged segments and turns new kernel drops into
-//! `loss` rows. SIGTERM/SIGINT: drain the ring buffer, flush, seal, exit 0.
+//! Startup order: open the store (recovering what a crash left) -> resume open
+//! identity intervals -> seed procs from /proc -> load and attach probes -> loop.
+//! The loop polls the ring buffer, and about once a second stamps the pending rows
+//! with their pod identity, appends them, flushes the hot tail (rows are then
+//! durable and queryable), writes changed identity intervals, seals aged segments
+//! and turns new kernel drops into `loss` rows. SIGTERM/SIGINT: drain the ring
+//! buffer, flush, seal, exit 0.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{Batcher, ConnRow, ExecRow, ExitRow};
 use crate::decode::{RawEvent, decode};
+use crate::identity::{Identity, SOURCE_OBSERVED};
 use crate::probes::{ProbeError, Probes};
 use crate::procs::{ProcTable, boot_id};
 use crate::segments::{LossRecord, SegmentError, SegmentStore, StoreConfig};
@@ -36,6 +39,8 @@ pub enum RunError {
     Batch(#[from] arrow::error::ArrowError),
     #[error("installing signal handlers: {0}")]
     Signal(std::io::Error),
+    #[error("no cgroup v2 mount in /proc/self/mountinfo: podtraild needs cgroup v2 (unified or hybrid layout)")]
+    NoCgroup2,
     #[error("metrics endpoint {addr}: {source}")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
@@ -47,6 +52,9 @@ pub struct RunSummary {
     pub conn_rows: u64,
     pub kernel_drops: u64,
     pub decode_errors: u64,
+    /// Rows whose cgroup could not be resolved to a path (pod columns null).
+    pub identity_unresolved: u64,
+    pub cgroup_walks: u64,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -83,6 +91,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     install_signals()?;
     let (mut store, recovery) = SegmentStore::open(StoreConfig::new(&cfg.data_dir, &cfg.node))?;
     tracing::info!(?recovery, data_dir = %cfg.data_dir.display(), "store open");
+    let cgroup_root = crate::probes::cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()).ok_or(RunError::NoCgroup2)?;
+    let mut identity = Identity::new(cgroup_root, cfg.node.clone(), crate::identity::host_netns());
+    let (pods, containers, ips) = store.open_intervals(SOURCE_OBSERVED)?;
+    tracing::info!(pods.open = pods.len(), ip_owners.open = ips.len(), "identity intervals resumed");
+    identity.resume(pods, containers, ips);
     let mut procs = ProcTable::new(boot_id());
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
@@ -149,8 +162,10 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                 }
             }
         }
+        identity.stamp(&mut batcher, now_ns(), false);
         if stopping || last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
+            identity.stamp(&mut batcher, now_ns(), true);
             for (table, batch) in batcher.take(&cfg.node)? {
                 let n = batch.num_rows() as u64;
                 let counter = match table {
@@ -163,6 +178,15 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                 store.append(table, batch)?;
             }
             store.flush()?;
+            let writes = identity.tick(now_ns());
+            if !writes.is_empty() {
+                store.write_identity(&writes.pods, &writes.containers, &writes.ips)?;
+            }
+            let ids = identity.stats();
+            metrics.identity_unresolved.store(ids.unresolved_rows, Ordering::Relaxed);
+            metrics.tracked_pods.store(ids.open_pods as u64, Ordering::Relaxed);
+            summary.identity_unresolved = ids.unresolved_rows;
+            summary.cgroup_walks = ids.cgroup_walks;
             store.seal_aged()?;
             let st = store.stats();
             metrics.segments_sealed.store(st.segments_sealed, Ordering::Relaxed);
@@ -188,6 +212,18 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                         *last = now;
                     }
                 }
+            }
+            let unresolved = identity.take_unresolved();
+            if unresolved > 0 {
+                store.record_loss(&LossRecord {
+                    time_from: window_start,
+                    time_to: window_end,
+                    source: "identity".into(),
+                    table_name: None,
+                    cpu: None,
+                    count: unresolved,
+                    detail: Some("rows stored without pod identity: their cgroup was removed before it could be resolved".into()),
+                })?;
             }
             if decode_errors_window > 0 {
                 summary.decode_errors += decode_errors_window;

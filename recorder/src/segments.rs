@@ -312,6 +312,11 @@ impl SegmentStore {
         catalog_write::write_identity(&mut self.catalog, pods, containers, ips)
     }
 
+    /// Identity intervals of `source` that a previous run left open on this node.
+    pub fn open_intervals(&self, source: &str) -> Result<(Vec<PodRecord>, Vec<ContainerRecord>, Vec<IpOwnerRecord>)> {
+        catalog_write::open_intervals(&self.catalog, &self.cfg.node, source)
+    }
+
     /// Record counted loss.
     pub fn record_loss(&mut self, loss: &LossRecord) -> Result<()> {
         catalog_write::record_loss(&self.catalog, loss)

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::tables::{self, ColType, TableDef};
 
 /// Bump with a new entry in [`MIGRATIONS`]; never edit a released migration.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `MIGRATIONS[i]` takes the catalog from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[r#"
@@ -68,6 +68,21 @@ CREATE TABLE loss (
     time_from INTEGER NOT NULL, time_to INTEGER NOT NULL, source TEXT NOT NULL,
     table_name TEXT, cpu INTEGER, count INTEGER NOT NULL, detail TEXT
 );
+"#,
+// v2: pods known only from the kernel's cgroup path (source `observed`) have a
+// UID but no name or namespace; lookups by time go through the interval indexes.
+r#"
+CREATE TABLE pods_v2 (
+    pod_uid TEXT NOT NULL, pod_namespace TEXT, pod_name TEXT, node TEXT NOT NULL,
+    labels TEXT, owner TEXT, qos_class TEXT,
+    valid_from INTEGER NOT NULL, valid_to INTEGER, source TEXT NOT NULL,
+    PRIMARY KEY (pod_uid, valid_from)
+);
+INSERT INTO pods_v2 SELECT pod_uid, pod_namespace, pod_name, node, labels, owner, qos_class, valid_from, valid_to, source FROM pods;
+DROP TABLE pods;
+ALTER TABLE pods_v2 RENAME TO pods;
+CREATE INDEX pods_by_name ON pods (pod_name, pod_namespace);
+CREATE INDEX ip_owners_open ON ip_owners (source, node) WHERE valid_to IS NULL;
 "#];
 
 #[derive(Debug, thiserror::Error)]
@@ -280,16 +295,22 @@ impl Catalog {
 
     /// A catalog table as one Arrow batch with the documented schema.
     pub fn load_table(&self, def: &TableDef) -> Result<RecordBatch> {
+        self.load_rows(def, "", &[])
+    }
+
+    /// Rows of a catalog table matching `filter` (an SQL `WHERE ...` clause over
+    /// the documented column names, with `?N` parameters; empty for all rows).
+    pub fn load_rows(&self, def: &TableDef, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<RecordBatch> {
         let sqlite_table = sqlite_table_of(def).ok_or_else(|| CatalogError::Invalid {
             path: self.path.clone(),
             what: format!("{} is not a catalog table", def.name),
         })?;
         let cols: Vec<&tables::ColumnDef> = def.columns().collect();
         let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
-        let sql = format!("SELECT {} FROM {sqlite_table}", names.join(", "));
+        let sql = format!("SELECT {} FROM {sqlite_table} {filter}", names.join(", "));
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let mut builders: Vec<ColBuilder> = cols.iter().map(|c| ColBuilder::new(c.ty)).collect();
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(args).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             for (i, b) in builders.iter_mut().enumerate() {
                 b.push(row, i).map_err(|e| self.err(e))?;

@@ -186,15 +186,15 @@ pub const PODS: TableDef = TableDef {
     stamped: false,
     own_columns: &[
         col("pod_uid", ColType::Text, "Pod UID."),
-        col("pod_namespace", ColType::Text, "Namespace."),
-        col("pod_name", ColType::Text, "Name."),
+        opt("pod_namespace", ColType::Text, "Namespace; null when only the kernel's cgroup path is known (source `observed`)."),
+        opt("pod_name", ColType::Text, "Name; null when only the kernel's cgroup path is known (source `observed`)."),
         col("node", ColType::Text, "Node the pod ran on."),
         opt("labels", ColType::Text, "Labels as a JSON object."),
         opt("owner", ColType::Text, "Controlling owner, `Kind/name` (e.g. `ReplicaSet/web-7d9f`)."),
         opt("qos_class", ColType::Text, "`guaranteed`, `burstable` or `besteffort`."),
-        col("valid_from", ColType::Time, "First time the pod was known to exist."),
-        opt("valid_to", ColType::Time, "When the pod was deleted; null while it exists."),
-        col("source", ColType::Text, "Where the record came from: `cri`, `kubernetes`, `observed` or `synthetic`."),
+        col("valid_from", ColType::Time, "First time the pod was known to exist (`observed`: its first event)."),
+        opt("valid_to", ColType::Time, "When the pod was deleted (`observed`: when its cgroup was found removed); null while it exists."),
+        col("source", ColType::Text, "Where the record came from: `cri`, `kubernetes`, `observed` (the kernel's cgroup path of its events) or `synthetic`."),
     ],
 };
 
@@ -227,9 +227,9 @@ pub const IP_OWNERS: TableDef = TableDef {
         opt("pod_namespace", ColType::Text, "That pod's namespace."),
         opt("pod_name", ColType::Text, "That pod's name."),
         col("node", ColType::Text, "Node the pod ran on."),
-        col("valid_from", ColType::Time, "Start of ownership."),
-        opt("valid_to", ColType::Time, "End of ownership; null while still owned."),
-        col("source", ColType::Text, "Where the record came from: `cri`, `kubernetes`, `observed` or `synthetic`."),
+        col("valid_from", ColType::Time, "Start of ownership (`observed`: the first event of that pod using the address). A time T is in the interval when `valid_from <= T < valid_to`."),
+        opt("valid_to", ColType::Time, "End of ownership (`observed`: another pod's first use of the address, or when the pod's cgroup was found removed); null while still owned."),
+        col("source", ColType::Text, "Where the record came from: `cri`, `kubernetes`, `observed` (the local address of the pod's sockets outside the host network namespace) or `synthetic`."),
     ],
 };
 
@@ -262,7 +262,7 @@ pub const LOSS: TableDef = TableDef {
     own_columns: &[
         col("time_from", ColType::Time, "Start of the window in which the loss happened."),
         col("time_to", ColType::Time, "End of that window."),
-        col("source", ColType::Text, "`kernel_ringbuf` (reserve failed in the kernel), `userspace_queue`, `disk` (write failed), `decode` (a kernel record userspace could not decode), `crash` (unflushed rows lost to a crash), `retention` (rows expired before shipping)."),
+        col("source", ColType::Text, "`kernel_ringbuf` (reserve failed in the kernel), `userspace_queue`, `disk` (write failed), `decode` (a kernel record userspace could not decode), `crash` (unflushed rows lost to a crash), `retention` (rows expired before shipping), `identity` (rows stored, but without their pod columns: the cgroup was removed before it could be resolved)."),
         opt("table_name", ColType::Text, "Table the lost rows belonged to, when known."),
         opt("cpu", ColType::U32, "CPU, for per-CPU kernel counters."),
         col("count", ColType::U64, "Number of events (rows) lost."),

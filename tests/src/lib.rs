@@ -1,6 +1,7 @@
 //! podtrail-tests: the synthetic history generator, helpers shared by the
 //! end-to-end tests and the benchmark binary.
 
+pub mod privileged;
 pub mod synth;
 
 use std::path::PathBuf;

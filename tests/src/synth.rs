@@ -310,7 +310,7 @@ impl Synth {
         let uid = self.rng.uuid();
         let name = format!("{}-{}-{}", a.name, rs, sfx);
         let container_id = self.rng.hex(64);
-        let identity = Arc::new(PodIdentity { container_id: container_id.clone(), pod_uid: uid.clone(), pod_name: name.clone(), pod_namespace: a.namespace.to_string() });
+        let identity = Arc::new(PodIdentity { container_id: Some(container_id.clone()), pod_uid: uid.clone(), pod_name: Some(name.clone()), pod_namespace: Some(a.namespace.to_string()) });
         let pod = Pod {
             uid,
             name,
@@ -609,8 +609,8 @@ impl Synth {
             let valid_to = (p.end <= now).then_some(p.end);
             pods.push(PodRecord {
                 pod_uid: p.uid.clone(),
-                pod_namespace: a.namespace.into(),
-                pod_name: p.name.clone(),
+                pod_namespace: Some(a.namespace.into()),
+                pod_name: Some(p.name.clone()),
                 node: node.clone(),
                 labels: Some(format!("{{\"app\":\"{}\"}}", a.name)),
                 owner: Some(format!("ReplicaSet/{}", p.name.rsplit_once('-').map(|x| x.0).unwrap_or(&p.name))),

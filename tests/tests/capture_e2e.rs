@@ -4,132 +4,12 @@
 //! They need root and kernel BTF, and fail with an explanation otherwise.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use podtrail_tests::privileged::{PodCgroup, Recorder, in_cgroup, in_ns, ip, require_privileges};
 use podtrail_tests::{bin, sql_json};
-
-fn require_privileges() {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    assert_eq!(uid, 0, "capture tests load eBPF programs and need root (CI runs as root); run tests/run.sh as root");
-    assert!(Path::new("/sys/kernel/btf/vmlinux").exists(), "capture tests need kernel BTF (/sys/kernel/btf/vmlinux)");
-}
-
-/// A running `podtraild run`; stopped with SIGTERM (by pid) when dropped.
-struct Recorder {
-    child: Option<Child>,
-    data_dir: PathBuf,
-    /// Log lines up to and including "recording".
-    log: String,
-    _tmp: tempfile::TempDir,
-}
-
-impl Recorder {
-    fn start() -> Recorder {
-        Recorder::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Recorder {
-        require_privileges();
-        let tmp = tempfile::tempdir().unwrap();
-        let data_dir = tmp.path().join("data");
-        let mut child = Command::new(bin("podtraild"))
-            .args(["--data-dir", data_dir.to_str().unwrap(), "run", "--node", "test-node"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn podtraild");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut log = Vec::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let ready = line.contains("recording");
-                log.push(line);
-                if ready {
-                    let _ = tx.send(Ok(log.join("\n")));
-                }
-            }
-            let _ = tx.send(Err(log.join("\n")));
-        });
-        let log = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(log)) => log,
-            Ok(Err(log)) => panic!("podtraild exited before recording:\n{log}"),
-            Err(_) => panic!("podtraild not recording after 30 s"),
-        };
-        Recorder { child: Some(child), data_dir, log, _tmp: tmp }
-    }
-
-    /// SIGTERM, then require a clean exit: drained, flushed, sealed.
-    fn stop(&mut self) -> serde_json::Value {
-        let child = self.child.take().expect("running");
-        // SAFETY: kill(2) on the pid of the child this test spawned.
-        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "podtraild exited with {}", out.status);
-        serde_json::from_slice(&out.stdout).expect("podtraild prints a JSON summary")
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The cgroup v2 mount, from /proc/self/mountinfo (never a fixed path: this
-/// machine mounts v2 in the hybrid layout).
-fn cgroup2_mount() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for line in info.lines() {
-        let (pre, post) = line.split_once(" - ").unwrap();
-        if post.split_whitespace().next() == Some("cgroup2") {
-            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
-        }
-    }
-    panic!("no cgroup2 mount in /proc/self/mountinfo");
-}
-
-/// A kubelet-named pod cgroup (systemd driver naming), removed on drop.
-struct PodCgroup {
-    dirs: Vec<PathBuf>,
-}
-
-impl PodCgroup {
-    fn new(tag: &str) -> PodCgroup {
-        let root = cgroup2_mount().join(format!("podtrail-test-{}-{tag}.slice", std::process::id()));
-        let pod = root.join(format!("kubepods-besteffort-pod{}_{tag}.slice", std::process::id()));
-        std::fs::create_dir_all(&pod).unwrap_or_else(|e| panic!("creating {}: {e}", pod.display()));
-        PodCgroup { dirs: vec![pod, root] }
-    }
-    fn path(&self) -> &Path {
-        &self.dirs[0]
-    }
-    fn id(&self) -> u64 {
-        std::fs::metadata(self.path()).unwrap().ino()
-    }
-}
-
-impl Drop for PodCgroup {
-    fn drop(&mut self) {
-        for d in &self.dirs {
-            if let Err(e) = std::fs::remove_dir(d) {
-                eprintln!("cleanup: removing {}: {e}", d.display());
-            }
-        }
-    }
-}
 
 /// A copy of /bin/true under a unique path, so rows can be found by `binary`.
 fn probe_binary(dir: &Path, name: &str) -> PathBuf {
@@ -170,7 +50,7 @@ fn exec_row_has_exact_args_uid_parent_and_pod_cgroup() {
 
     let rows = rows_or_explain(
         d,
-        &format!("SELECT pid, ppid, uid, args, cgroup_id, parent_exec_id, node FROM process_exec WHERE binary = '{}'", probe.display()),
+        &format!("SELECT pid, ppid, uid, args, cgroup_id, parent_exec_id, node, pod_uid, container_id FROM process_exec WHERE binary = '{}'", probe.display()),
         "the probe's exec",
     );
     assert_eq!(rows.len(), 1, "exactly one exec row: {rows:?}");
@@ -180,6 +60,7 @@ fn exec_row_has_exact_args_uid_parent_and_pod_cgroup() {
     assert_eq!(r["ppid"].as_u64(), Some(u64::from(sh_pid)));
     assert_eq!(r["cgroup_id"].as_u64(), Some(cg.id()), "cgroup_id must be the inode of {}", cg.path().display());
     assert_eq!(r["node"], "test-node");
+    assert_eq!((r["pod_uid"].as_str(), r["container_id"].as_str()), (Some(cg.uid.as_str()), Some(cg.container_id.as_str())), "identity from the cgroup path");
     let shell = rows_or_explain(d, &format!("SELECT exec_id, args FROM process_exec WHERE pid = {sh_pid}"), "the shell's exec");
     assert_eq!(shell.len(), 1, "{shell:?}");
     assert_eq!(r["parent_exec_id"], shell[0]["exec_id"], "parent_exec_id must be the spawning shell's exec_id");
@@ -225,37 +106,6 @@ fn exec_storm_rows_plus_counted_loss_equal_spawns() {
     if lost == 0 {
         assert_eq!(rows as usize, N);
     }
-}
-
-/// Start the command inside `cg`: the child moves itself before exec (`ip netns
-/// exec` remounts /sys, so the cgroup path is not visible after it).
-fn in_cgroup<'a>(cmd: &'a mut Command, cg: &PodCgroup) -> &'a mut Command {
-    use std::os::unix::process::CommandExt;
-    let procs = std::ffi::CString::new(cg.path().join("cgroup.procs").to_str().unwrap()).unwrap();
-    // SAFETY: between fork and exec only async-signal-safe calls (open, write,
-    // close) on data prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-            let err = std::io::Error::last_os_error();
-            libc::close(fd);
-            if ok { Ok(()) } else { Err(err) }
-        })
-    }
-}
-
-fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().expect("ip (iproute2)");
-    assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn in_ns(ns: &str, cmd: &[&str]) {
-    let o = Command::new("ip").args(["netns", "exec", ns]).args(cmd).output().expect("ip netns exec");
-    assert!(o.status.success(), "in {ns}: {cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Two pods joined through a "node" namespace that DNATs the ClusterIP
@@ -345,7 +195,7 @@ fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
     rec.stop();
     let d = &rec.data_dir;
     let q = "SELECT event, pid, src_ip, src_port, dst_ip, dst_port, orig_dst_ip, orig_dst_port, nat_dst_ip, nat_dst_port, \
-             bytes_sent, bytes_received, cgroup_id, netns, exec_id FROM net_conn WHERE src_ip LIKE '10.244.%' ORDER BY time";
+             bytes_sent, bytes_received, cgroup_id, netns, exec_id, pod_uid FROM net_conn WHERE src_ip LIKE '10.244.%' ORDER BY time";
     let rows = sql_json(d, q);
     let find = |event: &str, cg: u64| -> &serde_json::Value {
         rows.iter()
@@ -353,6 +203,7 @@ fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
             .unwrap_or_else(|| panic!("no {event} row with cgroup {cg}; net_conn rows found:\n{}", serde_json::to_string_pretty(&rows).unwrap()))
     };
     let connect = find("connect", cga.id());
+    assert_eq!(connect["pod_uid"], cga.uid.as_str(), "pod A's identity at event time");
     assert_eq!(connect["src_ip"], "10.244.1.2", "the pod's own pre-NAT address");
     assert_eq!((connect["dst_ip"].as_str(), connect["dst_port"].as_u64()), (Some("10.244.100.10"), Some(80)));
     assert_eq!((connect["orig_dst_ip"].as_str(), connect["orig_dst_port"].as_u64()), (Some("10.244.100.10"), Some(80)), "what the process asked for");
@@ -365,6 +216,7 @@ fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
     assert_eq!(last["cgroup_id"].as_u64(), Some(cga.id()));
     assert!(last["args"].to_string().contains("10.244.100.10"), "the connecting image runs the client: {last}");
     let accept = find("accept", cgb.id());
+    assert_eq!(accept["pod_uid"], cgb.uid.as_str(), "the accepting socket's own pod, not the softirq's current task");
     assert_eq!((accept["src_ip"].as_str(), accept["src_port"].as_u64()), (Some("10.244.2.2"), Some(8080)));
     assert_eq!(accept["dst_ip"], "10.244.2.1", "pod B sees the masqueraded node address");
     assert_ne!(accept["netns"], connect["netns"], "each side carries its own socket's netns");

@@ -13,8 +13,9 @@ use super::{Result, fsync_dir, io_err};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodRecord {
     pub pod_uid: String,
-    pub pod_namespace: String,
-    pub pod_name: String,
+    /// Null when only the kernel's cgroup path is known (source `observed`).
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
     pub node: String,
     pub labels: Option<String>,
     pub owner: Option<String>,
@@ -177,6 +178,80 @@ pub fn write_identity(cat: &mut Catalog, pods: &[PodRecord], containers: &[Conta
     }
     tx.commit().map_err(e)?;
     Ok(())
+}
+
+/// Intervals of `source` on `node` still open (valid_to null): what a previous
+/// run of the recorder was tracking when it stopped.
+pub fn open_intervals(cat: &Catalog, node: &str, source: &str) -> Result<(Vec<PodRecord>, Vec<ContainerRecord>, Vec<IpOwnerRecord>)> {
+    let e = |e| cat.err(e);
+    let mut st = cat
+        .conn()
+        .prepare("SELECT pod_uid, pod_namespace, pod_name, node, labels, owner, qos_class, valid_from, valid_to, source FROM pods WHERE valid_to IS NULL AND node = ?1 AND source = ?2")
+        .map_err(e)?;
+    let pods = st
+        .query_map(params![node, source], |r| {
+            Ok(PodRecord {
+                pod_uid: r.get(0)?,
+                pod_namespace: r.get(1)?,
+                pod_name: r.get(2)?,
+                node: r.get(3)?,
+                labels: r.get(4)?,
+                owner: r.get(5)?,
+                qos_class: r.get(6)?,
+                valid_from: r.get(7)?,
+                valid_to: r.get(8)?,
+                source: r.get(9)?,
+            })
+        })
+        .map_err(e)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(e)?;
+    // Containers record no node: the open ones of this node's open pods.
+    let mut st = cat
+        .conn()
+        .prepare(
+            "SELECT container_id, pod_uid, container_name, image, runtime, cgroup_id, valid_from, valid_to, source FROM containers \
+             WHERE valid_to IS NULL AND source = ?2 AND pod_uid IN (SELECT pod_uid FROM pods WHERE valid_to IS NULL AND node = ?1 AND source = ?2)",
+        )
+        .map_err(e)?;
+    let containers = st
+        .query_map(params![node, source], |r| {
+            Ok(ContainerRecord {
+                container_id: r.get(0)?,
+                pod_uid: r.get(1)?,
+                container_name: r.get(2)?,
+                image: r.get(3)?,
+                runtime: r.get(4)?,
+                cgroup_id: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                valid_from: r.get(6)?,
+                valid_to: r.get(7)?,
+                source: r.get(8)?,
+            })
+        })
+        .map_err(e)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(e)?;
+    let mut st = cat
+        .conn()
+        .prepare("SELECT ip, pod_uid, pod_namespace, pod_name, node, valid_from, valid_to, source FROM ip_owners WHERE valid_to IS NULL AND node = ?1 AND source = ?2")
+        .map_err(e)?;
+    let ips = st
+        .query_map(params![node, source], |r| {
+            Ok(IpOwnerRecord {
+                ip: r.get(0)?,
+                pod_uid: r.get(1)?,
+                pod_namespace: r.get(2)?,
+                pod_name: r.get(3)?,
+                node: r.get(4)?,
+                valid_from: r.get(5)?,
+                valid_to: r.get(6)?,
+                source: r.get(7)?,
+            })
+        })
+        .map_err(e)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(e)?;
+    Ok((pods, containers, ips))
 }
 
 pub fn record_loss(cat: &Catalog, l: &LossRecord) -> Result<()> {

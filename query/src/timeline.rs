@@ -1,0 +1,266 @@
+//! `podtrail timeline --pod NAME|UID`: one pod's exec, exit and connection events
+//! in time order, indented by the process tree, also for pods long deleted.
+//!
+//! In: a pod name (resolved through `pods` and `ip_owners`, optionally within a
+//! namespace) or UID, and a time window. Out: [`Timeline`]: events ordered by time
+//! with their depth in the pod's process tree (a process whose parent was not
+//! exec'd inside the window starts a new root).
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type, UInt64Type};
+use arrow::record_batch::RecordBatch;
+
+use crate::timeexpr::format_ns;
+use crate::{Engine, QueryError};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    pub time: String,
+    /// `exec`, `exit`, or the `net_conn` event (`connect`, `accept`, `close`, `fail`).
+    pub event: String,
+    pub pod_uid: String,
+    pub container_id: Option<String>,
+    pub pid: Option<u32>,
+    pub exec_id: Option<u64>,
+    pub parent_exec_id: Option<u64>,
+    /// Depth in the pod's process tree (0: a root within the window).
+    pub depth: usize,
+    pub detail: String,
+    #[serde(skip)]
+    time_ns: i64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Timeline {
+    pub pods: Vec<PodRef>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PodRef {
+    pub pod_uid: String,
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
+}
+
+fn looks_like_uid(s: &str) -> bool {
+    (s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')) || (s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Which pod UIDs `pod` names: a UID as given, or every pod of that name (in
+/// `namespace` when given) known to `pods` or `ip_owners`.
+pub async fn resolve_pod(engine: &Engine, pod: &str, namespace: Option<&str>) -> Result<Vec<PodRef>, QueryError> {
+    if looks_like_uid(pod) {
+        let uid = pod.to_ascii_lowercase();
+        let (_, b) = engine
+            .sql(&format!("SELECT pod_uid, pod_namespace, pod_name FROM pods WHERE pod_uid = {} AND pod_name IS NOT NULL LIMIT 1", quote(&uid)))
+            .await?;
+        let known = pod_refs(&b).pop();
+        return Ok(vec![known.unwrap_or(PodRef { pod_uid: uid, pod_namespace: None, pod_name: None })]);
+    }
+    let ns = namespace.map(|n| format!(" AND pod_namespace = {}", quote(n))).unwrap_or_default();
+    let (_, b) = engine
+        .sql(&format!(
+            "SELECT DISTINCT pod_uid, pod_namespace, pod_name FROM (\
+               SELECT pod_uid, pod_namespace, pod_name FROM pods WHERE pod_name = {n}{ns} \
+               UNION ALL SELECT pod_uid, pod_namespace, pod_name FROM ip_owners WHERE pod_name = {n}{ns}) ORDER BY pod_namespace, pod_uid",
+            n = quote(pod)
+        ))
+        .await?;
+    let refs = pod_refs(&b);
+    if refs.is_empty() {
+        let where_ = namespace.map(|n| format!(" in namespace {n}")).unwrap_or_default();
+        return Err(QueryError::BadQuery(format!(
+            "no pod named '{pod}'{where_} in this history (pods, ip_owners); give its UID instead (events carry pod_uid even without a metadata source)"
+        )));
+    }
+    let mut namespaces: Vec<&str> = refs.iter().filter_map(|r| r.pod_namespace.as_deref()).collect();
+    namespaces.dedup();
+    if namespace.is_none() && namespaces.len() > 1 {
+        return Err(QueryError::BadQuery(format!("pod name '{pod}' exists in several namespaces ({}): add --namespace", namespaces.join(", "))));
+    }
+    Ok(refs)
+}
+
+fn pod_refs(batches: &[RecordBatch]) -> Vec<PodRef> {
+    let mut out = Vec::new();
+    for b in batches {
+        let (uid, ns, name) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>(), b.column(2).as_string::<i32>());
+        for i in 0..b.num_rows() {
+            out.push(PodRef {
+                pod_uid: uid.value(i).into(),
+                pod_namespace: ns.is_valid(i).then(|| ns.value(i).into()),
+                pod_name: name.is_valid(i).then(|| name.value(i).into()),
+            });
+        }
+    }
+    out
+}
+
+/// The events of `pods` in `[since, until)` (ns; open ends when None).
+pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, until: Option<i64>) -> Result<Timeline, QueryError> {
+    let uids: Vec<String> = pods.iter().map(|p| quote(&p.pod_uid)).collect();
+    let mut filter = format!("pod_uid IN ({})", uids.join(", "));
+    if let Some(s) = since {
+        filter.push_str(&format!(" AND time >= TIMESTAMP '{}'", format_ns(s)));
+    }
+    if let Some(u) = until {
+        filter.push_str(&format!(" AND time < TIMESTAMP '{}'", format_ns(u)));
+    }
+    let mut events = Vec::new();
+    let (_, b) = engine
+        .sql(&format!("SELECT time, pod_uid, container_id, pid, exec_id, parent_exec_id, uid, binary, args, args_truncated FROM process_exec WHERE {filter}"))
+        .await?;
+    for b in &b {
+        let args = b.column(8).as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let argv: Vec<String> = {
+                let a = args.value(i);
+                let a = a.as_string::<i32>();
+                (0..a.len()).map(|j| shell_word(a.value(j))).collect()
+            };
+            let trunc = if b.column(9).as_boolean().value(i) { " …(args truncated)" } else { "" };
+            let detail = format!("{} [{}] uid {}{trunc}", str_at(b, 7, i).unwrap_or_default(), argv.join(" "), b.column(6).as_primitive::<UInt32Type>().value(i));
+            events.push(event(b, i, "exec", detail, Some(3), Some(4), Some(5)));
+        }
+    }
+    let (_, b) = engine.sql(&format!("SELECT time, pod_uid, container_id, pid, exec_id, exit_code, signal, duration_ns FROM process_exit WHERE {filter}")).await?;
+    for b in &b {
+        for i in 0..b.num_rows() {
+            let (code, sig) = (b.column(5).as_primitive::<Int32Type>().value(i), b.column(6).as_primitive::<Int32Type>().value(i));
+            let how = if sig != 0 { format!("killed by signal {sig}") } else { format!("exit code {code}") };
+            let dur = b.column(7).as_primitive::<UInt64Type>();
+            let ran = if dur.is_valid(i) { format!(" after {}", human_ns(dur.value(i))) } else { String::new() };
+            events.push(event(b, i, "exit", format!("{how}{ran}"), Some(3), Some(4), None));
+        }
+    }
+    let (_, b) = engine
+        .sql(&format!(
+            "SELECT time, pod_uid, container_id, pid, exec_id, event, src_ip, src_port, dst_ip, dst_port, orig_dst_ip, orig_dst_port, \
+             nat_dst_ip, nat_dst_port, bytes_sent, bytes_received, duration_ns, error, comm FROM net_conn WHERE {filter}"
+        ))
+        .await?;
+    for b in &b {
+        for i in 0..b.num_rows() {
+            let kind = str_at(b, 5, i).unwrap_or_default();
+            let port = |c: usize| b.column(c).as_primitive::<UInt16Type>().value(i);
+            let mut d = format!("{}:{} -> {}:{}", str_at(b, 6, i).unwrap_or_default(), port(7), str_at(b, 8, i).unwrap_or_default(), port(9));
+            if let (Some(o), Some(n)) = (str_at(b, 10, i), str_at(b, 12, i)) {
+                d.push_str(&format!(" (asked for {o}:{}, reached {n}:{})", port(11), port(13)));
+            }
+            let u64_at = |c: usize| {
+                let a = b.column(c).as_primitive::<UInt64Type>();
+                a.is_valid(i).then(|| a.value(i))
+            };
+            if let (Some(s), Some(r), Some(t)) = (u64_at(14), u64_at(15), u64_at(16)) {
+                d.push_str(&format!(", sent {s} B, received {r} B, open {}", human_ns(t)));
+            }
+            if let Some(e) = str_at(b, 17, i) {
+                d.push_str(&format!(", {e}"));
+            }
+            if let Some(c) = str_at(b, 18, i) {
+                d.push_str(&format!(" by {c}"));
+            }
+            events.push(event(b, i, "net", d, Some(3), Some(4), None));
+            let last = events.last_mut().expect("pushed");
+            last.event = kind;
+        }
+    }
+    // Exec, exit, connect of one process at the same instant: keep that order.
+    let rank = |e: &str| match e {
+        "exec" => 0,
+        "exit" => 2,
+        _ => 1,
+    };
+    events.sort_by(|a, b| a.time_ns.cmp(&b.time_ns).then(rank(&a.event).cmp(&rank(&b.event))));
+    // Process tree depth: an exec is one deeper than its parent exec (when the
+    // parent is in this timeline); other events sit at their process's depth.
+    let mut depth: HashMap<u64, usize> = HashMap::new();
+    for e in events.iter_mut() {
+        if e.event == "exec" {
+            let d = e.parent_exec_id.and_then(|p| depth.get(&p)).map(|d| d + 1).unwrap_or(0);
+            if let Some(id) = e.exec_id {
+                depth.insert(id, d);
+            }
+            e.depth = d;
+        } else {
+            e.depth = e.exec_id.and_then(|id| depth.get(&id)).copied().unwrap_or(0);
+        }
+    }
+    Ok(Timeline { pods, since: since.map(format_ns), until: until.map(format_ns), events })
+}
+
+fn str_at(b: &RecordBatch, c: usize, i: usize) -> Option<String> {
+    let a = b.column(c).as_string::<i32>();
+    a.is_valid(i).then(|| a.value(i).to_string())
+}
+
+fn event(b: &RecordBatch, i: usize, kind: &str, detail: String, pid: Option<usize>, exec_id: Option<usize>, parent: Option<usize>) -> Event {
+    let u32_at = |c: usize| {
+        let a = b.column(c).as_primitive::<UInt32Type>();
+        a.is_valid(i).then(|| a.value(i))
+    };
+    let u64_at = |c: usize| {
+        let a = b.column(c).as_primitive::<UInt64Type>();
+        a.is_valid(i).then(|| a.value(i))
+    };
+    let time_ns = b.column(0).as_primitive::<TimestampNanosecondType>().value(i);
+    Event {
+        time: format_ns(time_ns),
+        event: kind.into(),
+        pod_uid: str_at(b, 1, i).unwrap_or_default(),
+        container_id: str_at(b, 2, i),
+        pid: pid.and_then(u32_at),
+        exec_id: exec_id.and_then(u64_at),
+        parent_exec_id: parent.and_then(u64_at),
+        depth: 0,
+        detail,
+        time_ns,
+    }
+}
+
+/// A word as a shell would need it quoted (so `sh -c 'a b'` reads back right).
+fn shell_word(w: &str) -> String {
+    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+fn human_ns(ns: u64) -> String {
+    match ns {
+        n if n < 1_000_000 => format!("{:.0} µs", n as f64 / 1e3),
+        n if n < 1_000_000_000 => format!("{:.1} ms", n as f64 / 1e6),
+        n => format!("{:.1} s", n as f64 / 1e9),
+    }
+}
+
+impl std::fmt::Display for Timeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in &self.pods {
+            match (&p.pod_namespace, &p.pod_name) {
+                (Some(ns), Some(n)) => writeln!(f, "pod {ns}/{n} (uid {})", p.pod_uid)?,
+                _ => writeln!(f, "pod uid {} (name unknown)", p.pod_uid)?,
+            }
+        }
+        writeln!(f, "window: {} .. {}", self.since.as_deref().unwrap_or("start of history"), self.until.as_deref().unwrap_or("now"))?;
+        let multi = self.pods.len() > 1;
+        for e in &self.events {
+            let pid = e.pid.map(|p| format!("pid {p}")).unwrap_or_default();
+            let pod = if multi { format!(" [{}]", &e.pod_uid[..8.min(e.pod_uid.len())]) } else { String::new() };
+            writeln!(f, "{:<30}{pod}  {:<8} {:<11} {}{}", e.time, e.event, pid, "  ".repeat(e.depth), e.detail)?;
+        }
+        let count = |k: &str| self.events.iter().filter(|e| e.event == k).count();
+        let conns = self.events.len() - count("exec") - count("exit");
+        writeln!(f, "{} events: {} exec, {} exit, {} connection", self.events.len(), count("exec"), count("exit"), conns)
+    }
+}

@@ -1,0 +1,410 @@
+//! `identity` stage: who a row belonged to at event time.
+//!
+//! In: the rows the `batch` stage is about to build (each carries the kernel's
+//! cgroup id of the process or socket). Out: the same rows stamped with container
+//! id and pod UID (from the cgroup path, see [`cgroup_path`]), and the identity
+//! history as catalog intervals: `pods`, `containers` and `ip_owners` rows with
+//! source `observed`.
+//!
+//! - cgroup id -> path: the id is the inode of the cgroup directory; an unknown id
+//!   triggers one walk of the cgroup v2 tree within milliseconds of the first
+//!   event from it (walks rate-limited). Ids of removed cgroups stay resolvable
+//!   for [`GONE_GRACE_NS`] so late events still get their pod. A cgroup created
+//!   and removed between two walks cannot be resolved: its rows keep null pod
+//!   columns and are counted as `identity` loss.
+//! - `ip_owners` (observed): the local address of a pod's sockets, outside the
+//!   host network namespace, is an address that pod owned at that moment. An
+//!   interval opens at the first such event, and closes when another pod is seen
+//!   with that address (at that event's time) or when the pod's cgroup disappears
+//!   (at the time that was noticed, within about a second).
+//! - `pods` / `containers` (observed): from the first event in the pod's /
+//!   container's cgroup until that cgroup disappears.
+//!
+//! Nothing here invents a name: pod name and namespace come only from metadata
+//! sources; with none, they stay null and the UID (from the kernel's cgroup path)
+//! is what identifies the pod.
+
+pub mod cgroup_path;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{Batcher, PodIdentity};
+use crate::segments::{ContainerRecord, IpOwnerRecord, PodRecord};
+use cgroup_path::CgroupIdentity;
+
+/// How long a removed cgroup's identity is kept for late events.
+pub const GONE_GRACE_NS: i64 = 10 * 60 * 1_000_000_000;
+/// How long an id that no walk found is not looked for again.
+const UNKNOWN_RETRY_NS: i64 = 10 * 1_000_000_000;
+/// Walks of the cgroup tree are at least this far apart (except at a flush).
+pub const MIN_WALK_INTERVAL_NS: i64 = 20 * 1_000_000;
+
+pub const SOURCE_OBSERVED: &str = "observed";
+
+struct Resolved {
+    path: PathBuf,
+    parsed: CgroupIdentity,
+    identity: Option<Arc<PodIdentity>>,
+    /// Wall time the cgroup was found removed.
+    gone_at: Option<i64>,
+}
+
+struct OpenPod {
+    record: PodRecord,
+    cgroup: PathBuf,
+    dirty: bool,
+}
+
+struct OpenContainer {
+    record: ContainerRecord,
+    cgroup: PathBuf,
+    dirty: bool,
+}
+
+struct OpenIp {
+    record: IpOwnerRecord,
+    dirty: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdentityStats {
+    /// Rows whose cgroup id no walk of the cgroup tree found (the cgroup was
+    /// created and removed between walks): their pod columns are null.
+    pub unresolved_rows: u64,
+    pub cgroup_walks: u64,
+    pub tracked_cgroups: usize,
+    pub open_pods: usize,
+    pub open_ips: usize,
+}
+
+/// Catalog rows to write: new intervals and ones that changed (upserts).
+#[derive(Debug, Default)]
+pub struct IdentityWrites {
+    pub pods: Vec<PodRecord>,
+    pub containers: Vec<ContainerRecord>,
+    pub ips: Vec<IpOwnerRecord>,
+}
+
+impl IdentityWrites {
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty() && self.containers.is_empty() && self.ips.is_empty()
+    }
+}
+
+pub struct Identity {
+    root: PathBuf,
+    node: String,
+    host_netns: u32,
+    cgroups: HashMap<u64, Resolved>,
+    unknown: HashMap<u64, i64>,
+    pods: HashMap<String, OpenPod>,
+    containers: HashMap<String, OpenContainer>,
+    ips: HashMap<String, OpenIp>,
+    closed: IdentityWrites,
+    stats: IdentityStats,
+    unresolved_window: u64,
+    last_walk: i64,
+}
+
+impl Identity {
+    /// `root`: the cgroup v2 mount; `host_netns`: inode of the host network
+    /// namespace (addresses used there are the node's, not a pod's).
+    pub fn new(root: PathBuf, node: String, host_netns: u32) -> Self {
+        Identity {
+            root,
+            node,
+            host_netns,
+            cgroups: HashMap::new(),
+            unknown: HashMap::new(),
+            pods: HashMap::new(),
+            containers: HashMap::new(),
+            ips: HashMap::new(),
+            closed: IdentityWrites::default(),
+            stats: IdentityStats::default(),
+            unresolved_window: 0,
+            last_walk: i64::MIN / 2,
+        }
+    }
+
+    pub fn stats(&self) -> IdentityStats {
+        IdentityStats { tracked_cgroups: self.cgroups.len(), open_pods: self.pods.len(), open_ips: self.ips.len(), ..self.stats }
+    }
+
+    /// Continue the intervals a previous run left open (observed, this node).
+    /// Ones whose cgroup is gone are closed at the next [`Identity::tick`].
+    pub fn resume(&mut self, pods: Vec<PodRecord>, containers: Vec<ContainerRecord>, ips: Vec<IpOwnerRecord>) {
+        if !pods.is_empty() {
+            self.walk();
+        }
+        for p in pods {
+            let cgroup = self.pod_cgroup_of(&p.pod_uid);
+            self.pods.insert(p.pod_uid.clone(), OpenPod { record: p, cgroup, dirty: false });
+        }
+        for c in containers {
+            // Without the path, the container's end is its pod's end.
+            let cgroup = c.pod_uid.as_ref().and_then(|u| self.pods.get(u)).map(|p| p.cgroup.clone()).unwrap_or_default();
+            self.containers.insert(c.container_id.clone(), OpenContainer { record: c, cgroup, dirty: false });
+        }
+        for i in ips {
+            self.ips.insert(i.ip.clone(), OpenIp { record: i, dirty: false });
+        }
+    }
+
+    /// Path of a resumed pod's cgroup, from the last walk (empty when it is gone).
+    fn pod_cgroup_of(&self, uid: &str) -> PathBuf {
+        self.cgroups
+            .values()
+            .find(|r| r.parsed.pod_uid.as_deref() == Some(uid))
+            .and_then(|r| r.parsed.pod_cgroup.as_ref())
+            .map(|p| self.root.join(p))
+            .unwrap_or_default()
+    }
+
+    /// Stamp the rows added since the last call with their identity and record
+    /// what they show (pods, containers, addresses). Called after every drain of
+    /// the ring buffer, so a new cgroup is resolved within milliseconds of its
+    /// first event, while it still exists. An unknown cgroup id triggers a walk of
+    /// the cgroup tree, at most one per [`MIN_WALK_INTERVAL_NS`] unless `force`
+    /// (the flush): rows waiting for a walk are stamped by a later call. `now`:
+    /// wall clock, ns.
+    pub fn stamp(&mut self, b: &mut Batcher, now: i64, force: bool) {
+        let (e0, x0, c0) = b.stamped;
+        let ids = b.exec[e0..].iter().map(|r| r.raw.cgroup_id).chain(b.exit[x0..].iter().map(|r| r.raw.cgroup_id)).chain(b.conn[c0..].iter().map(|r| r.raw.cgroup_id));
+        let missing: Vec<u64> = ids.filter(|id| !self.cgroups.contains_key(id) && self.unknown.get(id).is_none_or(|&t| now - t > UNKNOWN_RETRY_NS)).collect();
+        if !missing.is_empty() {
+            if !force && now - self.last_walk < MIN_WALK_INTERVAL_NS {
+                return;
+            }
+            self.last_walk = now;
+            self.walk();
+            for id in missing {
+                if !self.cgroups.contains_key(&id) {
+                    // Not looked for again for a while: no walk per batch for it.
+                    self.unknown.insert(id, now);
+                }
+            }
+        }
+        let mut seen: Vec<(i64, u64)> = Vec::new();
+        for r in &mut b.exec[e0..] {
+            r.identity = self.lookup(r.raw.cgroup_id);
+            seen.push((r.time, r.raw.cgroup_id));
+        }
+        for r in &mut b.exit[x0..] {
+            r.identity = self.lookup(r.raw.cgroup_id);
+            seen.push((r.time, r.raw.cgroup_id));
+        }
+        let mut addrs: Vec<(i64, IpAddr, Arc<PodIdentity>)> = Vec::new();
+        for r in &mut b.conn[c0..] {
+            r.identity = self.lookup(r.raw.cgroup_id);
+            seen.push((r.time, r.raw.cgroup_id));
+            if let Some(id) = &r.identity {
+                if r.raw.netns != self.host_netns && is_pod_address(r.raw.src.0) {
+                    addrs.push((r.time, r.raw.src.0, Arc::clone(id)));
+                }
+            }
+        }
+        b.stamped = (b.exec.len(), b.exit.len(), b.conn.len());
+        // Oldest first, so intervals open at the earliest event that shows them.
+        seen.sort_unstable();
+        for (t, cg) in seen {
+            self.observe_cgroup(t, cg);
+        }
+        addrs.sort_by_key(|a| a.0);
+        for (t, ip, id) in addrs {
+            self.observe_ip(t, ip, &id);
+        }
+    }
+
+    /// Rows stored without identity since the last call (their cgroup was gone
+    /// before it could be resolved): a gap to count as loss.
+    pub fn take_unresolved(&mut self) -> u64 {
+        std::mem::take(&mut self.unresolved_window)
+    }
+
+    fn lookup(&mut self, cgroup_id: u64) -> Option<Arc<PodIdentity>> {
+        match self.cgroups.get(&cgroup_id) {
+            Some(r) => r.identity.clone(),
+            None => {
+                self.stats.unresolved_rows += 1;
+                self.unresolved_window += 1;
+                None
+            }
+        }
+    }
+
+    fn observe_cgroup(&mut self, t: i64, cgroup_id: u64) {
+        let Some(r) = self.cgroups.get(&cgroup_id) else { return };
+        let (Some(uid), Some(pod_cgroup)) = (&r.parsed.pod_uid, &r.parsed.pod_cgroup) else { return };
+        if r.gone_at.is_some() {
+            // A late event of a removed cgroup: its intervals were already closed.
+            return;
+        }
+        let pod = self.pods.entry(uid.clone()).or_insert_with(|| OpenPod {
+            record: PodRecord {
+                pod_uid: uid.clone(),
+                pod_namespace: None,
+                pod_name: None,
+                node: self.node.clone(),
+                labels: None,
+                owner: None,
+                qos_class: r.parsed.qos.map(|q| q.as_str().to_string()),
+                valid_from: t,
+                valid_to: None,
+                source: SOURCE_OBSERVED.into(),
+            },
+            cgroup: self.root.join(pod_cgroup),
+            dirty: true,
+        });
+        if pod.cgroup.as_os_str().is_empty() {
+            pod.cgroup = self.root.join(pod_cgroup);
+        }
+        let Some(cid) = &r.parsed.container_id else { return };
+        self.containers.entry(cid.clone()).or_insert_with(|| OpenContainer {
+            record: ContainerRecord {
+                container_id: cid.clone(),
+                pod_uid: Some(uid.clone()),
+                container_name: None,
+                image: None,
+                runtime: r.parsed.runtime.map(str::to_string),
+                cgroup_id: Some(cgroup_id),
+                valid_from: t,
+                valid_to: None,
+                source: SOURCE_OBSERVED.into(),
+            },
+            cgroup: r.path.clone(),
+            dirty: true,
+        });
+    }
+
+    fn observe_ip(&mut self, t: i64, ip: IpAddr, id: &PodIdentity) {
+        let key = ip.to_string();
+        if let Some(cur) = self.ips.get_mut(&key) {
+            if cur.record.pod_uid == id.pod_uid {
+                return;
+            }
+            // Another pod uses the address now: the previous ownership ended.
+            let mut done = self.ips.remove(&key).expect("present").record;
+            done.valid_to = Some(t.max(done.valid_from));
+            self.closed.ips.push(done);
+        }
+        let record = IpOwnerRecord {
+            ip: key.clone(),
+            pod_uid: id.pod_uid.clone(),
+            pod_namespace: id.pod_namespace.clone(),
+            pod_name: id.pod_name.clone(),
+            node: self.node.clone(),
+            valid_from: t,
+            valid_to: None,
+            source: SOURCE_OBSERVED.into(),
+        };
+        self.ips.insert(key, OpenIp { record, dirty: true });
+    }
+
+    /// Close the intervals of pods and containers whose cgroup is gone, forget
+    /// cgroups gone for longer than the grace period, and return every catalog
+    /// row that is new or changed since the last call. `now`: wall clock, ns.
+    pub fn tick(&mut self, now: i64) -> IdentityWrites {
+        let mut out = std::mem::take(&mut self.closed);
+        let gone_pods: Vec<String> = self.pods.iter().filter(|(_, p)| !exists(&p.cgroup)).map(|(u, _)| u.clone()).collect();
+        for uid in gone_pods {
+            let mut p = self.pods.remove(&uid).expect("present").record;
+            p.valid_to = Some(now.max(p.valid_from));
+            tracing::debug!(pod.uid = %uid, "pod cgroup gone: closing its intervals");
+            out.pods.push(p);
+            let ips: Vec<String> = self.ips.iter().filter(|(_, i)| i.record.pod_uid == uid).map(|(k, _)| k.clone()).collect();
+            for k in ips {
+                let mut i = self.ips.remove(&k).expect("present").record;
+                i.valid_to = Some(now.max(i.valid_from));
+                out.ips.push(i);
+            }
+        }
+        let gone_containers: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, c)| !exists(&c.cgroup) || c.record.pod_uid.as_ref().is_some_and(|u| !self.pods.contains_key(u)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for cid in gone_containers {
+            let mut c = self.containers.remove(&cid).expect("present").record;
+            c.valid_to = Some(now.max(c.valid_from));
+            out.containers.push(c);
+        }
+        for p in self.pods.values_mut().filter(|p| p.dirty) {
+            p.dirty = false;
+            out.pods.push(p.record.clone());
+        }
+        for c in self.containers.values_mut().filter(|c| c.dirty) {
+            c.dirty = false;
+            out.containers.push(c.record.clone());
+        }
+        for i in self.ips.values_mut().filter(|i| i.dirty) {
+            i.dirty = false;
+            out.ips.push(i.record.clone());
+        }
+        // Removed cgroups: remembered for late events, then forgotten.
+        for r in self.cgroups.values_mut() {
+            if r.gone_at.is_none() && r.parsed.pod_uid.is_some() && !exists(&r.path) {
+                r.gone_at = Some(now);
+            }
+        }
+        self.cgroups.retain(|_, r| r.gone_at.is_none_or(|g| now - g < GONE_GRACE_NS));
+        self.unknown.retain(|_, &mut t| now - t <= UNKNOWN_RETRY_NS);
+        out
+    }
+
+    /// Walk the cgroup v2 tree and learn every directory not known yet.
+    fn walk(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        self.stats.cgroup_walks += 1;
+        let mut stack = vec![self.root.clone()];
+        let mut found = 0usize;
+        while let Some(dir) = stack.pop() {
+            let Ok(md) = std::fs::metadata(&dir) else { continue };
+            let id = md.ino();
+            if !self.cgroups.contains_key(&id) {
+                let rel = dir.strip_prefix(&self.root).unwrap_or(&dir).to_string_lossy().into_owned();
+                let parsed = cgroup_path::parse(&rel);
+                let identity = parsed.pod_uid.as_ref().map(|uid| {
+                    Arc::new(PodIdentity { container_id: parsed.container_id.clone(), pod_uid: uid.clone(), pod_name: None, pod_namespace: None })
+                });
+                self.cgroups.insert(id, Resolved { path: dir.clone(), parsed, identity, gone_at: None });
+                self.unknown.remove(&id);
+                found += 1;
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+        tracing::debug!(cgroups.new = found, cgroups.known = self.cgroups.len(), "walked the cgroup v2 tree");
+    }
+}
+
+fn exists(p: &Path) -> bool {
+    !p.as_os_str().is_empty() && p.exists()
+}
+
+/// An address a pod can own: not loopback, unspecified, multicast or link-local.
+fn is_pod_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => !(a.is_loopback() || a.is_unspecified() || a.is_multicast() || a.is_link_local() || a.is_broadcast()),
+        IpAddr::V6(a) => {
+            let link_local = (a.segments()[0] & 0xffc0) == 0xfe80;
+            !(a.is_loopback() || a.is_unspecified() || a.is_multicast() || link_local) && a.to_ipv4_mapped().is_none_or(|v4| !v4.is_loopback())
+        }
+    }
+}
+
+/// Inode of this process's network namespace (the recorder runs in the host's).
+pub fn host_netns() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net").map(|m| m.ino() as u32).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! Helpers of the privileged end-to-end tests: the real `podtraild` on a temp
+//! data dir, kubelet-named cgroups, processes started inside them, network
+//! namespaces. Everything created here is removed on drop, also when a test fails;
+//! processes are ended only by the pid this code spawned.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::bin;
+
+pub fn require_privileges() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(uid, 0, "capture tests load eBPF programs and need root (CI runs as root); run tests/run.sh as root");
+    assert!(Path::new("/sys/kernel/btf/vmlinux").exists(), "capture tests need kernel BTF (/sys/kernel/btf/vmlinux)");
+}
+
+
+/// A running `podtraild run`; stopped with SIGTERM (by pid) when dropped.
+pub struct Recorder {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    /// Log lines up to and including "recording".
+    pub log: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        Recorder::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Recorder {
+        require_privileges();
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut child = Command::new(bin("podtraild"))
+            .args(["--data-dir", data_dir.to_str().unwrap(), "run", "--node", "test-node"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn podtraild");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut log = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let ready = line.contains("recording");
+                log.push(line);
+                if ready {
+                    let _ = tx.send(Ok(log.join("\n")));
+                }
+            }
+            let _ = tx.send(Err(log.join("\n")));
+        });
+        let log = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(log)) => log,
+            Ok(Err(log)) => panic!("podtraild exited before recording:\n{log}"),
+            Err(_) => panic!("podtraild not recording after 30 s"),
+        };
+        Recorder { child: Some(child), data_dir, log, _tmp: tmp }
+    }
+
+    /// SIGTERM, then require a clean exit: drained, flushed, sealed.
+    pub fn stop(&mut self) -> serde_json::Value {
+        let child = self.child.take().expect("running");
+        // SAFETY: kill(2) on the pid of the child this test spawned.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "podtraild exited with {}", out.status);
+        serde_json::from_slice(&out.stdout).expect("podtraild prints a JSON summary")
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The cgroup v2 mount, from /proc/self/mountinfo (never a fixed path: this
+/// machine mounts v2 in the hybrid layout).
+pub fn cgroup2_mount() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in info.lines() {
+        let (pre, post) = line.split_once(" - ").unwrap();
+        if post.split_whitespace().next() == Some("cgroup2") {
+            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
+        }
+    }
+    panic!("no cgroup2 mount in /proc/self/mountinfo");
+}
+
+/// A kubelet-named pod cgroup (systemd driver naming, a real-looking pod UID) with
+/// one `cri-containerd-<id>.scope` container cgroup inside; removed on drop.
+pub struct PodCgroup {
+    /// Container, pod, test slice: removal order.
+    dirs: Vec<PathBuf>,
+    pub uid: String,
+    pub container_id: String,
+}
+
+impl PodCgroup {
+    pub fn new(tag: &str) -> PodCgroup {
+        use std::hash::{BuildHasher, Hasher};
+        // Unique per test process and tag; shaped like the UIDs the API server assigns.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write(tag.as_bytes());
+        let r = h.finish();
+        let uid = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", std::process::id(), r & 0xffff, (r >> 16) & 0xfff, (r >> 28) & 0xfff, r >> 16);
+        let container_id = format!("{:016x}{:016x}{:016x}{:016x}", r, r.rotate_left(16), r.rotate_left(32), u64::from(std::process::id()));
+        let root = cgroup2_mount().join(format!("podtrail-test-{}-{tag}.slice", std::process::id()));
+        let pod = root.join(format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_")));
+        let container = pod.join(format!("cri-containerd-{container_id}.scope"));
+        std::fs::create_dir_all(&container).unwrap_or_else(|e| panic!("creating {}: {e}", container.display()));
+        PodCgroup { dirs: vec![container, pod, root], uid, container_id }
+    }
+    /// The container's cgroup: where processes are started.
+    pub fn path(&self) -> &Path {
+        &self.dirs[0]
+    }
+    /// cgroup v2 id (inode) of [`PodCgroup::path`].
+    pub fn id(&self) -> u64 {
+        std::fs::metadata(self.path()).unwrap().ino()
+    }
+    /// Remove the cgroups now (the pod is deleted); processes in it must have exited.
+    pub fn remove(&mut self) {
+        for d in self.dirs.drain(..) {
+            if let Err(e) = std::fs::remove_dir(&d) {
+                eprintln!("cleanup: removing {}: {e}", d.display());
+            }
+        }
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+
+/// Start the command inside `cg`: the child moves itself before exec (`ip netns
+/// exec` remounts /sys, so the cgroup path is not visible after it).
+pub fn in_cgroup<'a>(cmd: &'a mut Command, cg: &PodCgroup) -> &'a mut Command {
+    use std::os::unix::process::CommandExt;
+    let procs = std::ffi::CString::new(cg.path().join("cgroup.procs").to_str().unwrap()).unwrap();
+    // SAFETY: between fork and exec only async-signal-safe calls (open, write,
+    // close) on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if ok { Ok(()) } else { Err(err) }
+        })
+    }
+}
+
+pub fn ip(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().expect("ip (iproute2)");
+    assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+pub fn in_ns(ns: &str, cmd: &[&str]) {
+    let o = Command::new("ip").args(["netns", "exec", ns]).args(cmd).output().expect("ip netns exec");
+    assert!(o.status.success(), "in {ns}: {cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+}

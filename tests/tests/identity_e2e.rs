@@ -1,0 +1,170 @@
+//! Privileged end-to-end test of the identity stage with no metadata source at
+//! all: pods are bare network namespaces plus kubelet-named cgroups. Pod A gets
+//! 10.244.1.5 and connects out; A is deleted; pod B later gets the same address
+//! and connects. The real `podtraild` records it; the real `podtrail` must answer
+//! who owned the address at each time with the pod UIDs (source `observed`), stamp
+//! each connection with its own pod, and show the deleted pod's timeline.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use podtrail_tests::privileged::{PodCgroup, Recorder, in_cgroup, ip};
+use podtrail_tests::{run_ok, sql_json};
+
+/// A "node" network namespace with a TCP server on 10.244.1.1:8080 that answers
+/// every connection with the byte count it read. Pods are attached and detached
+/// by veth. Everything lives in namespaces this creates and goes with them.
+struct Node {
+    ns: String,
+    server: std::process::Child,
+    tag: String,
+}
+
+const SERVER: &str = r#"
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.244.1.1", 8080)); s.listen(8); print("ready", flush=True)
+while True:
+    c, _ = s.accept(); n = 0
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        n += len(d)
+    c.sendall(str(n).encode()); c.close()
+"#;
+
+const CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection(("10.244.1.1", 8080), timeout=10)
+c.sendall(b"x" * int(sys.argv[1])); c.shutdown(socket.SHUT_WR)
+print(c.recv(100).decode(), flush=True); c.close()
+"#;
+
+impl Node {
+    fn new() -> Node {
+        let tag = format!("pi{}", std::process::id());
+        let ns = format!("{tag}-node");
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&["-n", &ns, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &ns, "addr", "add", "10.244.1.1/24", "dev", "br0"]);
+        ip(&["-n", &ns, "link", "set", "br0", "up"]);
+        let mut server = Command::new("ip").args(["netns", "exec", &ns, "python3", "-c", SERVER]).stdout(Stdio::piped()).spawn().expect("server");
+        let mut out = BufReader::new(server.stdout.take().unwrap()).lines();
+        assert_eq!(out.next().unwrap().unwrap(), "ready");
+        Node { ns, server, tag }
+    }
+
+    /// A pod network namespace with `addr`, attached to the node's bridge.
+    fn attach(&self, pod: &str, addr: &str) -> String {
+        let ns = format!("{}-{pod}", self.tag);
+        let (v, n) = (format!("{}{pod}v", self.tag), format!("{}{pod}n", self.tag));
+        ip(&["netns", "add", &ns]);
+        ip(&["link", "add", &v, "netns", &ns, "type", "veth", "peer", "name", &n, "netns", &self.ns]);
+        ip(&["-n", &self.ns, "link", "set", &n, "master", "br0", "up"]);
+        ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", &v]);
+        ip(&["-n", &ns, "link", "set", &v, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ns
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of the server this test spawned.
+        unsafe { libc::kill(self.server.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.server.wait();
+        if let Err(e) = Command::new("ip").args(["netns", "del", &self.ns]).status() {
+            eprintln!("cleanup: ip netns del {}: {e}", self.ns);
+        }
+    }
+}
+
+struct PodNetns(String);
+
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        if let Err(e) = Command::new("ip").args(["netns", "del", &self.0]).status() {
+            eprintln!("cleanup: ip netns del {}: {e}", self.0);
+        }
+    }
+}
+
+/// Run the client in `netns` inside `cg`, sending `n` bytes; returns what the server counted.
+fn connect_from(netns: &str, cg: &PodCgroup, n: usize) -> String {
+    let out = in_cgroup(Command::new("ip").args(["netns", "exec", netns, "python3", "-c", CLIENT, &n.to_string()]), cg).output().unwrap();
+    assert!(out.status.success(), "client in {netns}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn ip_reuse_without_metadata_sources_answers_with_pod_uids() {
+    let mut rec = Recorder::start();
+    let node = Node::new();
+    // Pod A: owns 10.244.1.5, connects out, is deleted (netns and cgroups removed).
+    let mut cga = PodCgroup::new("poda");
+    let a_ns = PodNetns(node.attach("a", "10.244.1.5"));
+    assert_eq!(connect_from(&a_ns.0, &cga, 1111), "1111");
+    let uid_a = cga.uid.clone();
+    drop(a_ns);
+    cga.remove();
+    // The recorder notices a removed pod cgroup within about a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    // Pod B: same address, later.
+    let cgb = PodCgroup::new("podb");
+    let b_ns = PodNetns(node.attach("b", "10.244.1.5"));
+    assert_eq!(connect_from(&b_ns.0, &cgb, 2222), "2222");
+    rec.stop();
+    let d = &rec.data_dir;
+    let dir = d.to_str().unwrap();
+
+    let conns = sql_json(d, "SELECT time, pod_uid, container_id, event, bytes_sent FROM net_conn WHERE src_ip = '10.244.1.5' AND event IN ('connect', 'close') ORDER BY time");
+    let by = |uid: &str, event: &str| -> serde_json::Value {
+        conns.iter().find(|r| r["pod_uid"] == uid && r["event"] == event).cloned().unwrap_or_else(|| panic!("no {event} row of pod {uid}; rows from 10.244.1.5:\n{conns:#?}"))
+    };
+    let (ca, cb) = (by(&uid_a, "connect"), by(&cgb.uid, "connect"));
+    assert_eq!(ca["container_id"], cga.container_id.as_str());
+    assert_eq!(cb["container_id"], cgb.container_id.as_str());
+    assert_eq!(by(&uid_a, "close")["bytes_sent"], 1111);
+    assert_eq!(by(&cgb.uid, "close")["bytes_sent"], 2222);
+    assert_eq!(conns.len(), 4, "one connect and one close per pod: {conns:#?}");
+    let (ta, tb) = (ca["time"].as_str().unwrap(), cb["time"].as_str().unwrap());
+
+    // who_owned in SQL, at each pod's own connect time.
+    for (t, uid) in [(ta, &uid_a), (tb, &cgb.uid)] {
+        let owners = sql_json(d, &format!("SELECT pod_uid, source, valid_from, valid_to FROM who_owned('10.244.1.5', TIMESTAMP '{t}')"));
+        assert_eq!(owners.len(), 1, "at {t}: {owners:?}");
+        assert_eq!((owners[0]["pod_uid"].as_str(), owners[0]["source"].as_str()), (Some(uid.as_str()), Some("observed")), "at {t}");
+    }
+    // The CLI: A's interval closed when A was deleted, before B's first use.
+    let answer: serde_json::Value = serde_json::from_str(&run_ok("podtrail", &["--data-dir", dir, "who-owned", "10.244.1.5", "--at", ta, "--json"])).unwrap();
+    let owner = &answer["owners"][0];
+    assert_eq!(owner["pod_uid"], uid_a.as_str(), "{answer:#}");
+    let a_end = owner["valid_to"].as_str().unwrap_or_else(|| panic!("A is deleted: its ownership must be closed: {answer:#}"));
+    assert!(a_end <= tb, "A's ownership ends ({a_end}) before B's first use ({tb})");
+    // Between A's deletion and B's first use nobody owned it: say so, with both neighbours.
+    let text = run_ok("podtrail", &["--data-dir", dir, "who-owned", "10.244.1.5", "--at", a_end]);
+    assert!(text.contains("nobody is recorded owning") && text.contains(&uid_a) && text.contains(&cgb.uid), "{text}");
+
+    // The deleted pod's timeline: its processes and its connection, in order.
+    let tl: serde_json::Value = serde_json::from_str(&run_ok("podtrail", &["--data-dir", dir, "timeline", "--pod", &uid_a, "--json"])).unwrap();
+    let events = tl["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap_or_else(|| panic!("no {k} in A's timeline: {tl:#}"));
+    assert!(pos("exec") < pos("connect") && pos("connect") < pos("close"), "order: {kinds:?}");
+    assert!(events.iter().all(|e| e["pod_uid"] == uid_a.as_str()), "only pod A's events: {tl:#}");
+    let times: Vec<&str> = events.iter().map(|e| e["time"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "time order: {times:?}");
+    assert!(events.iter().any(|e| e["event"] == "exec" && e["detail"].as_str().unwrap().contains("python3")), "{tl:#}");
+
+    // The identity history itself.
+    let pods = sql_json(d, &format!("SELECT pod_uid, valid_to, qos_class, source FROM pods WHERE pod_uid IN ('{uid_a}', '{}') ORDER BY valid_from", cgb.uid));
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    assert!(pods[0]["valid_to"].is_string() && pods[1]["valid_to"].is_null(), "A ended, B still alive: {pods:?}");
+    assert!(pods.iter().all(|p| p["qos_class"] == "besteffort" && p["source"] == "observed"), "{pods:?}");
+    let containers = sql_json(d, &format!("SELECT container_id, runtime FROM containers WHERE pod_uid = '{uid_a}'"));
+    assert_eq!(containers, vec![serde_json::json!({"container_id": cga.container_id, "runtime": "containerd"})]);
+    drop(b_ns);
+    drop(node);
+}
