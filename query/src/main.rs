@@ -41,8 +41,13 @@ enum Cmd {
     /// Example: podtrail sql "SELECT time, pod_name, binary, args FROM process_exec
     /// WHERE pod_namespace = 'payments' AND time > '2026-11-17T13:00:00Z' ORDER BY time"
     Sql {
-        /// The query; `-` reads it from standard input.
-        query: String,
+        /// The query; `-` reads it from standard input. A query starting with a
+        /// `--` comment must come after `--` or from --file.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        query: Option<String>,
+        /// Read the query from FILE (e.g. one of sql-examples/).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Write the result to FILE instead of standard output.
@@ -202,13 +207,15 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
             }
             Ok(0)
         }
-        Cmd::Sql { query, format, output, stats, no_verify } => {
-            let query = if query == "-" {
-                let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).map_err(|e| QueryError::Io { path: "<stdin>".into(), source: e })?;
-                s
-            } else {
-                query
+        Cmd::Sql { query, file, format, output, stats, no_verify } => {
+            let query = match (query.as_deref(), file) {
+                (_, Some(path)) => std::fs::read_to_string(&path).map_err(|e| QueryError::Io { path, source: e })?,
+                (Some("-"), None) => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s).map_err(|e| QueryError::Io { path: "<stdin>".into(), source: e })?;
+                    s
+                }
+                (q, None) => q.unwrap_or_default().to_owned(),
             };
             if format == Format::Parquet && output.is_none() && std::io::stdout().is_terminal() {
                 return Err(QueryError::BadQuery("--format parquet writes binary: give -o FILE or redirect standard output".into()));

@@ -1,6 +1,7 @@
 //! podtrail-tests: the synthetic history generator, helpers shared by the
 //! end-to-end tests and the benchmark binary.
 
+pub mod fixture;
 pub mod privileged;
 pub mod synth;
 
@@ -40,7 +41,7 @@ pub fn run_ok(name: &str, args: &[&str]) -> String {
 
 /// `podtrail sql ... --format json` parsed.
 pub fn sql_json(data_dir: &std::path::Path, query: &str) -> Vec<serde_json::Value> {
-    let out = run_ok("podtrail", &["--data-dir", data_dir.to_str().expect("utf-8 path"), "sql", "--format", "json", query]);
+    let out = run_ok("podtrail", &["--data-dir", data_dir.to_str().expect("utf-8 path"), "sql", "--format", "json", "--", query]);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("podtrail output for {query:?} is not JSON ({e}): {out}"))
 }
 

@@ -44,6 +44,10 @@ struct Args {
     /// Retention budget in bytes for sealed segments.
     #[arg(long)]
     disk_budget: Option<u64>,
+    /// Write the small incident history that sql-examples/ are checked against
+    /// (tests/src/fixture.rs) instead of a generated one; other options are ignored.
+    #[arg(long)]
+    incident: bool,
 }
 
 /// Paces to the wall clock and flushes each second, reporting what was flushed.
@@ -81,6 +85,11 @@ fn main() -> anyhow::Result<()> {
         None if a.realtime => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as i64,
         None => chrono_parse("2026-11-16T00:00:00Z")?,
     };
+    if a.incident {
+        podtrail_tests::fixture::write(&a.data_dir).with_context(|| format!("writing the incident history into {}", a.data_dir.display()))?;
+        println!("{{\"incident\": \"{}\"}}", a.data_dir.display());
+        return Ok(());
+    }
     let mut cfg = StoreConfig::new(&a.data_dir, &a.node);
     cfg.max_segment_age = Duration::from_secs(a.segment_age_secs);
     cfg.disk_budget_bytes = a.disk_budget;

@@ -1,0 +1,207 @@
+//! A small, hand-written incident history with known answers: the dataset every
+//! `sql-examples/*.sql` query is checked against. Written through the recorder's
+//! own `batch` and `segments` stages, like live data.
+//!
+//! The story (node `node-1`, times from T0 = 2026-11-17T14:00:00Z):
+//! - pod A `payments/payments-api-1` owns 10.244.1.7 from T0-1h until it is deleted
+//!   at T0+30m. At T0+5m someone opens a shell in it and runs curl against the
+//!   ledger Service ClusterIP 10.96.0.20:80, which DNATs to pod B
+//!   10.244.1.8:8080; at T0+6m it connects to 203.0.113.50:443 (outside).
+//! - pod B `payments/ledger-0` (10.244.1.8, alive) accepts that connection.
+//! - pod C `default/debug-shell` gets A's old address 10.244.1.7 at T0+35m, runs
+//!   a shell, then `/tmp/xmrig` (a binary never seen before) at T0+40m, which
+//!   connects to 198.51.100.7:4444; C also connects straight to B.
+//! - the host runs kubelet (no pod).
+//! - the kernel ring buffer dropped 12 events at T0+40m (a counted gap).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use podtrail_recorder::batch::{Batcher, ConnRow, ExecRow, ExitRow, PodIdentity};
+use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw};
+use podtrail_recorder::segments::{ContainerRecord, IpOwnerRecord, LossRecord, PodRecord};
+use podtrail_recorder::{SegmentStore, StoreConfig};
+
+pub const NODE: &str = "node-1";
+/// 2026-11-17T14:00:00Z in ns.
+pub const T0: i64 = 1_794_924_000_000_000_000;
+const S: i64 = 1_000_000_000;
+const M: i64 = 60 * S;
+
+pub const UID_A: &str = "a1a1a1a1-0000-4000-8000-00000000000a";
+pub const UID_B: &str = "b2b2b2b2-0000-4000-8000-00000000000b";
+pub const UID_C: &str = "c3c3c3c3-0000-4000-8000-00000000000c";
+const CID_A: &str = "aaaa000000000000000000000000000000000000000000000000000000000001";
+const CID_B: &str = "bbbb000000000000000000000000000000000000000000000000000000000002";
+const CID_C: &str = "cccc000000000000000000000000000000000000000000000000000000000003";
+
+struct Pod {
+    uid: &'static str,
+    ns: &'static str,
+    name: &'static str,
+    cid: &'static str,
+    cgroup: u64,
+    netns: u32,
+    ip: &'static str,
+    from: i64,
+    to: Option<i64>,
+}
+
+const PODS: [Pod; 3] = [
+    Pod { uid: UID_A, ns: "payments", name: "payments-api-1", cid: CID_A, cgroup: 101, netns: 4026532101, ip: "10.244.1.7", from: T0 - 60 * M, to: Some(T0 + 30 * M) },
+    Pod { uid: UID_B, ns: "payments", name: "ledger-0", cid: CID_B, cgroup: 102, netns: 4026532102, ip: "10.244.1.8", from: T0 - 120 * M, to: None },
+    Pod { uid: UID_C, ns: "default", name: "debug-shell", cid: CID_C, cgroup: 103, netns: 4026532103, ip: "10.244.1.7", from: T0 + 35 * M, to: None },
+];
+
+fn ident(p: &Pod) -> Option<Arc<PodIdentity>> {
+    Some(Arc::new(PodIdentity { container_id: Some(p.cid.into()), pod_uid: p.uid.into(), pod_name: Some(p.name.into()), pod_namespace: Some(p.ns.into()) }))
+}
+
+struct Proc {
+    exec_id: u64,
+    pid: u32,
+}
+
+struct Builder {
+    b: Batcher,
+}
+
+impl Builder {
+    #[allow(clippy::too_many_arguments)]
+    fn exec(&mut self, t: i64, pod: Option<&Pod>, pid: u32, parent: Option<&Proc>, uid: u32, argv: &[&str]) -> Proc {
+        let exec_id = podtrail_schema::tables::exec_id(0x0b00, pid, t as u64);
+        let raw = ExecRaw {
+            pid,
+            tid: pid,
+            ppid: parent.map(|p| p.pid).unwrap_or(1),
+            uid,
+            gid: uid,
+            netns: pod.map(|p| p.netns).unwrap_or(4026531840),
+            time_boot_ns: 0,
+            cgroup_id: pod.map(|p| p.cgroup).unwrap_or(1),
+            cap_effective: if uid == 0 { 0xa80425fb } else { 0 },
+            comm: argv[0].rsplit('/').next().unwrap_or(argv[0]).chars().take(15).collect(),
+            filename: argv[0].into(),
+            args: argv.iter().map(|a| a.to_string()).collect(),
+            args_truncated: false,
+        };
+        self.b.exec.push(ExecRow { time: t, raw, exec_id, parent_exec_id: parent.map(|p| p.exec_id), cwd: Some("/".into()), identity: pod.and_then(ident) });
+        Proc { exec_id, pid }
+    }
+
+    fn exit(&mut self, t: i64, started: i64, pod: Option<&Pod>, p: &Proc, code: i32) {
+        let raw = ExitRaw { pid: p.pid, time_boot_ns: 0, cgroup_id: pod.map(|p| p.cgroup).unwrap_or(1), exit_code: code, signal: 0, comm: String::new() };
+        self.b.exit.push(ExitRow { time: t, raw, exec_id: Some(p.exec_id), duration_ns: Some((t - started) as u64), identity: pod.and_then(ident) });
+    }
+
+    /// A connection: connect (or accept), then close `dur` later with byte counts.
+    #[allow(clippy::too_many_arguments)]
+    fn conn(&mut self, t: i64, dur: i64, event: &'static str, pod: &Pod, p: Option<&Proc>, cookie: u64, src: (&str, u16), dst: (&str, u16), nat: Option<(&str, u16)>, bytes: (u64, u64)) {
+        let a = |(ip, port): (&str, u16)| (ip.parse::<IpAddr>().expect("fixture IP"), port);
+        let raw = ConnRaw {
+            event,
+            owner: p.map(|p| (p.pid, "proc".to_string())),
+            family: "ipv4",
+            netns: pod.netns,
+            time_boot_ns: 0,
+            cgroup_id: pod.cgroup,
+            cookie,
+            src: a(src),
+            dst: a(dst),
+            orig_dst: (event == "connect").then(|| a(dst)),
+            nat_dst: nat.map(a),
+            bytes: None,
+            error: None,
+        };
+        let close = ConnRaw { event: "close", bytes: Some((bytes.0, bytes.1, dur as u64)), ..raw.clone() };
+        let exec_id = p.map(|p| p.exec_id);
+        self.b.conn.push(ConnRow { time: t, raw, exec_id, identity: ident(pod) });
+        self.b.conn.push(ConnRow { time: t + dur, raw: close, exec_id, identity: ident(pod) });
+    }
+}
+
+/// Write the incident history into a new data dir at `dir`.
+pub fn write(dir: &Path) -> anyhow::Result<()> {
+    let (mut store, _) = SegmentStore::open(StoreConfig::new(dir, NODE))?;
+    let [a, b, c] = &PODS;
+    let mut w = Builder { b: Batcher::default() };
+    // Host.
+    let kubelet = w.exec(T0 - 3 * 60 * M, None, 900, None, 0, &["/usr/bin/kubelet", "--config", "/var/lib/kubelet/config.yaml"]);
+    // Pod B's server, and pod A's app.
+    let ledger = w.exec(b.from, Some(b), 2000, None, 1000, &["/usr/bin/java", "-jar", "/app/ledger.jar"]);
+    let api = w.exec(a.from, Some(a), 3000, None, 1000, &["/usr/local/bin/payments-api", "--port", "8080"]);
+    // T0+5m: a shell in pod A, curl to the ledger Service.
+    let sh = w.exec(T0 + 5 * M, Some(a), 3100, Some(&api), 0, &["/bin/sh", "-c", "curl -s http://ledger.payments/balance"]);
+    let curl = w.exec(T0 + 5 * M + 10_000_000, Some(a), 3101, Some(&sh), 0, &["/usr/bin/curl", "-s", "http://ledger.payments/balance"]);
+    w.conn(T0 + 5 * M + S, 2 * S, "connect", a, Some(&curl), 1, ("10.244.1.7", 41000), ("10.96.0.20", 80), Some(("10.244.1.8", 8080)), (120, 4096));
+    w.conn(T0 + 5 * M + S + 50_000, 2 * S, "accept", b, None, 2, ("10.244.1.8", 8080), ("10.244.1.7", 41000), None, (4096, 120));
+    w.exit(T0 + 5 * M + 4 * S, T0 + 5 * M + 10_000_000, Some(a), &curl, 0);
+    w.exit(T0 + 5 * M + 5 * S, T0 + 5 * M, Some(a), &sh, 0);
+    w.conn(T0 + 6 * M, 30 * S, "connect", a, Some(&api), 3, ("10.244.1.7", 41500), ("203.0.113.50", 443), None, (50_000, 700));
+    w.exit(a.to.expect("A is deleted"), a.from, Some(a), &api, 0);
+    // Pod C gets 10.244.1.7.
+    let csh = w.exec(c.from, Some(c), 4000, None, 0, &["/bin/sh"]);
+    let miner = w.exec(T0 + 40 * M, Some(c), 4100, Some(&csh), 0, &["/tmp/xmrig", "-o", "198.51.100.7:4444"]);
+    w.conn(T0 + 41 * M, 60 * S, "connect", c, Some(&miner), 4, ("10.244.1.7", 42000), ("198.51.100.7", 4444), None, (9000, 12000));
+    w.conn(T0 + 42 * M, S, "connect", c, Some(&csh), 5, ("10.244.1.7", 42100), ("10.244.1.8", 8080), None, (10, 20));
+    w.conn(T0 + 42 * M + 50_000, S, "accept", b, Some(&ledger), 6, ("10.244.1.8", 8080), ("10.244.1.7", 42100), None, (20, 10));
+    let _ = kubelet;
+    for (table, batch) in w.b.take(NODE)? {
+        store.append(table, batch)?;
+    }
+    let pods: Vec<PodRecord> = PODS
+        .iter()
+        .map(|p| PodRecord {
+            pod_uid: p.uid.into(),
+            pod_namespace: Some(p.ns.into()),
+            pod_name: Some(p.name.into()),
+            node: NODE.into(),
+            labels: Some(format!("{{\"app\":\"{}\"}}", p.name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-'))),
+            owner: None,
+            qos_class: Some("burstable".into()),
+            valid_from: p.from,
+            valid_to: p.to,
+            source: "synthetic".into(),
+        })
+        .collect();
+    let containers: Vec<ContainerRecord> = PODS
+        .iter()
+        .map(|p| ContainerRecord {
+            container_id: p.cid.into(),
+            pod_uid: Some(p.uid.into()),
+            container_name: Some(p.name.into()),
+            image: Some(format!("registry.example/{}:1", p.name)),
+            runtime: Some("containerd".into()),
+            cgroup_id: Some(p.cgroup),
+            valid_from: p.from,
+            valid_to: p.to,
+            source: "synthetic".into(),
+        })
+        .collect();
+    let ips: Vec<IpOwnerRecord> = PODS
+        .iter()
+        .map(|p| IpOwnerRecord {
+            ip: p.ip.into(),
+            pod_uid: p.uid.into(),
+            pod_namespace: Some(p.ns.into()),
+            pod_name: Some(p.name.into()),
+            node: NODE.into(),
+            valid_from: p.from,
+            valid_to: p.to,
+            source: "synthetic".into(),
+        })
+        .collect();
+    store.write_identity(&pods, &containers, &ips)?;
+    store.record_loss(&LossRecord {
+        time_from: T0 + 40 * M,
+        time_to: T0 + 40 * M + S,
+        source: "kernel_ringbuf".into(),
+        table_name: Some("process_exec/process_exit".into()),
+        cpu: Some(1),
+        count: 12,
+        detail: Some("ring buffer of process.bpf.o full".into()),
+    })?;
+    store.close()?;
+    Ok(())
+}
