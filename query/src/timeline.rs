@@ -116,10 +116,16 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
         filter.push_str(&format!(" AND time < TIMESTAMP '{}'", format_ns(u)));
     }
     let mut events = Vec::new();
-    let (_, b) = engine
-        .sql(&format!("SELECT time, pod_uid, container_id, pid, exec_id, parent_exec_id, uid, binary, args, args_truncated FROM process_exec WHERE {filter}"))
-        .await?;
-    for b in &b {
+    // The three tables are scanned concurrently: most of the time is per-segment
+    // work (open, footer, bloom filter, decode) that overlaps well.
+    let exec_q = format!("SELECT time, pod_uid, container_id, pid, exec_id, parent_exec_id, uid, binary, args, args_truncated FROM process_exec WHERE {filter}");
+    let exit_q = format!("SELECT time, pod_uid, container_id, pid, exec_id, exit_code, signal, duration_ns FROM process_exit WHERE {filter}");
+    let conn_q = format!(
+        "SELECT time, pod_uid, container_id, pid, exec_id, event, src_ip, src_port, dst_ip, dst_port, orig_dst_ip, orig_dst_port, \
+         nat_dst_ip, nat_dst_port, bytes_sent, bytes_received, duration_ns, error, comm FROM net_conn WHERE {filter}"
+    );
+    let (execs, exits, conns) = futures::try_join!(engine.sql(&exec_q), engine.sql(&exit_q), engine.sql(&conn_q))?;
+    for b in &execs.1 {
         let args = b.column(8).as_list::<i32>();
         for i in 0..b.num_rows() {
             let argv: Vec<String> = {
@@ -132,8 +138,7 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
             events.push(event(b, i, "exec", detail, Some(3), Some(4), Some(5)));
         }
     }
-    let (_, b) = engine.sql(&format!("SELECT time, pod_uid, container_id, pid, exec_id, exit_code, signal, duration_ns FROM process_exit WHERE {filter}")).await?;
-    for b in &b {
+    for b in &exits.1 {
         for i in 0..b.num_rows() {
             let (code, sig) = (b.column(5).as_primitive::<Int32Type>().value(i), b.column(6).as_primitive::<Int32Type>().value(i));
             let how = if sig != 0 { format!("killed by signal {sig}") } else { format!("exit code {code}") };
@@ -142,13 +147,7 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
             events.push(event(b, i, "exit", format!("{how}{ran}"), Some(3), Some(4), None));
         }
     }
-    let (_, b) = engine
-        .sql(&format!(
-            "SELECT time, pod_uid, container_id, pid, exec_id, event, src_ip, src_port, dst_ip, dst_port, orig_dst_ip, orig_dst_port, \
-             nat_dst_ip, nat_dst_port, bytes_sent, bytes_received, duration_ns, error, comm FROM net_conn WHERE {filter}"
-        ))
-        .await?;
-    for b in &b {
+    for b in &conns.1 {
         for i in 0..b.num_rows() {
             let kind = str_at(b, 5, i).unwrap_or_default();
             let port = |c: usize| b.column(c).as_primitive::<UInt16Type>().value(i);

@@ -102,7 +102,7 @@ pub struct Identity {
     unknown: HashMap<u64, i64>,
     pods: HashMap<String, OpenPod>,
     containers: HashMap<String, OpenContainer>,
-    ips: HashMap<String, OpenIp>,
+    ips: HashMap<IpAddr, OpenIp>,
     closed: IdentityWrites,
     stats: IdentityStats,
     unresolved_window: u64,
@@ -149,7 +149,12 @@ impl Identity {
             self.containers.insert(c.container_id.clone(), OpenContainer { record: c, cgroup, dirty: false });
         }
         for i in ips {
-            self.ips.insert(i.ip.clone(), OpenIp { record: i, dirty: false });
+            match i.ip.parse::<IpAddr>() {
+                Ok(key) => {
+                    self.ips.insert(key, OpenIp { record: i, dirty: false });
+                }
+                Err(_) => tracing::warn!(ip = %i.ip, "catalog holds an open ip_owners row with an unparsable address; not resumed"),
+            }
         }
     }
 
@@ -187,31 +192,40 @@ impl Identity {
                 }
             }
         }
-        let mut seen: Vec<(i64, u64)> = Vec::new();
+        // First sighting per cgroup and per (address, pod) in this call: what
+        // may open an interval. Rows of already-known pods cost a lookup each.
+        let mut seen: HashMap<u64, i64> = HashMap::new();
+        let mut note = |t: i64, cg: u64| {
+            let e = seen.entry(cg).or_insert(t);
+            *e = (*e).min(t);
+        };
         for r in &mut b.exec[e0..] {
             r.identity = self.lookup(r.raw.cgroup_id);
-            seen.push((r.time, r.raw.cgroup_id));
+            note(r.time, r.raw.cgroup_id);
         }
         for r in &mut b.exit[x0..] {
             r.identity = self.lookup(r.raw.cgroup_id);
-            seen.push((r.time, r.raw.cgroup_id));
+            note(r.time, r.raw.cgroup_id);
         }
-        let mut addrs: Vec<(i64, IpAddr, Arc<PodIdentity>)> = Vec::new();
+        let mut addrs: HashMap<(IpAddr, *const PodIdentity), (i64, Arc<PodIdentity>)> = HashMap::new();
         for r in &mut b.conn[c0..] {
             r.identity = self.lookup(r.raw.cgroup_id);
-            seen.push((r.time, r.raw.cgroup_id));
+            note(r.time, r.raw.cgroup_id);
             if let Some(id) = &r.identity {
                 if r.raw.netns != self.host_netns && is_pod_address(r.raw.src.0) {
-                    addrs.push((r.time, r.raw.src.0, Arc::clone(id)));
+                    let e = addrs.entry((r.raw.src.0, Arc::as_ptr(id))).or_insert_with(|| (r.time, Arc::clone(id)));
+                    e.0 = e.0.min(r.time);
                 }
             }
         }
         b.stamped = (b.exec.len(), b.exit.len(), b.conn.len());
         // Oldest first, so intervals open at the earliest event that shows them.
+        let mut seen: Vec<(i64, u64)> = seen.into_iter().map(|(cg, t)| (t, cg)).collect();
         seen.sort_unstable();
         for (t, cg) in seen {
             self.observe_cgroup(t, cg);
         }
+        let mut addrs: Vec<(i64, IpAddr, Arc<PodIdentity>)> = addrs.into_iter().map(|((ip, _), (t, id))| (t, ip, id)).collect();
         addrs.sort_by_key(|a| a.0);
         for (t, ip, id) in addrs {
             self.observe_ip(t, ip, &id);
@@ -240,6 +254,9 @@ impl Identity {
         let (Some(uid), Some(pod_cgroup)) = (&r.parsed.pod_uid, &r.parsed.pod_cgroup) else { return };
         if r.gone_at.is_some() {
             // A late event of a removed cgroup: its intervals were already closed.
+            return;
+        }
+        if self.pods.contains_key(uid) && r.parsed.container_id.as_ref().is_none_or(|c| self.containers.contains_key(c)) {
             return;
         }
         let pod = self.pods.entry(uid.clone()).or_insert_with(|| OpenPod {
@@ -279,8 +296,7 @@ impl Identity {
         });
     }
 
-    fn observe_ip(&mut self, t: i64, ip: IpAddr, id: &PodIdentity) {
-        let key = ip.to_string();
+    fn observe_ip(&mut self, t: i64, key: IpAddr, id: &PodIdentity) {
         if let Some(cur) = self.ips.get_mut(&key) {
             if cur.record.pod_uid == id.pod_uid {
                 return;
@@ -291,7 +307,7 @@ impl Identity {
             self.closed.ips.push(done);
         }
         let record = IpOwnerRecord {
-            ip: key.clone(),
+            ip: key.to_string(),
             pod_uid: id.pod_uid.clone(),
             pod_namespace: id.pod_namespace.clone(),
             pod_name: id.pod_name.clone(),
@@ -314,7 +330,7 @@ impl Identity {
             p.valid_to = Some(now.max(p.valid_from));
             tracing::debug!(pod.uid = %uid, "pod cgroup gone: closing its intervals");
             out.pods.push(p);
-            let ips: Vec<String> = self.ips.iter().filter(|(_, i)| i.record.pod_uid == uid).map(|(k, _)| k.clone()).collect();
+            let ips: Vec<IpAddr> = self.ips.iter().filter(|(_, i)| i.record.pod_uid == uid).map(|(k, _)| *k).collect();
             for k in ips {
                 let mut i = self.ips.remove(&k).expect("present").record;
                 i.valid_to = Some(now.max(i.valid_from));

@@ -5,6 +5,13 @@
 //!   podtrail-bench size                     bytes per row: Parquet vs JSON lines vs zstd JSON lines
 //!   podtrail-bench query [--dir D]          fresh-process query latency, podtrail vs DuckDB CLI
 //!   podtrail-bench capture                  workload cost of podtraild (root): exec and connect storms
+//!   podtrail-bench identity [--dir D]       who-owned / timeline over 7 days vs DuckDB; enrichment ns/event, bytes/pod
+
+#[path = "bench/identity.rs"]
+mod identity;
+
+#[global_allocator]
+static ALLOC: identity::Counting = identity::Counting;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +54,18 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// `who-owned` and `timeline` over 7 days of churning pods (fresh process vs
+    /// DuckDB CLI), enrichment cost per event and memory per tracked pod.
+    Identity {
+        /// Data dir to (re)use; generated when it has no catalog.
+        #[arg(long, default_value = "target/bench-data-7d")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Pods in the cgroup tree of the enrichment measurement.
+        #[arg(long, default_value_t = 1000)]
+        pods: usize,
+    },
     /// "One pod, one hour" and "who used IP X at T" over 24 h x 200 pods x 500/s.
     Query {
         /// Data dir to (re)use; generated when it has no catalog.
@@ -76,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Size { hours } => size(hours),
         Cmd::Query { dir, runs } => query(&dir, runs),
         Cmd::Capture { execs, connects, runs } => capture(execs, connects, runs),
+        Cmd::Identity { dir, runs, pods } => identity::run(&dir, runs, pods),
     }
 }
 
