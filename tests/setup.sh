@@ -15,6 +15,16 @@ command -v setpriv >/dev/null || need_apt+=(util-linux)
 # Privileged network tests: namespaces, veths and a kube-proxy-like DNAT.
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
+# The CRI client is generated from the CRI protos at build time (protoc).
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+# Real pods for the identity tests: containerd (started by the test with its own
+# config in a temp dir), runc, the CNI plugins, and static busybox for the
+# locally built images (nothing is pulled from a registry).
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need_apt+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then need_apt+=(busybox-static); fi
+command -v nsenter >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)" >&2
   apt-get update -qq

@@ -111,19 +111,28 @@ impl Keys {
 impl Batcher {
     /// Drain the pending rows into batches (table name, batch).
     pub fn take(&mut self, node: &str) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
-        self.stamped = (0, 0, 0);
+        self.take_except(node, |_| false)
+    }
+
+    /// Drain the pending rows into batches, except the ones `hold` keeps for a
+    /// later call (rows waiting for their pod's metadata). Kept rows stay stamped.
+    pub fn take_except(&mut self, node: &str, hold: impl Fn(Option<&PodIdentity>) -> bool) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
+        let (keep, exec): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exec).into_iter().partition(|r| hold(r.identity.as_deref()));
+        self.exec = keep;
+        let (keep, exit): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exit).into_iter().partition(|r| hold(r.identity.as_deref()));
+        self.exit = keep;
+        let (keep, conn): (Vec<_>, Vec<_>) = std::mem::take(&mut self.conn).into_iter().partition(|r| hold(r.identity.as_deref()));
+        self.conn = keep;
+        self.stamped = (self.exec.len(), self.exit.len(), self.conn.len());
         let mut out = Vec::new();
-        if !self.exec.is_empty() {
-            let rows = std::mem::take(&mut self.exec);
-            out.push((PROCESS_EXEC.name, exec_batch(&rows, node)?));
+        if !exec.is_empty() {
+            out.push((PROCESS_EXEC.name, exec_batch(&exec, node)?));
         }
-        if !self.exit.is_empty() {
-            let rows = std::mem::take(&mut self.exit);
-            out.push((PROCESS_EXIT.name, exit_batch(&rows, node)?));
+        if !exit.is_empty() {
+            out.push((PROCESS_EXIT.name, exit_batch(&exit, node)?));
         }
-        if !self.conn.is_empty() {
-            let rows = std::mem::take(&mut self.conn);
-            out.push((NET_CONN.name, conn_batch(&rows, node)?));
+        if !conn.is_empty() {
+            out.push((NET_CONN.name, conn_batch(&conn, node)?));
         }
         Ok(out)
     }

@@ -25,6 +25,8 @@
 //! is what identifies the pod.
 
 pub mod cgroup_path;
+pub mod cri;
+mod metadata;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -75,6 +77,9 @@ pub struct IdentityStats {
     /// created and removed between walks): their pod columns are null.
     pub unresolved_rows: u64,
     pub cgroup_walks: u64,
+    /// Metadata refreshes from the CRI runtime, and the ones that failed.
+    pub cri_polls: u64,
+    pub cri_errors: u64,
     pub tracked_cgroups: usize,
     pub open_pods: usize,
     pub open_ips: usize,
@@ -107,6 +112,14 @@ pub struct Identity {
     stats: IdentityStats,
     unresolved_window: u64,
     last_walk: i64,
+    /// Pod names by UID, from metadata sources, and when the source last listed each.
+    meta: HashMap<String, cri::PodMeta>,
+    meta_seen: HashMap<String, i64>,
+    /// UIDs a metadata refresh did not know, and when.
+    meta_miss: HashMap<String, i64>,
+    /// Pods seen without a name while a metadata source is configured, since when.
+    nameless_since: HashMap<String, i64>,
+    cri: Option<metadata::CriState>,
 }
 
 impl Identity {
@@ -126,6 +139,11 @@ impl Identity {
             stats: IdentityStats::default(),
             unresolved_window: 0,
             last_walk: i64::MIN / 2,
+            meta: HashMap::new(),
+            meta_seen: HashMap::new(),
+            meta_miss: HashMap::new(),
+            nameless_since: HashMap::new(),
+            cri: None,
         }
     }
 
@@ -185,10 +203,28 @@ impl Identity {
             }
             self.last_walk = now;
             self.walk();
-            for id in missing {
-                if !self.cgroups.contains_key(&id) {
+            for id in &missing {
+                if !self.cgroups.contains_key(id) {
                     // Not looked for again for a while: no walk per batch for it.
-                    self.unknown.insert(id, now);
+                    self.unknown.insert(*id, now);
+                }
+            }
+            // New pods: their names come from the metadata source, asked now
+            // (bounded by its call timeout) so the first rows already carry them.
+            let nameless: Vec<String> = missing
+                .iter()
+                .filter_map(|id| self.cgroups.get(id)?.parsed.pod_uid.clone())
+                .filter(|uid| !self.meta.contains_key(uid) && self.meta_miss.get(uid).is_none_or(|&t| now - t > UNKNOWN_RETRY_NS))
+                .collect();
+            if !nameless.is_empty() && self.cri.is_some() {
+                for uid in &nameless {
+                    self.nameless_since.entry(uid.clone()).or_insert(now);
+                }
+                self.poll_metadata(now);
+                for uid in nameless {
+                    if !self.meta.contains_key(&uid) {
+                        self.meta_miss.insert(uid, now);
+                    }
                 }
             }
         }
@@ -368,6 +404,9 @@ impl Identity {
         }
         self.cgroups.retain(|_, r| r.gone_at.is_none_or(|g| now - g < GONE_GRACE_NS));
         self.unknown.retain(|_, &mut t| now - t <= UNKNOWN_RETRY_NS);
+        self.meta_miss.retain(|_, &mut t| now - t <= UNKNOWN_RETRY_NS);
+        self.nameless_since.retain(|_, &mut t| now - t < metadata::META_WAIT_NS);
+        self.tick_metadata(now, &mut out);
         out
     }
 
@@ -383,9 +422,7 @@ impl Identity {
             if !self.cgroups.contains_key(&id) {
                 let rel = dir.strip_prefix(&self.root).unwrap_or(&dir).to_string_lossy().into_owned();
                 let parsed = cgroup_path::parse(&rel);
-                let identity = parsed.pod_uid.as_ref().map(|uid| {
-                    Arc::new(PodIdentity { container_id: parsed.container_id.clone(), pod_uid: uid.clone(), pod_name: None, pod_namespace: None })
-                });
+                let identity = self.identity_of(&parsed);
                 self.cgroups.insert(id, Resolved { path: dir.clone(), parsed, identity, gone_at: None });
                 self.unknown.remove(&id);
                 found += 1;

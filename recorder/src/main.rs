@@ -8,8 +8,9 @@ use podtrail_recorder::{SegmentStore, StoreConfig};
 
 /// podtraild — podtrail's recorder daemon.
 ///
-/// `podtraild run` records process exec and exit events from eBPF (root needed)
-/// into the data dir; query it with `podtrail`.
+/// `podtraild run` records process exec/exit and TCP connection events from eBPF
+/// (root needed), stamped with the pod they belonged to, into the data dir; query
+/// it with `podtrail`.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -36,6 +37,15 @@ enum Cmd {
         /// on ADDR; off by default, 127.0.0.1:9464 when given without a value.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464")]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// CRI socket of the node's container runtime, asked for pod names,
+        /// namespaces, labels, IPs and container images. Default: the first of
+        /// /run/containerd/containerd.sock and /run/crio/crio.sock that exists.
+        /// Without one, pods are still identified by UID from their cgroup path.
+        #[arg(long, value_name = "PATH", conflicts_with = "no_cri")]
+        cri_socket: Option<PathBuf>,
+        /// Do not use a CRI runtime even when its socket exists.
+        #[arg(long)]
+        no_cri: bool,
     },
     /// Recover a data dir after a crash: remove half-written files, seal every hot
     /// tail up to its last complete flush, record torn frames as loss; then exit.
@@ -59,8 +69,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { node, allow_partial, metrics_addr } => {
-            let cfg = podtrail_recorder::run::RunConfig { data_dir: cli.data_dir, node: node.unwrap_or_else(hostname), allow_partial, metrics_addr };
+        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri } => {
+            use podtrail_recorder::run::CriChoice;
+            let cri = match (cri_socket, no_cri) {
+                (_, true) => CriChoice::Off,
+                (Some(p), false) => CriChoice::Socket(p),
+                (None, false) => CriChoice::Auto,
+            };
+            let cfg = podtrail_recorder::run::RunConfig { data_dir: cli.data_dir, node: node.unwrap_or_else(hostname), allow_partial, metrics_addr, cri };
             let summary = podtrail_recorder::run::run(cfg, |missing| {
                 if !missing.is_empty() {
                     eprintln!("podtraild: recording without: {}", missing.join("; "));

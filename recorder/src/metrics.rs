@@ -21,6 +21,7 @@ pub struct Metrics {
     pub hot_flushes: AtomicU64,
     pub identity_unresolved: AtomicU64,
     pub tracked_pods: AtomicU64,
+    pub cri_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -56,6 +57,9 @@ impl Metrics {
              # HELP podtrail_identity_pods Pods with an open interval (alive, seen by the identity stage).\n\
              # TYPE podtrail_identity_pods gauge\n\
              podtrail_identity_pods {}\n\
+             # HELP podtrail_cri_errors_total Failed CRI metadata refreshes (recording goes on).\n\
+             # TYPE podtrail_cri_errors_total counter\n\
+             podtrail_cri_errors_total {}\n\
              # HELP podtrail_process_resident_memory_bytes Resident memory of podtraild.\n\
              # TYPE podtrail_process_resident_memory_bytes gauge\n\
              podtrail_process_resident_memory_bytes {}\n",
@@ -69,6 +73,7 @@ impl Metrics {
             g(&self.hot_flushes),
             g(&self.identity_unresolved),
             g(&self.tracked_pods),
+            g(&self.cri_errors),
             rss
         )
     }

@@ -27,6 +27,16 @@ pub struct RunConfig {
     pub allow_partial: bool,
     /// Serve Prometheus metrics here (off when None).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    pub cri: CriChoice,
+}
+
+/// Which CRI runtime to ask for pod names, namespaces, labels and IPs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CriChoice {
+    /// The first of the usual containerd / CRI-O sockets that exists, if any.
+    Auto,
+    Socket(PathBuf),
+    Off,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +65,8 @@ pub struct RunSummary {
     /// Rows whose cgroup could not be resolved to a path (pod columns null).
     pub identity_unresolved: u64,
     pub cgroup_walks: u64,
+    pub cri_polls: u64,
+    pub cri_errors: u64,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -96,6 +108,19 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let (pods, containers, ips) = store.open_intervals(SOURCE_OBSERVED)?;
     tracing::info!(pods.open = pods.len(), ip_owners.open = ips.len(), "identity intervals resumed");
     identity.resume(pods, containers, ips);
+    let socket = match &cfg.cri {
+        CriChoice::Off => None,
+        CriChoice::Socket(p) => Some(p.clone()),
+        CriChoice::Auto => crate::identity::cri::DEFAULT_SOCKETS.iter().map(PathBuf::from).find(|p| p.exists()),
+    };
+    match socket {
+        Some(socket) => {
+            identity.with_cri(socket, now_ns());
+            let (pods, containers, ips) = store.open_intervals(crate::identity::cri::SOURCE_CRI)?;
+            identity.resume_cri(pods, containers, ips);
+        }
+        None => tracing::info!("no CRI socket: pods are identified by their cgroup path (UID), without names"),
+    }
     let mut procs = ProcTable::new(boot_id());
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
@@ -163,10 +188,15 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             }
         }
         identity.stamp(&mut batcher, now_ns(), false);
+        identity.refresh_waiting(now_ns());
         if stopping || last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
-            identity.stamp(&mut batcher, now_ns(), true);
-            for (table, batch) in batcher.take(&cfg.node)? {
+            let now = now_ns();
+            identity.stamp(&mut batcher, now, true);
+            identity.name_pending(&mut batcher, now);
+            // Rows of a pod the runtime has not reported yet wait (a few seconds at
+            // most) for its name; at shutdown nothing waits.
+            for (table, batch) in batcher.take_except(&cfg.node, |id| !stopping && identity.should_wait(id, now))? {
                 let n = batch.num_rows() as u64;
                 let counter = match table {
                     "process_exec" => (&mut summary.exec_rows, &metrics.exec_rows),
@@ -185,8 +215,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             let ids = identity.stats();
             metrics.identity_unresolved.store(ids.unresolved_rows, Ordering::Relaxed);
             metrics.tracked_pods.store(ids.open_pods as u64, Ordering::Relaxed);
+            metrics.cri_errors.store(ids.cri_errors, Ordering::Relaxed);
             summary.identity_unresolved = ids.unresolved_rows;
             summary.cgroup_walks = ids.cgroup_walks;
+            summary.cri_polls = ids.cri_polls;
+            summary.cri_errors = ids.cri_errors;
             store.seal_aged()?;
             let st = store.stats();
             metrics.segments_sealed.store(st.segments_sealed, Ordering::Relaxed);

@@ -1,6 +1,7 @@
 //! podtrail-tests: the synthetic history generator, helpers shared by the
 //! end-to-end tests and the benchmark binary.
 
+pub mod containerd;
 pub mod fixture;
 pub mod privileged;
 pub mod synth;
@@ -52,4 +53,9 @@ pub fn sql_count(data_dir: &std::path::Path, query: &str) -> u64 {
     let obj = rows[0].as_object().expect("object row");
     assert_eq!(obj.len(), 1, "{query} returned {rows:?}");
     obj.values().next().and_then(|v| v.as_u64()).unwrap_or_else(|| panic!("{query} returned {rows:?}"))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

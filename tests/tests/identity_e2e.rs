@@ -168,3 +168,68 @@ fn ip_reuse_without_metadata_sources_answers_with_pod_uids() {
     drop(b_ns);
     drop(node);
 }
+
+/// The node-side server for the containerd pods: answers each connection with
+/// the byte count of its first read.
+const NODE_SERVER: &str = r#"
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080)); s.listen(8); print("ready", flush=True)
+while True:
+    c, _ = s.accept(); d = c.recv(65536)
+    c.sendall(str(len(d)).encode()); c.close()
+"#;
+
+#[test]
+fn ip_reuse_with_real_containerd_pods_carries_names_after_deletion() {
+    use podtrail_tests::containerd::{Containerd, POD_IP};
+    let mut ctd = Containerd::start();
+    let mut rec = Recorder::start_with(&["--cri-socket", ctd.socket().to_str().unwrap()]);
+    assert!(rec.log.contains("CRI metadata source connected"), "{}", rec.log);
+    let mut server = ctd.in_node(Command::new("python3").args(["-c", NODE_SERVER])).stdout(Stdio::piped()).spawn().expect("node server");
+    let mut out = BufReader::new(server.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "ready");
+    let script = |msg: &str| format!("echo {msg} | nc {} 8080", podtrail_tests::containerd::GATEWAY);
+    let (uid_a, uid_b) = ("0a0a0a0a-1111-4111-8111-0000000000a1", "0b0b0b0b-2222-4222-8222-0000000000b2");
+    let (sa, ca, ip_a) = ctd.run_pod("web-a", "shop", uid_a, &script("from-a"));
+    assert_eq!(ip_a, POD_IP);
+    assert_eq!(ctd.wait_exit(&ca), 0, "pod A's client");
+    ctd.delete_pod(&sa);
+    // The recorder polls the runtime every 2 s: let it see A stop.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (sb, cb, ip_b) = ctd.run_pod("web-b", "shop", uid_b, &script("from-b"));
+    assert_eq!(ip_b, POD_IP, "the CNI range holds one address: B reuses A's");
+    assert_eq!(ctd.wait_exit(&cb), 0, "pod B's client");
+    std::thread::sleep(Duration::from_millis(1500));
+    rec.stop();
+    // SAFETY: kill(2) on the pid of the server this test spawned.
+    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = server.wait();
+    ctd.delete_pod(&sb);
+    let d = &rec.data_dir;
+    let dir = d.to_str().unwrap();
+
+    let conns = sql_json(d, &format!("SELECT time, pod_uid, pod_name, pod_namespace, container_id FROM net_conn WHERE src_ip = '{POD_IP}' AND event = 'connect' ORDER BY time"));
+    assert_eq!(conns.len(), 2, "one connect per pod: {conns:#?}");
+    assert_eq!((conns[0]["pod_uid"].as_str(), conns[0]["pod_name"].as_str(), conns[0]["pod_namespace"].as_str()), (Some(uid_a), Some("web-a"), Some("shop")), "{conns:#?}");
+    assert_eq!((conns[1]["pod_uid"].as_str(), conns[1]["pod_name"].as_str()), (Some(uid_b), Some("web-b")), "{conns:#?}");
+    assert_eq!(conns[0]["container_id"], ca.as_str());
+    for (row, uid, name) in [(&conns[0], uid_a, "web-a"), (&conns[1], uid_b, "web-b")] {
+        let t = row["time"].as_str().unwrap();
+        let owners = sql_json(d, &format!("SELECT pod_uid, pod_name, source FROM who_owned('{POD_IP}', TIMESTAMP '{t}') ORDER BY source"));
+        assert!(!owners.is_empty() && owners.iter().all(|o| o["pod_uid"] == uid && o["pod_name"] == name), "who_owned at {t}: {owners:#?}");
+        assert!(owners.iter().any(|o| o["source"] == "cri"), "the runtime's own record is among the answers: {owners:#?}");
+    }
+    let text = run_ok("podtrail", &["--data-dir", dir, "who-owned", POD_IP, "--at", conns[0]["time"].as_str().unwrap()]);
+    assert!(text.contains("pod shop/web-a"), "{text}");
+    let pods = sql_json(d, &format!("SELECT pod_name, valid_to, labels FROM pods WHERE source = 'cri' AND pod_uid = '{uid_a}'"));
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert!(pods[0]["valid_to"].is_string(), "A was deleted: {pods:?}");
+    assert_eq!(pods[0]["labels"], r#"{"app":"web-a"}"#);
+    let containers = sql_json(d, &format!("SELECT image, container_name, runtime FROM containers WHERE source = 'cri' AND container_id = '{ca}'"));
+    assert_eq!(containers, vec![serde_json::json!({"image": "podtrail.test/busybox:1", "container_name": "app", "runtime": "containerd"})]);
+    // The deleted pod's timeline, by name.
+    let tl = run_ok("podtrail", &["--data-dir", dir, "timeline", "--pod", "web-a", "--namespace", "shop"]);
+    assert!(tl.contains("pod shop/web-a") && tl.contains("connect") && tl.contains("exec"), "{tl}");
+    drop(ctd);
+}

@@ -1,0 +1,235 @@
+//! The identity stage's side of metadata sources (today: CRI): refreshing them,
+//! naming the pods that cgroup paths identify, and turning their reports into
+//! catalog intervals. The recorder works with no source at all.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::cri::{CriClient, CriTracker, Snapshot};
+use super::{Identity, IdentityWrites};
+use crate::batch::PodIdentity;
+use crate::segments::{ContainerRecord, IpOwnerRecord, PodRecord};
+
+/// Poll the runtime this often (new pods are also asked for on their first event).
+const POLL_NS: i64 = 2_000_000_000;
+/// Reconnect attempts to an unreachable runtime are this far apart.
+const RECONNECT_NS: i64 = 10_000_000_000;
+/// On-demand refreshes (a new pod's first event) are at least this far apart.
+const MIN_REFRESH_NS: i64 = 100_000_000;
+/// Rows of a pod the metadata source does not know yet wait at most this long
+/// (from the pod's first event) for its name before they are written without.
+pub const META_WAIT_NS: i64 = 3_000_000_000;
+
+pub(super) struct CriState {
+    socket: PathBuf,
+    client: Option<CriClient>,
+    tracker: CriTracker,
+    last_poll: i64,
+    last_connect: i64,
+    /// Open `cri` intervals of a previous run, matched on the first snapshot.
+    resume: Option<(Vec<PodRecord>, Vec<ContainerRecord>, Vec<IpOwnerRecord>)>,
+    pending: IdentityWrites,
+}
+
+impl Identity {
+    /// Use the CRI runtime at `socket` as a metadata source. Connects now; when
+    /// the runtime does not answer, recording goes on and it is retried.
+    pub fn with_cri(&mut self, socket: PathBuf, now: i64) {
+        let mut st = CriState {
+            socket,
+            client: None,
+            tracker: CriTracker::default(),
+            last_poll: i64::MIN / 2,
+            last_connect: i64::MIN / 2,
+            resume: None,
+            pending: IdentityWrites::default(),
+        };
+        connect(&mut st, now);
+        self.cri = Some(st);
+    }
+
+    /// The runtime's name when connected (`containerd`, `cri-o`).
+    pub fn cri_runtime(&self) -> Option<&str> {
+        self.cri.as_ref()?.client.as_ref().map(|c| c.runtime_name.as_str())
+    }
+
+    /// Continue the `cri` intervals a previous run left open.
+    pub fn resume_cri(&mut self, pods: Vec<PodRecord>, containers: Vec<ContainerRecord>, ips: Vec<IpOwnerRecord>) {
+        if let Some(st) = &mut self.cri {
+            st.resume = Some((pods, containers, ips));
+        }
+    }
+
+    /// Refresh from the metadata source now (rate-limited).
+    pub(super) fn poll_metadata(&mut self, now: i64) {
+        let Some(mut st) = self.cri.take() else { return };
+        self.poll_with(&mut st, now);
+        self.cri = Some(st);
+    }
+
+    fn poll_with(&mut self, st: &mut CriState, now: i64) {
+        if now - st.last_poll < MIN_REFRESH_NS {
+            return;
+        }
+        st.last_poll = now;
+        if st.client.is_none() && !(now - st.last_connect >= RECONNECT_NS && connect(st, now)) {
+            return;
+        }
+        self.stats.cri_polls += 1;
+        let client = st.client.as_mut().expect("connected");
+        let snapshot = match client.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.cri_errors += 1;
+                tracing::warn!(cri.socket = %st.socket.display(), "CRI refresh failed, recording goes on without new pod names: {e}");
+                st.client = None;
+                return;
+            }
+        };
+        let runtime = client.runtime_name.clone();
+        if let Some((p, c, i)) = st.resume.take() {
+            st.tracker.resume(p, c, i, &snapshot);
+        }
+        self.apply_snapshot(st, &snapshot, &runtime, now);
+    }
+
+    fn apply_snapshot(&mut self, st: &mut CriState, snapshot: &Snapshot, runtime: &str, now: i64) {
+        let qos_of = |uid: &str| self.cgroups.values().find(|r| r.parsed.pod_uid.as_deref() == Some(uid)).and_then(|r| r.parsed.qos).map(|q| q.as_str().to_string());
+        let changes = st.tracker.apply(snapshot, &self.node, runtime, qos_of, now);
+        st.pending.pods.extend(changes.pods);
+        st.pending.containers.extend(changes.containers);
+        st.pending.ips.extend(changes.ips);
+        let mut named = Vec::new();
+        for (uid, _) in &changes.meta {
+            self.meta_seen.insert(uid.clone(), now);
+        }
+        for (uid, m) in changes.meta {
+            if self.meta.get(&uid) != Some(&m) {
+                named.push(uid.clone());
+                self.meta.insert(uid, m);
+            }
+        }
+        if named.is_empty() {
+            return;
+        }
+        // Name the pods the cgroup paths already identified, and their open
+        // observed intervals.
+        for uid in &named {
+            self.meta_miss.remove(uid);
+            self.nameless_since.remove(uid);
+        }
+        let ids: Vec<u64> = self.cgroups.iter().filter(|(_, r)| r.parsed.pod_uid.as_ref().is_some_and(|u| named.contains(u))).map(|(id, _)| *id).collect();
+        for id in ids {
+            let identity = self.identity_of(&self.cgroups[&id].parsed);
+            self.cgroups.get_mut(&id).expect("present").identity = identity;
+        }
+        for uid in &named {
+            let m = &self.meta[uid];
+            if let Some(p) = self.pods.get_mut(uid).filter(|p| p.record.pod_name.is_none()) {
+                p.record.pod_name = Some(m.name.clone());
+                p.record.pod_namespace = Some(m.namespace.clone());
+                p.dirty = true;
+            }
+            for i in self.ips.values_mut().filter(|i| &i.record.pod_uid == uid && i.record.pod_name.is_none()) {
+                i.record.pod_name = Some(m.name.clone());
+                i.record.pod_namespace = Some(m.namespace.clone());
+                i.dirty = true;
+            }
+        }
+    }
+
+    /// Before a flush: give pending rows of pods that were nameless when stamped
+    /// the names a refresh has learned since (refreshing once more if some are
+    /// still nameless).
+    pub fn name_pending(&mut self, b: &mut crate::batch::Batcher, now: i64) {
+        if self.cri.is_none() {
+            return;
+        }
+        let nameless = |i: &Option<Arc<PodIdentity>>| i.as_ref().is_some_and(|i| i.pod_name.is_none());
+        let any = b.exec.iter().any(|r| nameless(&r.identity)) || b.exit.iter().any(|r| nameless(&r.identity)) || b.conn.iter().any(|r| nameless(&r.identity));
+        if !any {
+            return;
+        }
+        self.poll_metadata(now);
+        let fresh = |cg: u64, cur: &mut Option<Arc<PodIdentity>>, cgroups: &std::collections::HashMap<u64, super::Resolved>| {
+            if nameless(cur) {
+                if let Some(i) = cgroups.get(&cg).and_then(|r| r.identity.clone()) {
+                    *cur = Some(i);
+                }
+            }
+        };
+        for r in &mut b.exec {
+            fresh(r.raw.cgroup_id, &mut r.identity, &self.cgroups);
+        }
+        for r in &mut b.exit {
+            fresh(r.raw.cgroup_id, &mut r.identity, &self.cgroups);
+        }
+        for r in &mut b.conn {
+            fresh(r.raw.cgroup_id, &mut r.identity, &self.cgroups);
+        }
+    }
+
+    /// While pods wait for their names, ask the source again (every
+    /// `MIN_REFRESH_NS` at most): a short-lived pod may be listed only for a
+    /// moment between its first event and its deletion.
+    pub fn refresh_waiting(&mut self, now: i64) {
+        if self.cri.is_some() && !self.nameless_since.is_empty() {
+            self.poll_metadata(now);
+        }
+    }
+
+    /// Whether a row with this identity should wait for its pod's name: a
+    /// metadata source is configured, it does not know the pod (yet), and the
+    /// pod was first seen less than [`META_WAIT_NS`] ago.
+    pub fn should_wait(&self, id: Option<&PodIdentity>, now: i64) -> bool {
+        let Some(id) = id else { return false };
+        self.cri.is_some() && id.pod_name.is_none() && self.nameless_since.get(&id.pod_uid).is_some_and(|&t| now - t < META_WAIT_NS)
+    }
+
+    /// Periodic refresh; hands over what the source changed.
+    pub(super) fn tick_metadata(&mut self, now: i64, out: &mut IdentityWrites) {
+        if self.cri.as_ref().is_some_and(|st| now - st.last_poll >= POLL_NS) {
+            self.poll_metadata(now);
+        }
+        // Names of pods the runtime no longer lists stay for late events, then go.
+        let forget: Vec<String> = self.meta_seen.iter().filter(|&(_, &t)| now - t > super::GONE_GRACE_NS).map(|(u, _)| u.clone()).collect();
+        for uid in forget {
+            self.meta_seen.remove(&uid);
+            self.meta.remove(&uid);
+        }
+        if let Some(st) = &mut self.cri {
+            let p = std::mem::take(&mut st.pending);
+            out.pods.extend(p.pods);
+            out.containers.extend(p.containers);
+            out.ips.extend(p.ips);
+        }
+    }
+
+    /// The identity rows of a cgroup carry: its pod and container, named when a
+    /// metadata source knows the pod.
+    pub(super) fn identity_of(&self, parsed: &super::cgroup_path::CgroupIdentity) -> Option<Arc<PodIdentity>> {
+        let uid = parsed.pod_uid.as_ref()?;
+        let m = self.meta.get(uid);
+        Some(Arc::new(PodIdentity {
+            container_id: parsed.container_id.clone(),
+            pod_uid: uid.clone(),
+            pod_name: m.map(|m| m.name.clone()),
+            pod_namespace: m.map(|m| m.namespace.clone()),
+        }))
+    }
+}
+
+fn connect(st: &mut CriState, now: i64) -> bool {
+    st.last_connect = now;
+    match CriClient::connect(&st.socket) {
+        Ok(c) => {
+            tracing::info!(cri.socket = %st.socket.display(), cri.runtime = %c.runtime_name, "CRI metadata source connected");
+            st.client = Some(c);
+            true
+        }
+        Err(e) => {
+            tracing::warn!("recording without CRI pod names for now (retrying every 10 s): {e}");
+            false
+        }
+    }
+}
