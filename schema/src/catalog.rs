@@ -24,6 +24,10 @@ use crate::tables::{self, ColType, TableDef};
 /// Bump with a new entry in [`MIGRATIONS`]; never edit a released migration.
 pub const SCHEMA_VERSION: i64 = 2;
 
+/// The oldest catalog version readers still read as is (later migrations only
+/// relax constraints and add indexes; the recorder migrates on its next start).
+pub const MIN_READABLE_VERSION: i64 = 1;
+
 /// `MIGRATIONS[i]` takes the catalog from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -178,13 +182,21 @@ impl Catalog {
             }
             Err(e) => return Err(e),
         };
+        // A writer creating the catalog commits its whole schema in one
+        // transaction: version 0 for a moment, then the current one.
+        let mut v = v;
+        let started = std::time::Instant::now();
+        while v == 0 && started.elapsed() < std::time::Duration::from_secs(2) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            v = cat.version()?;
+        }
         if v > SCHEMA_VERSION {
             return Err(CatalogError::TooNew { path: path.to_owned(), found: v });
         }
-        if v < SCHEMA_VERSION {
+        if v < MIN_READABLE_VERSION {
             return Err(CatalogError::Invalid {
                 path: path.to_owned(),
-                what: format!("schema version {v}: not initialised or older than {SCHEMA_VERSION}; run podtraild once to migrate it"),
+                what: format!("schema version {v}: not initialised; is a podtraild creating it right now? run podtraild once to create it"),
             });
         }
         Ok(cat)
@@ -215,13 +227,18 @@ impl Catalog {
         if v > SCHEMA_VERSION {
             return Err(CatalogError::TooNew { path: self.path.clone(), found: v });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
-            let path = self.path.clone();
-            let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
-            tx.execute_batch(sql).map_err(|e| sql_err(&path, e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| sql_err(&path, e))?;
-            tx.commit().map_err(|e| sql_err(&path, e))?;
+        if v == SCHEMA_VERSION {
+            return Ok(());
         }
+        // All pending migrations in one transaction: a reader sees the catalog
+        // before or after, never between two versions.
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        for sql in MIGRATIONS.iter().skip(v as usize) {
+            tx.execute_batch(sql).map_err(|e| sql_err(&path, e))?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| sql_err(&path, e))?;
+        tx.commit().map_err(|e| sql_err(&path, e))?;
         Ok(())
     }
 
@@ -300,7 +317,7 @@ impl Catalog {
 
     /// Rows of a catalog table matching `filter` (an SQL `WHERE ...` clause over
     /// the documented column names, with `?N` parameters; empty for all rows).
-    pub fn load_rows(&self, def: &TableDef, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<RecordBatch> {
+    fn load_rows(&self, def: &TableDef, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<RecordBatch> {
         let sqlite_table = sqlite_table_of(def).ok_or_else(|| CatalogError::Invalid {
             path: self.path.clone(),
             what: format!("{} is not a catalog table", def.name),
@@ -437,6 +454,27 @@ mod tests {
             assert_eq!(b.schema(), def.arrow_schema(), "{}", def.name);
         }
         assert_eq!(ro.load_table(&crate::tables::IP_OWNERS).unwrap().num_rows(), 1);
+    }
+
+    #[test]
+    fn a_v1_catalog_is_readable_and_migrates_in_place_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute("INSERT INTO pods VALUES ('uid-a', 'ns', 'a', 'node1', NULL, NULL, NULL, 5, NULL, 'synthetic')", []).unwrap();
+        }
+        let ro = Catalog::open_ro(&path).expect("readers read a v1 catalog as is");
+        assert_eq!(ro.load_table(&crate::tables::PODS).unwrap().num_rows(), 1);
+        drop(ro);
+        let rw = Catalog::open_rw(&path).unwrap();
+        assert_eq!(rw.version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(rw.load_table(&crate::tables::PODS).unwrap().num_rows(), 1, "the pod survives the table rebuild");
+        // v2: a pod known only by UID (observed) has no name.
+        rw.conn().execute("INSERT INTO pods VALUES ('uid-b', NULL, NULL, 'node1', NULL, NULL, 'burstable', 6, NULL, 'observed')", []).unwrap();
+        assert_eq!(rw.load_table(&crate::tables::PODS).unwrap().num_rows(), 2);
     }
 
     #[test]
