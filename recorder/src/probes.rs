@@ -151,7 +151,11 @@ impl Probes {
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         let before = out.len();
-        for s in &mut self.sources {
+        // Connection events are drained before process events: an exec that
+        // happened before a connect is then always in the same pass (or an
+        // earlier one), and the caller orders each pass by kernel time, so the
+        // connect finds the process image it ran in.
+        for s in self.sources.iter_mut().rev() {
             while let Some(item) = s.ring.next() {
                 out.push(item.to_vec());
             }

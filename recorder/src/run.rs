@@ -152,20 +152,39 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             std::thread::sleep(Duration::from_millis(10));
             probes.poll(0, &mut raw);
         }
+        let mut events: Vec<RawEvent> = Vec::with_capacity(raw.len());
         for rec in raw.drain(..) {
             match decode(&rec) {
-                Ok(RawEvent::Exec(e)) => {
+                Ok(ev) => events.push(ev),
+                Err(err) => {
+                    decode_errors_window += 1;
+                    if decode_errors_window == 1 {
+                        tracing::warn!(len = rec.len(), "undecodable kernel record: {err}");
+                    }
+                }
+            }
+        }
+        // Two ring buffers: restore kernel order within the pass (stable, so
+        // records of one buffer keep their order on equal times).
+        events.sort_by_key(|ev| match ev {
+            RawEvent::Exec(e) => e.time_boot_ns,
+            RawEvent::Exit(e) => e.time_boot_ns,
+            RawEvent::Conn(c) => c.time_boot_ns,
+        });
+        for ev in events {
+            match ev {
+                RawEvent::Exec(e) => {
                     let (img, parent) = procs.on_exec(&e);
                     batcher.exec.push(ExecRow {
                         time: e.time_boot_ns as i64 + boot_to_wall,
                         exec_id: img.exec_id,
                         parent_exec_id: parent,
                         cwd: None, // not captured yet
-                        identity: None, // the identity stage is not built yet
+                        identity: None, // stamped by the identity stage
                         raw: e,
                     });
                 }
-                Ok(RawEvent::Exit(e)) => {
+                RawEvent::Exit(e) => {
                     let img = procs.on_exit(&e);
                     batcher.exit.push(ExitRow {
                         time: e.time_boot_ns as i64 + boot_to_wall,
@@ -175,15 +194,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                         raw: e,
                     });
                 }
-                Ok(RawEvent::Conn(c)) => {
+                RawEvent::Conn(c) => {
                     let exec_id = c.owner.as_ref().and_then(|o| procs.current(o.0)).map(|i| i.exec_id);
                     batcher.conn.push(ConnRow { time: c.time_boot_ns as i64 + boot_to_wall, exec_id, identity: None, raw: c });
-                }
-                Err(err) => {
-                    decode_errors_window += 1;
-                    if decode_errors_window == 1 {
-                        tracing::warn!(len = rec.len(), "undecodable kernel record: {err}");
-                    }
                 }
             }
         }
