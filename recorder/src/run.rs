@@ -115,7 +115,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     };
     match socket {
         Some(socket) => {
-            identity.with_cri(socket, now_ns());
+            identity.with_cri(socket);
             let (pods, containers, ips) = store.open_intervals(crate::identity::cri::SOURCE_CRI)?;
             identity.resume_cri(pods, containers, ips);
         }

@@ -52,7 +52,9 @@ impl Recorder {
         std::thread::spawn(move || {
             let mut log = Vec::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let ready = line.contains("recording");
+                // The lifecycle line `run: recording node=...`, not warnings that
+                // mention recording.
+                let ready = line.contains("podtrail_recorder::run: recording");
                 log.push(line);
                 if ready {
                     let _ = tx.send(Ok(log.join("\n")));
@@ -86,6 +88,18 @@ impl Drop for Recorder {
             unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
             let _ = c.wait();
         }
+    }
+}
+
+/// A helper process this test started, ended (by its pid) when dropped, also
+/// when the test fails.
+pub struct Spawned(pub Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child this test spawned.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.0.wait();
     }
 }
 

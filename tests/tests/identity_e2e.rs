@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use podtrail_tests::privileged::{PodCgroup, Recorder, in_cgroup, ip};
+use podtrail_tests::privileged::{PodCgroup, Recorder, Spawned, in_cgroup, ip};
 use podtrail_tests::{run_ok, sql_json};
 
 /// A "node" network namespace with a TCP server on 10.244.1.1:8080 that answers
@@ -186,8 +186,8 @@ fn ip_reuse_with_real_containerd_pods_carries_names_after_deletion() {
     let mut ctd = Containerd::start();
     let mut rec = Recorder::start_with(&["--cri-socket", ctd.socket().to_str().unwrap()]);
     assert!(rec.log.contains("CRI metadata source connected"), "{}", rec.log);
-    let mut server = ctd.in_node(Command::new("python3").args(["-c", NODE_SERVER])).stdout(Stdio::piped()).spawn().expect("node server");
-    let mut out = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut server = Spawned(ctd.in_node(Command::new("python3").args(["-c", NODE_SERVER])).stdout(Stdio::piped()).spawn().expect("node server"));
+    let mut out = BufReader::new(server.0.stdout.take().unwrap()).lines();
     assert_eq!(out.next().unwrap().unwrap(), "ready");
     let script = |msg: &str| format!("echo {msg} | nc {} 8080", podtrail_tests::containerd::GATEWAY);
     let (uid_a, uid_b) = ("0a0a0a0a-1111-4111-8111-0000000000a1", "0b0b0b0b-2222-4222-8222-0000000000b2");
@@ -202,9 +202,7 @@ fn ip_reuse_with_real_containerd_pods_carries_names_after_deletion() {
     assert_eq!(ctd.wait_exit(&cb), 0, "pod B's client");
     std::thread::sleep(Duration::from_millis(1500));
     rec.stop();
-    // SAFETY: kill(2) on the pid of the server this test spawned.
-    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
-    let _ = server.wait();
+    drop(server);
     ctd.delete_pod(&sb);
     let d = &rec.data_dir;
     let dir = d.to_str().unwrap();
@@ -232,4 +230,35 @@ fn ip_reuse_with_real_containerd_pods_carries_names_after_deletion() {
     let tl = run_ok("podtrail", &["--data-dir", dir, "timeline", "--pod", "web-a", "--namespace", "shop"]);
     assert!(tl.contains("pod shop/web-a") && tl.contains("connect") && tl.contains("exec"), "{tl}");
     drop(ctd);
+}
+
+/// A CRI socket that accepts connections and never answers (a hung runtime).
+const HUNG_RUNTIME: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(16); print("ready", flush=True)
+held = []
+while True:
+    c, _ = s.accept(); held.append(c)
+"#;
+
+#[test]
+fn a_hung_cri_runtime_never_stops_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("hung.sock");
+    let mut hung = Spawned(Command::new("python3").args(["-c", HUNG_RUNTIME, sock.to_str().unwrap()]).stdout(Stdio::piped()).spawn().unwrap());
+    let mut out = BufReader::new(hung.0.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "ready");
+    let mut rec = Recorder::start_with(&["--cri-socket", sock.to_str().unwrap()]);
+    assert!(rec.log.contains("recording without CRI pod names"), "the start says names are missing and why:\n{}", rec.log);
+    let cg = PodCgroup::new("hung");
+    let marker = tmp.path().join("pt-hung-marker");
+    std::fs::copy("/bin/true", &marker).unwrap();
+    let st = Command::new("/bin/sh").args(["-c", &format!("echo $$ > {}/cgroup.procs && {} && true", cg.path().display(), marker.display())]).status().unwrap();
+    assert!(st.success());
+    let t0 = std::time::Instant::now();
+    let summary = rec.stop();
+    assert!(t0.elapsed() < Duration::from_secs(10), "stopping took {:?}", t0.elapsed());
+    let rows = sql_json(&rec.data_dir, &format!("SELECT pod_uid, pod_name FROM process_exec WHERE binary = '{}'", marker.display()));
+    assert_eq!(rows, vec![serde_json::json!({"pod_uid": cg.uid})], "recorded, with the UID from the cgroup path and no name: {summary}");
+    drop(hung);
 }

@@ -67,6 +67,9 @@ pub struct CriClient {
     client: RuntimeServiceClient<Channel>,
     /// e.g. `containerd`, `cri-o`.
     pub runtime_name: String,
+    /// IPs by sandbox id: a sandbox keeps its addresses for life, so its status
+    /// is asked once, not on every poll.
+    ips: HashMap<String, Vec<String>>,
 }
 
 impl CriClient {
@@ -100,7 +103,7 @@ impl CriClient {
             n if n.contains("containerd") => "containerd".to_string(),
             n => n.to_string(),
         };
-        Ok(CriClient { socket: socket.to_owned(), rt, client, runtime_name })
+        Ok(CriClient { socket: socket.to_owned(), rt, client, runtime_name, ips: HashMap::new() })
     }
 
     pub fn socket(&self) -> &Path {
@@ -112,6 +115,7 @@ impl CriClient {
         let socket = self.socket.clone();
         let err = |what: String| CriError::Call { socket: socket.clone(), what };
         let client = &mut self.client;
+        let known_ips = &mut self.ips;
         self.rt.block_on(async {
             let sandboxes = client.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await.map_err(|e| err(format!("ListPodSandbox: {}", e.message())))?.into_inner().items;
             let mut pods = Vec::with_capacity(sandboxes.len());
@@ -119,7 +123,9 @@ impl CriClient {
                 let Some(md) = s.metadata else { continue };
                 let ready = s.state == k8s_cri::v1::PodSandboxState::SandboxReady as i32;
                 let mut ips = Vec::new();
-                if ready {
+                if let Some(known) = known_ips.get(&s.id).filter(|_| ready) {
+                    ips.clone_from(known);
+                } else if ready {
                     let st = client
                         .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: s.id.clone(), verbose: false })
                         .await
@@ -128,6 +134,7 @@ impl CriClient {
                     if let Some(net) = st.status.and_then(|s| s.network) {
                         ips.extend(std::iter::once(net.ip).chain(net.additional_ips.into_iter().map(|i| i.ip)).filter(|ip| !ip.is_empty()));
                     }
+                    known_ips.insert(s.id.clone(), ips.clone());
                 }
                 let labels: BTreeMap<String, String> = s.labels.into_iter().filter(|(k, _)| !k.starts_with("io.kubernetes.")).collect();
                 pods.push(CriPod {
@@ -141,6 +148,7 @@ impl CriClient {
                     ips,
                 });
             }
+            known_ips.retain(|id, _| pods.iter().any(|p| p.sandbox_id == *id && p.ready));
             let list = client.list_containers(ListContainersRequest { filter: None }).await.map_err(|e| err(format!("ListContainers: {}", e.message())))?.into_inner().containers;
             let containers = list
                 .into_iter()

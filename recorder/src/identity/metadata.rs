@@ -1,56 +1,68 @@
 //! The identity stage's side of metadata sources (today: CRI): refreshing them,
 //! naming the pods that cgroup paths identify, and turning their reports into
 //! catalog intervals. The recorder works with no source at all.
+//!
+//! The runtime is asked on a thread of its own: the recording loop only sends
+//! requests and picks up snapshots, so a slow or hung runtime never stalls it
+//! (rows of pods waiting for their names wait at most [`META_WAIT_NS`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::Duration;
 
-use super::cri::{CriClient, CriTracker, Snapshot};
+use super::cri::{CriClient, CriError, CriTracker, Snapshot};
 use super::{Identity, IdentityWrites};
 use crate::batch::PodIdentity;
 use crate::segments::{ContainerRecord, IpOwnerRecord, PodRecord};
 
 /// Poll the runtime this often (new pods are also asked for on their first event).
-const POLL_NS: i64 = 2_000_000_000;
+const POLL: Duration = Duration::from_secs(2);
 /// Reconnect attempts to an unreachable runtime are this far apart.
-const RECONNECT_NS: i64 = 10_000_000_000;
+const RECONNECT: Duration = Duration::from_secs(10);
 /// On-demand refreshes (a new pod's first event) are at least this far apart.
 const MIN_REFRESH_NS: i64 = 100_000_000;
 /// Rows of a pod the metadata source does not know yet wait at most this long
 /// (from the pod's first event) for its name before they are written without.
 pub const META_WAIT_NS: i64 = 3_000_000_000;
 
+/// What the CRI thread reports: a snapshot with the runtime's name, or why not.
+type Report = Result<(Snapshot, String), CriError>;
+
 pub(super) struct CriState {
-    socket: PathBuf,
-    client: Option<CriClient>,
+    requests: SyncSender<()>,
+    reports: Receiver<Report>,
     tracker: CriTracker,
-    last_poll: i64,
-    last_connect: i64,
+    last_request: i64,
     /// Open `cri` intervals of a previous run, matched on the first snapshot.
     resume: Option<(Vec<PodRecord>, Vec<ContainerRecord>, Vec<IpOwnerRecord>)>,
     pending: IdentityWrites,
 }
 
 impl Identity {
-    /// Use the CRI runtime at `socket` as a metadata source. Connects now; when
-    /// the runtime does not answer, recording goes on and it is retried.
-    pub fn with_cri(&mut self, socket: PathBuf, now: i64) {
-        let mut st = CriState {
-            socket,
-            client: None,
-            tracker: CriTracker::default(),
-            last_poll: i64::MIN / 2,
-            last_connect: i64::MIN / 2,
-            resume: None,
-            pending: IdentityWrites::default(),
+    /// Use the CRI runtime at `socket` as a metadata source. Connects now
+    /// (bounded by the call timeout) so the log says at start whether names will
+    /// come; when the runtime does not answer, recording goes on and the source's
+    /// thread keeps retrying.
+    pub fn with_cri(&mut self, socket: PathBuf) {
+        let client = match CriClient::connect(&socket) {
+            Ok(c) => {
+                tracing::info!(cri.socket = %socket.display(), cri.runtime = %c.runtime_name, "CRI metadata source connected");
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!("recording without CRI pod names for now (retrying every {} s): {e}", RECONNECT.as_secs());
+                None
+            }
         };
-        connect(&mut st, now);
-        self.cri = Some(st);
-    }
-
-    /// The runtime's name when connected (`containerd`, `cri-o`).
-    pub fn cri_runtime(&self) -> Option<&str> {
-        self.cri.as_ref()?.client.as_ref().map(|c| c.runtime_name.as_str())
+        let (requests, requested) = std::sync::mpsc::sync_channel::<()>(1);
+        let (report, reports) = std::sync::mpsc::sync_channel::<Report>(4);
+        let spawned = std::thread::Builder::new().name("cri".into()).spawn(move || cri_thread(socket, client, requested, report));
+        if let Err(e) = spawned {
+            tracing::warn!("recording without CRI pod names: starting its thread: {e}");
+            return;
+        }
+        self.cri = Some(CriState { requests, reports, tracker: CriTracker::default(), last_request: i64::MIN / 2, resume: None, pending: IdentityWrites::default() });
     }
 
     /// Continue the `cri` intervals a previous run left open.
@@ -60,37 +72,41 @@ impl Identity {
         }
     }
 
-    /// Refresh from the metadata source now (rate-limited).
+    /// Ask the source for a fresh snapshot (rate-limited, never blocks), and
+    /// apply the snapshots that have arrived.
     pub(super) fn poll_metadata(&mut self, now: i64) {
-        let Some(mut st) = self.cri.take() else { return };
-        self.poll_with(&mut st, now);
-        self.cri = Some(st);
+        if let Some(st) = &mut self.cri {
+            if now - st.last_request >= MIN_REFRESH_NS {
+                st.last_request = now;
+                // Full: a request is already waiting, which is as good.
+                if let Err(TrySendError::Disconnected(())) = st.requests.try_send(()) {
+                    tracing::warn!("the CRI thread is gone: no more pod names");
+                }
+            }
+        }
+        self.drain_metadata(now);
     }
 
-    fn poll_with(&mut self, st: &mut CriState, now: i64) {
-        if now - st.last_poll < MIN_REFRESH_NS {
-            return;
-        }
-        st.last_poll = now;
-        if st.client.is_none() && !(now - st.last_connect >= RECONNECT_NS && connect(st, now)) {
-            return;
-        }
-        self.stats.cri_polls += 1;
-        let client = st.client.as_mut().expect("connected");
-        let snapshot = match client.snapshot() {
-            Ok(s) => s,
-            Err(e) => {
-                self.stats.cri_errors += 1;
-                tracing::warn!(cri.socket = %st.socket.display(), "CRI refresh failed, recording goes on without new pod names: {e}");
-                st.client = None;
-                return;
+    /// Apply the snapshots that have arrived, without asking for a new one.
+    fn drain_metadata(&mut self, now: i64) {
+        let Some(mut st) = self.cri.take() else { return };
+        loop {
+            match st.reports.try_recv() {
+                Ok(Ok((snapshot, runtime))) => {
+                    self.stats.cri_polls += 1;
+                    if let Some((p, c, i)) = st.resume.take() {
+                        st.tracker.resume(p, c, i, &snapshot);
+                    }
+                    self.apply_snapshot(&mut st, &snapshot, &runtime, now);
+                }
+                Ok(Err(e)) => {
+                    self.stats.cri_errors += 1;
+                    tracing::warn!("CRI refresh failed, recording goes on without new pod names: {e}");
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
-        };
-        let runtime = client.runtime_name.clone();
-        if let Some((p, c, i)) = st.resume.take() {
-            st.tracker.resume(p, c, i, &snapshot);
         }
-        self.apply_snapshot(st, &snapshot, &runtime, now);
+        self.cri = Some(st);
     }
 
     fn apply_snapshot(&mut self, st: &mut CriState, snapshot: &Snapshot, runtime: &str, now: i64) {
@@ -188,8 +204,9 @@ impl Identity {
 
     /// Periodic refresh; hands over what the source changed.
     pub(super) fn tick_metadata(&mut self, now: i64, out: &mut IdentityWrites) {
-        if self.cri.as_ref().is_some_and(|st| now - st.last_poll >= POLL_NS) {
-            self.poll_metadata(now);
+        // The thread polls on its own every `POLL`; pick up what it sent.
+        if self.cri.is_some() {
+            self.drain_metadata(now);
         }
         // Names of pods the runtime no longer lists stay for late events, then go.
         let forget: Vec<String> = self.meta_seen.iter().filter(|&(_, &t)| now - t > super::GONE_GRACE_NS).map(|(u, _)| u.clone()).collect();
@@ -219,17 +236,40 @@ impl Identity {
     }
 }
 
-fn connect(st: &mut CriState, now: i64) -> bool {
-    st.last_connect = now;
-    match CriClient::connect(&st.socket) {
-        Ok(c) => {
-            tracing::info!(cri.socket = %st.socket.display(), cri.runtime = %c.runtime_name, "CRI metadata source connected");
-            st.client = Some(c);
-            true
+/// The CRI thread: a snapshot on every request and every `POLL`; reconnects
+/// after a failure, at most every `RECONNECT`.
+fn cri_thread(socket: PathBuf, mut client: Option<CriClient>, requested: Receiver<()>, report: SyncSender<Report>) {
+    let mut last_connect = std::time::Instant::now();
+    loop {
+        match requested.recv_timeout(POLL) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        Err(e) => {
-            tracing::warn!("recording without CRI pod names for now (retrying every 10 s): {e}");
-            false
+        if client.is_none() {
+            if last_connect.elapsed() < RECONNECT {
+                continue;
+            }
+            last_connect = std::time::Instant::now();
+            match CriClient::connect(&socket) {
+                Ok(c) => {
+                    tracing::info!(cri.socket = %socket.display(), cri.runtime = %c.runtime_name, "CRI metadata source connected");
+                    client = Some(c);
+                }
+                Err(e) => {
+                    tracing::debug!("CRI still unreachable: {e}");
+                    continue;
+                }
+            }
+        }
+        let c = client.as_mut().expect("connected");
+        let result = c.snapshot().map(|s| (s, c.runtime_name.clone()));
+        if result.is_err() {
+            client = None;
+            last_connect = std::time::Instant::now();
+        }
+        // The recorder has stopped when nobody receives.
+        if report.send(result).is_err() {
+            return;
         }
     }
 }

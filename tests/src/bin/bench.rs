@@ -202,16 +202,22 @@ fn time_cmd(runs: usize, mut cmd: impl FnMut() -> Command) -> anyhow::Result<(Du
     Ok((median(times), out))
 }
 
-fn query(dir: &Path, runs: usize) -> anyhow::Result<()> {
-    if !dir.join("catalog.db").exists() {
-        eprintln!("bench: generating 24 h x 200 pods x 500 activities/s into {} (once)", dir.display());
-        let t = Instant::now();
-        let (mut store, _) = SegmentStore::open(StoreConfig::new(dir, "bench-node"))?;
-        let c = Synth::new(SynthConfig { hours: 24.0, pods: 200, events_per_sec: 500.0, seed: 42, start_ns: start_ns(), node: "bench-node".into(), batch_secs: 10 })
-            .run(&mut store)?;
-        store.close()?;
-        eprintln!("bench: {c:?} in {:.0} s", t.elapsed().as_secs_f64());
+/// Generate a synthetic history into `dir` unless it already holds one.
+fn ensure_history(dir: &Path, cfg: SynthConfig) -> anyhow::Result<()> {
+    if dir.join("catalog.db").exists() {
+        return Ok(());
     }
+    eprintln!("bench: generating {} h x {} pods x {} activities/s into {} (once)", cfg.hours, cfg.pods, cfg.events_per_sec, dir.display());
+    let t = Instant::now();
+    let (mut store, _) = SegmentStore::open(StoreConfig::new(dir, cfg.node.clone()))?;
+    let c = Synth::new(cfg).run(&mut store)?;
+    store.close()?;
+    eprintln!("bench: {c:?} in {:.0} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn query(dir: &Path, runs: usize) -> anyhow::Result<()> {
+    ensure_history(dir, SynthConfig { hours: 24.0, pods: 200, events_per_sec: 500.0, seed: 42, start_ns: start_ns(), node: "bench-node".into(), batch_secs: 10 })?;
     let podtrail = podtrail_tests::bin("podtrail");
     let duckdb = which("duckdb").context("DuckDB CLI not found: run tests/setup.sh (installs PyPI duckdb-cli)")?;
     let d = dir.to_str().context("utf-8 dir")?;

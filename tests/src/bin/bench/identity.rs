@@ -14,10 +14,9 @@ use anyhow::{Context, bail};
 use podtrail_recorder::batch::{Batcher, ConnRow};
 use podtrail_recorder::decode::ConnRaw;
 use podtrail_recorder::identity::Identity;
-use podtrail_recorder::{SegmentStore, StoreConfig};
-use podtrail_tests::synth::{Synth, SynthConfig};
+use podtrail_tests::synth::SynthConfig;
 
-use super::{start_ns, time_cmd, which};
+use super::{ensure_history, start_ns, time_cmd, which};
 
 /// Bytes currently allocated by this process (the bench's global allocator),
 /// counted only while `COUNTING` is on so other benchmarks are not perturbed.
@@ -122,15 +121,8 @@ fn enrichment(pods: usize) -> anyhow::Result<()> {
 }
 
 fn queries(dir: &Path, runs: usize) -> anyhow::Result<()> {
-    if !dir.join("catalog.db").exists() {
-        eprintln!("bench: generating 7 days x 40 pods (churning) x 20 activities/s into {} (once)", dir.display());
-        let t = Instant::now();
-        let (mut store, _) = SegmentStore::open(StoreConfig::new(dir, "bench-node"))?;
-        let c = Synth::new(SynthConfig { hours: 168.0, pods: 40, events_per_sec: 20.0, seed: 7, start_ns: start_ns(), node: "bench-node".into(), batch_secs: 60 })
-            .run(&mut store)?;
-        store.close()?;
-        eprintln!("bench: {c:?} in {:.0} s", t.elapsed().as_secs_f64());
-    }
+    // 7 days of 40 churning pods: about 2,000 pods created and deleted.
+    ensure_history(dir, SynthConfig { hours: 168.0, pods: 40, events_per_sec: 20.0, seed: 7, start_ns: start_ns(), node: "bench-node".into(), batch_secs: 60 })?;
     let podtrail = podtrail_tests::bin("podtrail");
     let duckdb = which("duckdb").context("DuckDB CLI not found: run tests/setup.sh (installs PyPI duckdb-cli)")?;
     let d = dir.to_str().context("utf-8 dir")?;
