@@ -115,8 +115,6 @@ pub struct Identity {
     /// Pod names by UID, from metadata sources, and when the source last listed each.
     meta: HashMap<String, cri::PodMeta>,
     meta_seen: HashMap<String, i64>,
-    /// UIDs a metadata refresh did not know, and when.
-    meta_miss: HashMap<String, i64>,
     /// Pods seen without a name while a metadata source is configured, since when.
     nameless_since: HashMap<String, i64>,
     cri: Option<metadata::CriState>,
@@ -141,7 +139,6 @@ impl Identity {
             last_walk: i64::MIN / 2,
             meta: HashMap::new(),
             meta_seen: HashMap::new(),
-            meta_miss: HashMap::new(),
             nameless_since: HashMap::new(),
             cri: None,
         }
@@ -209,22 +206,15 @@ impl Identity {
                     self.unknown.insert(*id, now);
                 }
             }
-            // New pods: their names come from the metadata source, asked now
-            // (bounded by its call timeout) so the first rows already carry them.
-            let nameless: Vec<String> = missing
-                .iter()
-                .filter_map(|id| self.cgroups.get(id)?.parsed.pod_uid.clone())
-                .filter(|uid| !self.meta.contains_key(uid) && self.meta_miss.get(uid).is_none_or(|&t| now - t > UNKNOWN_RETRY_NS))
-                .collect();
-            if !nameless.is_empty() && self.cri.is_some() {
-                for uid in &nameless {
-                    self.nameless_since.entry(uid.clone()).or_insert(now);
-                }
-                self.poll_metadata(now);
-                for uid in nameless {
-                    if !self.meta.contains_key(&uid) {
-                        self.meta_miss.insert(uid, now);
+            // New pods: their names come from the metadata source, asked now;
+            // their rows wait for the answer (bounded, see `should_wait`).
+            if self.cri.is_some() {
+                let nameless: Vec<String> = missing.iter().filter_map(|id| self.cgroups.get(id)?.parsed.pod_uid.clone()).filter(|uid| !self.meta.contains_key(uid)).collect();
+                if !nameless.is_empty() {
+                    for uid in nameless {
+                        self.nameless_since.entry(uid).or_insert(now);
                     }
+                    self.poll_metadata(now);
                 }
             }
         }
@@ -404,7 +394,6 @@ impl Identity {
         }
         self.cgroups.retain(|_, r| r.gone_at.is_none_or(|g| now - g < GONE_GRACE_NS));
         self.unknown.retain(|_, &mut t| now - t <= UNKNOWN_RETRY_NS);
-        self.meta_miss.retain(|_, &mut t| now - t <= UNKNOWN_RETRY_NS);
         self.nameless_since.retain(|_, &mut t| now - t < metadata::META_WAIT_NS);
         self.tick_metadata(now, &mut out);
         out

@@ -131,7 +131,6 @@ impl Identity {
         // Name the pods the cgroup paths already identified, and their open
         // observed intervals.
         for uid in &named {
-            self.meta_miss.remove(uid);
             self.nameless_since.remove(uid);
         }
         let ids: Vec<u64> = self.cgroups.iter().filter(|(_, r)| r.parsed.pod_uid.as_ref().is_some_and(|u| named.contains(u))).map(|(id, _)| *id).collect();
