@@ -89,6 +89,44 @@ pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
+/// Mount points of `fstype` in mountinfo.
+fn mounts_of(mountinfo: &str, fstype: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            if post.split_whitespace().next()? != fstype {
+                return None;
+            }
+            Some(PathBuf::from(unescape_mount(pre.split_whitespace().nth(4)?)))
+        })
+        .collect()
+}
+
+/// Mount tracefs at /sys/kernel/tracing and bpffs at /sys/fs/bpf when no mount of
+/// them exists (a fresh node or a minimal container). The programs loaded today
+/// (tp_btf, cgroup hooks) need neither, so a failure is a warning, not an error;
+/// tracepoint-based programs and pinned maps do need them. Returns what was mounted.
+pub fn ensure_kernel_filesystems() -> Vec<&'static str> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounted = Vec::new();
+    for (fstype, target) in [("tracefs", "/sys/kernel/tracing"), ("bpf", "/sys/fs/bpf")] {
+        if !mounts_of(&info, fstype).is_empty() {
+            continue;
+        }
+        let (src, tgt) = (std::ffi::CString::new(fstype).expect("no NUL"), std::ffi::CString::new(target).expect("no NUL"));
+        // SAFETY: valid NUL-terminated strings; no data argument.
+        let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
+        if rc == 0 {
+            tracing::info!(fs.type = fstype, fs.target = target, "mounted (it was missing)");
+            mounted.push(fstype);
+        } else {
+            tracing::warn!(fs.type = fstype, fs.target = target, "not mounted and mounting failed ({}); the programs loaded today do not need it", std::io::Error::last_os_error());
+        }
+    }
+    mounted
+}
+
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape_mount(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
@@ -114,6 +152,7 @@ impl Probes {
         check_privileges()?;
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::NoBtf(e.to_string()))?;
         let cgroup_root = cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()).ok_or(ProbeError::NoCgroup2)?;
+        ensure_kernel_filesystems();
         raise_memlock();
         let mut sources = Vec::new();
         let mut missing = Vec::new();
@@ -248,5 +287,13 @@ mod tests {
         let spaced = "25 20 0:23 / /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount(spaced), Some(PathBuf::from("/mnt/my cg")));
         assert_eq!(cgroup2_mount("32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), None);
+    }
+
+    #[test]
+    fn tracefs_and_bpffs_are_found_by_type_wherever_mounted() {
+        let info = "40 22 0:12 / /sys/kernel/tracing rw - tracefs tracefs rw\n51 22 0:40 / /run/my\\040bpf rw - bpf bpf rw\n";
+        assert_eq!(mounts_of(info, "tracefs"), vec![PathBuf::from("/sys/kernel/tracing")]);
+        assert_eq!(mounts_of(info, "bpf"), vec![PathBuf::from("/run/my bpf")]);
+        assert!(mounts_of("25 20 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", "bpf").is_empty());
     }
 }

@@ -248,6 +248,11 @@ fn without_root_podtraild_says_what_it_needs() {
 #[test]
 fn metrics_endpoint_counts_rows_on_loopback() {
     let mut rec = Recorder::start_with(&["--metrics-addr", "127.0.0.1:0"]);
+    // The recorder mounts tracefs and bpffs when they are missing (a fresh node).
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for fs in ["tracefs", "bpf"] {
+        assert!(info.lines().any(|l| l.split_once(" - ").is_some_and(|(_, post)| post.starts_with(&format!("{fs} ")))), "no {fs} mount after podtraild started:\n{}", rec.log);
+    }
     let addr = rec
         .log
         .lines()
