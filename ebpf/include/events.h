@@ -8,6 +8,7 @@
 #define PT_KIND_EXEC 1
 #define PT_KIND_EXIT 2
 #define PT_KIND_CONN 3
+#define PT_KIND_FORK 4
 
 /* pt_conn_event.event */
 #define PT_CONN_CONNECT 1
@@ -59,6 +60,16 @@ struct pt_exit_event {
     __u64 time_ns;        /* CLOCK_BOOTTIME */
     __u64 cgroup_id;
     char comm[PT_COMM_LEN];
+};
+
+/* sched_process_fork of a new process (not a thread): the child runs its
+ * parent's program until it execs. */
+struct pt_fork_event {
+    __u32 kind;
+    __u32 parent_pid;     /* tgid */
+    __u32 child_pid;      /* tgid (== pid: a new process) */
+    __u32 reserved;
+    __u64 time_ns;        /* CLOCK_BOOTTIME */
 };
 
 /* TCP lifecycle from inet_sock_set_state. Addresses are 16 bytes, network

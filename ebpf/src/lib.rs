@@ -29,6 +29,7 @@ pub fn process_object() -> &'static [u8] {
 pub const KIND_EXEC: u32 = 1;
 pub const KIND_EXIT: u32 = 2;
 pub const KIND_CONN: u32 = 3;
+pub const KIND_FORK: u32 = 4;
 
 pub const CONN_CONNECT: u32 = 1;
 pub const CONN_ACCEPT: u32 = 2;
@@ -78,6 +79,17 @@ pub struct ExitEvent {
     pub time_ns: u64,
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
+}
+
+/// Mirror of `struct pt_fork_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ForkEvent {
+    pub kind: u32,
+    pub parent_pid: u32,
+    pub child_pid: u32,
+    pub reserved: u32,
+    pub time_ns: u64,
 }
 
 /// Mirror of `struct pt_conn_event`.
@@ -162,6 +174,7 @@ mod tests {
             layout!(ExitEvent, kind, pid, tid, exit_code, time_ns, cgroup_id, comm),
             "ExitEvent drifted from struct pt_exit_event"
         );
+        assert_eq!(btf_layout(obj, "pt_fork_event"), layout!(ForkEvent, kind, parent_pid, child_pid, reserved, time_ns), "ForkEvent drifted from struct pt_fork_event");
         assert_eq!(
             btf_layout(net_object(), "pt_conn_event"),
             layout!(ConnEvent, kind, event, pid, family, netns, flags, error, sport, dport, orig_dport, nat_dport, time_ns, cgroup_id, cookie, bytes_sent, bytes_received, duration_ns, saddr, daddr, orig_daddr, nat_daddr, comm),

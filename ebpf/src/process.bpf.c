@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Process lifecycle: exec and exit, from BTF-enabled tracepoints (tp_btf).
+/* Process lifecycle: fork, exec and exit, from BTF-enabled tracepoints (tp_btf).
  * No kprobes, fentry or LSM: those do not load on every kernel podtrail runs on.
  * Every record that cannot be reserved in the ring buffer bumps a per-CPU drop
  * counter that userspace turns into `loss` rows: nothing is lost silently. */
@@ -21,6 +21,7 @@ struct {
  * userspace checks its mirrors against them. */
 const struct pt_exec_event *unused_exec_event __attribute__((unused));
 const struct pt_exit_event *unused_exit_event __attribute__((unused));
+const struct pt_fork_event *unused_fork_event __attribute__((unused));
 
 /* Scratch space: an exec record is too large for the BPF stack. */
 struct {
@@ -95,6 +96,26 @@ int BPF_PROG(handle_exit, struct task_struct *p)
     e->time_ns = bpf_ktime_get_boot_ns();
     e->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+    __u32 child_pid = BPF_CORE_READ(child, tgid);
+    if (child_pid != (__u32)BPF_CORE_READ(child, pid))
+        return 0; /* a new thread, not a new process */
+    struct pt_fork_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count_drop();
+        return 0;
+    }
+    e->kind = PT_KIND_FORK;
+    e->parent_pid = BPF_CORE_READ(parent, tgid);
+    e->child_pid = child_pid;
+    e->reserved = 0;
+    e->time_ns = bpf_ktime_get_boot_ns();
     bpf_ringbuf_submit(e, 0);
     return 0;
 }

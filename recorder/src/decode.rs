@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use podtrail_ebpf::{
     ARGS_MAX, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, ConnEvent,
-    EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, KIND_CONN, KIND_EXEC, KIND_EXIT,
+    EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CONN, KIND_EXEC, KIND_EXIT, KIND_FORK,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,14 @@ pub struct ExitRaw {
     pub comm: String,
 }
 
+/// A new process (fork/clone without CLONE_THREAD).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkRaw {
+    pub parent_pid: u32,
+    pub child_pid: u32,
+    pub time_boot_ns: u64,
+}
+
 /// One TCP lifecycle event, addresses as the socket saw them (pre-NAT).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnRaw {
@@ -61,6 +69,7 @@ pub struct ConnRaw {
 pub enum RawEvent {
     Exec(ExecRaw),
     Exit(ExitRaw),
+    Fork(ForkRaw),
     Conn(ConnRaw),
 }
 
@@ -148,6 +157,14 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 signal: (e.exit_code & 0x7f) as i32,
                 comm: cstr(&e.comm),
             }))
+        }
+        KIND_FORK => {
+            let want = std::mem::size_of::<ForkEvent>();
+            if b.len() != want {
+                return Err(DecodeError::Length { kind: "fork", len: b.len(), want });
+            }
+            let e: ForkEvent = read(b);
+            Ok(RawEvent::Fork(ForkRaw { parent_pid: e.parent_pid, child_pid: e.child_pid, time_boot_ns: e.time_ns }))
         }
         KIND_CONN => {
             let want = std::mem::size_of::<ConnEvent>();
@@ -296,5 +313,16 @@ mod tests {
         b[12..16].copy_from_slice(&9u32.to_ne_bytes());
         let RawEvent::Exit(e) = decode(&b).unwrap() else { panic!() };
         assert_eq!((e.exit_code, e.signal), (0, 9));
+    }
+
+    #[test]
+    fn fork_record_decodes_and_a_wrong_size_is_an_error() {
+        let mut b = vec![0u8; std::mem::size_of::<ForkEvent>()];
+        b[0..4].copy_from_slice(&KIND_FORK.to_ne_bytes());
+        b[4..8].copy_from_slice(&100u32.to_ne_bytes());
+        b[8..12].copy_from_slice(&101u32.to_ne_bytes());
+        b[16..24].copy_from_slice(&5u64.to_ne_bytes());
+        assert_eq!(decode(&b), Ok(RawEvent::Fork(ForkRaw { parent_pid: 100, child_pid: 101, time_boot_ns: 5 })));
+        assert!(matches!(decode(&b[..20]), Err(DecodeError::Length { kind: "fork", .. })));
     }
 }

@@ -32,7 +32,11 @@ const OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "process.bpf.o",
         bytes: podtrail_ebpf::process_object,
-        programs: &[("handle_exec", Attach::BtfTracepoint("sched_process_exec")), ("handle_exit", Attach::BtfTracepoint("sched_process_exit"))],
+        programs: &[
+            ("handle_exec", Attach::BtfTracepoint("sched_process_exec")),
+            ("handle_exit", Attach::BtfTracepoint("sched_process_exit")),
+            ("handle_fork", Attach::BtfTracepoint("sched_process_fork")),
+        ],
     },
     ObjectSpec {
         name: "net.bpf.o",

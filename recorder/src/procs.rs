@@ -67,6 +67,14 @@ impl ProcTable {
         (self.insert_image(e.pid, e.time_boot_ns), parent)
     }
 
+    /// A forked child runs its parent's program until it execs: it gets the
+    /// parent's image (same `exec_id`), so its connections name that program.
+    pub fn on_fork(&mut self, f: &crate::decode::ForkRaw) {
+        if let Some(parent) = self.by_pid.get(&f.parent_pid).copied() {
+            self.by_pid.insert(f.child_pid, Image { exec_id: parent.exec_id, start_boot_ns: f.time_boot_ns });
+        }
+    }
+
     /// The image that exited, when known; the pid is forgotten.
     pub fn on_exit(&mut self, e: &ExitRaw) -> Option<Image> {
         self.by_pid.remove(&e.pid)
@@ -105,6 +113,21 @@ mod tests {
         let exit = ExitRaw { pid: 11, time_boot_ns: 400, cgroup_id: 1, exit_code: 0, signal: 0, comm: "x".into() };
         assert_eq!(t.on_exit(&exit), Some(again));
         assert_eq!(t.on_exit(&exit), None);
+    }
+
+    #[test]
+    fn a_forked_child_runs_its_parents_image_until_it_execs() {
+        let mut t = ProcTable::new(7);
+        let (parent, _) = t.on_exec(&exec(100, 1, 1_000));
+        t.on_fork(&crate::decode::ForkRaw { parent_pid: 100, child_pid: 101, time_boot_ns: 2_000 });
+        let child = t.current(101).expect("the child is known after the fork");
+        assert_eq!((child.exec_id, child.start_boot_ns), (parent.exec_id, 2_000));
+        let (own, parent_link) = t.on_exec(&exec(101, 100, 3_000));
+        assert_ne!(own.exec_id, parent.exec_id, "its own exec is a new image");
+        assert_eq!(parent_link, Some(parent.exec_id));
+        // A fork from an unknown parent teaches nothing.
+        t.on_fork(&crate::decode::ForkRaw { parent_pid: 555, child_pid: 556, time_boot_ns: 4_000 });
+        assert!(t.current(556).is_none());
     }
 
     #[test]

@@ -169,6 +169,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
         events.sort_by_key(|ev| match ev {
             RawEvent::Exec(e) => e.time_boot_ns,
             RawEvent::Exit(e) => e.time_boot_ns,
+            RawEvent::Fork(f) => f.time_boot_ns,
             RawEvent::Conn(c) => c.time_boot_ns,
         });
         for ev in events {
@@ -194,6 +195,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                         raw: e,
                     });
                 }
+                RawEvent::Fork(f) => procs.on_fork(&f),
                 RawEvent::Conn(c) => {
                     let exec_id = c.owner.as_ref().and_then(|o| procs.current(o.0)).map(|i| i.exec_id);
                     batcher.conn.push(ConnRow { time: c.time_boot_ns as i64 + boot_to_wall, exec_id, identity: None, raw: c });

@@ -142,11 +142,11 @@ pub const PROCESS_EXIT: TableDef = TableDef {
     doc: "One row per process exit (thread-group leader).",
     stamped: true,
     own_columns: &[
-        opt("exec_id", ColType::U64, "`exec_id` of the process image that exited; null when its exec was not seen (a process that started before the recorder and escaped /proc seeding)."),
+        opt("exec_id", ColType::U64, "`exec_id` of the process image that exited (for a forked child that never exec'd: the image it inherited from its parent); null when unknown (a process that started before the recorder and escaped /proc seeding)."),
         col("pid", ColType::U32, "Process id (host pid namespace)."),
         col("exit_code", ColType::I32, "Exit status (0-255) when the process exited normally; 0 when killed by a signal."),
         col("signal", ColType::I32, "Number of the signal that killed the process, 0 when none."),
-        opt("duration_ns", ColType::U64, "Time from exec to exit, when the exec was seen."),
+        opt("duration_ns", ColType::U64, "Time from exec (or fork, for a child that never exec'd) to exit, when seen."),
     ],
 };
 
@@ -157,7 +157,7 @@ pub const NET_CONN: TableDef = TableDef {
     stamped: true,
     own_columns: &[
         col("event", ColType::Text, "`connect` (outbound established), `accept` (inbound established), `close`, or `fail` (connect refused / timed out)."),
-        opt("exec_id", ColType::U64, "`exec_id` of the process that called connect(), when known (null on the accepting side: the kernel establishes it before any process accepts)."),
+        opt("exec_id", ColType::U64, "`exec_id` of the process image that called connect() (a forked child that never exec'd carries its parent's image), when known; null on the accepting side: the kernel establishes it before any process accepts."),
         opt("pid", ColType::U32, "Process id that called connect(), when known."),
         opt("comm", ColType::Text, "Command name of that process, when known."),
         col("protocol", ColType::Text, "`tcp` or `udp`."),

@@ -228,6 +228,33 @@ fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
     drop(lab);
 }
 
+const FORKER: &str = r#"
+import os, socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+pid = os.fork()
+if pid == 0:
+    socket.create_connection(s.getsockname()).close(); os._exit(0)
+s.accept()[0].close(); os.waitpid(pid, 0); print(os.getpid(), pid, flush=True)
+"#;
+
+#[test]
+fn a_forked_child_that_never_execs_connects_as_its_parents_program() {
+    let mut rec = Recorder::start();
+    let out = Command::new("python3").args(["-c", FORKER]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (parent, child) = text.trim().split_once(' ').unwrap();
+    rec.stop();
+    let d = &rec.data_dir;
+    let conn = sql_json(d, &format!("SELECT exec_id FROM net_conn WHERE event = 'connect' AND pid = {child}"));
+    assert_eq!(conn.len(), 1, "the child's connect: {conn:?}");
+    let images = sql_json(d, &format!("SELECT exec_id, binary FROM process_exec WHERE pid = {parent} ORDER BY time"));
+    let last = images.last().unwrap_or_else(|| panic!("no exec row for the parent {parent}"));
+    assert_eq!(conn[0]["exec_id"], last["exec_id"], "the child (pid {child}) ran the parent's program {last}");
+    let exits = sql_json(d, &format!("SELECT exec_id FROM process_exit WHERE pid = {child}"));
+    assert_eq!(exits, vec![serde_json::json!({"exec_id": last["exec_id"]})], "the child's exit names the image it ran");
+}
+
 #[test]
 fn without_root_podtraild_says_what_it_needs() {
     require_privileges(); // to drop them: setpriv needs root
