@@ -117,12 +117,18 @@ impl Batcher {
     /// Drain the pending rows into batches, except the ones `hold` keeps for a
     /// later call (rows waiting for their pod's metadata). Kept rows stay stamped.
     pub fn take_except(&mut self, node: &str, hold: impl Fn(Option<&PodIdentity>) -> bool) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
-        let (keep, exec): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exec).into_iter().partition(|r| hold(r.identity.as_deref()));
-        self.exec = keep;
-        let (keep, exit): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exit).into_iter().partition(|r| hold(r.identity.as_deref()));
-        self.exit = keep;
-        let (keep, conn): (Vec<_>, Vec<_>) = std::mem::take(&mut self.conn).into_iter().partition(|r| hold(r.identity.as_deref()));
-        self.conn = keep;
+        // Rows are large: move them only when some really stay behind.
+        fn split<R>(rows: &mut Vec<R>, held: impl Fn(&R) -> bool) -> Vec<R> {
+            if !rows.iter().any(&held) {
+                return std::mem::take(rows);
+            }
+            let (keep, out): (Vec<R>, Vec<R>) = std::mem::take(rows).into_iter().partition(held);
+            *rows = keep;
+            out
+        }
+        let exec = split(&mut self.exec, |r| hold(r.identity.as_deref()));
+        let exit = split(&mut self.exit, |r| hold(r.identity.as_deref()));
+        let conn = split(&mut self.conn, |r| hold(r.identity.as_deref()));
         self.stamped = (self.exec.len(), self.exit.len(), self.conn.len());
         let mut out = Vec::new();
         if !exec.is_empty() {

@@ -164,15 +164,19 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                 }
             }
         }
-        // Two ring buffers: restore kernel order within the pass (stable, so
-        // records of one buffer keep their order on equal times).
-        events.sort_by_key(|ev| match ev {
+        // Two ring buffers: restore kernel order within the pass. Events are
+        // large, so an order of indices is sorted, not the events (ties keep
+        // the order in which the buffers gave them).
+        let time_of = |ev: &RawEvent| match ev {
             RawEvent::Exec(e) => e.time_boot_ns,
             RawEvent::Exit(e) => e.time_boot_ns,
             RawEvent::Fork(f) => f.time_boot_ns,
             RawEvent::Conn(c) => c.time_boot_ns,
-        });
-        for ev in events {
+        };
+        let mut order: Vec<(u64, u32)> = events.iter().enumerate().map(|(i, ev)| (time_of(ev), i as u32)).collect();
+        order.sort_unstable();
+        let mut slots: Vec<Option<RawEvent>> = events.into_iter().map(Some).collect();
+        for ev in order.into_iter().filter_map(|(_, i)| slots[i as usize].take()) {
             match ev {
                 RawEvent::Exec(e) => {
                     let (img, parent) = procs.on_exec(&e);
