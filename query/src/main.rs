@@ -67,8 +67,8 @@ enum Cmd {
     WhoOwned {
         /// The address (IPv4 or IPv6), e.g. from a firewall log.
         ip: String,
-        /// The time (default: now).
-        #[arg(long, default_value = "now")]
+        /// The time (default: now). Relative times such as `-2h` work as is.
+        #[arg(long, default_value = "now", allow_hyphen_values = true)]
         at: String,
         #[arg(long)]
         json: bool,
@@ -84,11 +84,11 @@ enum Cmd {
         /// Namespace, when the name exists in several.
         #[arg(long, short)]
         namespace: Option<String>,
-        /// Start of the window (default: the start of the history).
-        #[arg(long)]
+        /// Start of the window (default: the start of the history), e.g. `-2h`.
+        #[arg(long, allow_hyphen_values = true)]
         since: Option<String>,
         /// End of the window, exclusive (default: now).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         until: Option<String>,
         #[arg(long)]
         json: bool,
@@ -209,7 +209,7 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
         }
         Cmd::Sql { query, file, format, output, stats, no_verify } => {
             let query = match (query.as_deref(), file) {
-                (_, Some(path)) => std::fs::read_to_string(&path).map_err(|e| QueryError::Io { path, source: e })?,
+                (_, Some(path)) => std::fs::read_to_string(&path).map_err(|e| QueryError::BadQuery(format!("--file {}: {e}", path.display())))?,
                 (Some("-"), None) => {
                     let mut s = String::new();
                     std::io::stdin().read_to_string(&mut s).map_err(|e| QueryError::Io { path: "<stdin>".into(), source: e })?;

@@ -258,6 +258,9 @@ impl std::fmt::Display for Timeline {
             let pod = if multi { format!(" [{}]", &e.pod_uid[..8.min(e.pod_uid.len())]) } else { String::new() };
             writeln!(f, "{:<30}{pod}  {:<8} {:<11} {}{}", e.time, e.event, pid, "  ".repeat(e.depth), e.detail)?;
         }
+        if self.events.is_empty() {
+            writeln!(f, "no events of this pod in the window: check the name or UID (`podtrail sql \"SELECT pod_uid, pod_name FROM pods\"`), or widen --since/--until")?;
+        }
         let count = |k: &str| self.events.iter().filter(|e| e.event == k).count();
         let conns = self.events.len() - count("exec") - count("exit");
         writeln!(f, "{} events: {} exec, {} exit, {} connection", self.events.len(), count("exec"), count("exit"), conns)

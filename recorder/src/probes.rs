@@ -152,10 +152,10 @@ pub fn check_privileges() -> Result<(), ProbeError> {
 impl Probes {
     /// Load and attach everything. With `allow_partial`, a program that fails is
     /// reported in `missing` instead of failing the whole load.
-    pub fn load(allow_partial: bool) -> Result<Self, ProbeError> {
+    /// `cgroup_root`: the cgroup v2 mount the connect hooks attach to.
+    pub fn load(allow_partial: bool, cgroup_root: &Path) -> Result<Self, ProbeError> {
         check_privileges()?;
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::NoBtf(e.to_string()))?;
-        let cgroup_root = cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()).ok_or(ProbeError::NoCgroup2)?;
         ensure_kernel_filesystems();
         raise_memlock();
         let mut sources = Vec::new();
@@ -168,7 +168,7 @@ impl Probes {
                     Attach::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
                     Attach::CgroupRoot(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
                 };
-                match attach_one(&mut ebpf, program, attach, &btf, &cgroup_root) {
+                match attach_one(&mut ebpf, program, attach, &btf, cgroup_root) {
                     Ok(()) => tracing::info!(program.name = program, attach_point = %point, "attached"),
                     Err(reason) if allow_partial => {
                         tracing::warn!(program.name = program, attach_point = %point, %reason, "not attached (--allow-partial): its events will not be recorded");

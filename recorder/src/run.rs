@@ -49,8 +49,6 @@ pub enum RunError {
     Batch(#[from] arrow::error::ArrowError),
     #[error("installing signal handlers: {0}")]
     Signal(std::io::Error),
-    #[error("no cgroup v2 mount in /proc/self/mountinfo: podtraild needs cgroup v2 (unified or hybrid layout)")]
-    NoCgroup2,
     #[error("metrics endpoint {addr}: {source}")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
@@ -103,8 +101,8 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     install_signals()?;
     let (mut store, recovery) = SegmentStore::open(StoreConfig::new(&cfg.data_dir, &cfg.node))?;
     tracing::info!(?recovery, data_dir = %cfg.data_dir.display(), "store open");
-    let cgroup_root = crate::probes::cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()).ok_or(RunError::NoCgroup2)?;
-    let mut identity = Identity::new(cgroup_root, cfg.node.clone(), crate::identity::host_netns());
+    let cgroup_root = crate::probes::cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()).ok_or(ProbeError::NoCgroup2)?;
+    let mut identity = Identity::new(cgroup_root.clone(), cfg.node.clone(), crate::identity::host_netns());
     let (pods, containers, ips) = store.open_intervals(SOURCE_OBSERVED)?;
     tracing::info!(pods.open = pods.len(), ip_owners.open = ips.len(), "identity intervals resumed");
     identity.resume(pods, containers, ips);
@@ -119,12 +117,25 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             let (pods, containers, ips) = store.open_intervals(crate::identity::cri::SOURCE_CRI)?;
             identity.resume_cri(pods, containers, ips);
         }
-        None => tracing::info!("no CRI socket: pods are identified by their cgroup path (UID), without names"),
+        None => {
+            tracing::info!("no CRI socket: pods are identified by their cgroup path (UID), without names");
+            // A previous run's runtime intervals cannot be followed any more: they
+            // end no later than now, rather than staying open for ever.
+            let (mut pods, mut containers, mut ips) = store.open_intervals(crate::identity::cri::SOURCE_CRI)?;
+            if !(pods.is_empty() && containers.is_empty() && ips.is_empty()) {
+                let now = now_ns();
+                pods.iter_mut().for_each(|p| p.valid_to = Some(now.max(p.valid_from)));
+                containers.iter_mut().for_each(|c| c.valid_to = Some(now.max(c.valid_from)));
+                ips.iter_mut().for_each(|i| i.valid_to = Some(now.max(i.valid_from)));
+                tracing::warn!(pods = pods.len(), ip_owners = ips.len(), "closing the open CRI intervals of a previous run at this start: no CRI source now");
+                store.write_identity(&pods, &containers, &ips)?;
+            }
+        }
     }
     let mut procs = ProcTable::new(boot_id());
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
-    let mut probes = Probes::load(cfg.allow_partial)?;
+    let mut probes = Probes::load(cfg.allow_partial, &cgroup_root)?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     if let Some(addr) = cfg.metrics_addr {
         let bound = crate::metrics::serve(addr, std::sync::Arc::clone(&metrics)).map_err(|source| RunError::Metrics { addr, source })?;

@@ -287,6 +287,23 @@ fn bad_input_gets_one_clear_line_and_exit_2() {
         assert!(o.stdout.is_empty(), "{q} printed a result");
     }
     assert!(!Path::new("/tmp/podtrail-copy-test.csv").exists());
+    // The identity commands: bad IP, bad time, unknown pod, missing query file.
+    let nofile = tmp.path().join("no-such.sql");
+    let cmds: &[(&[&str], &str)] = &[
+        (&["who-owned", "10.244.1.300"], "10.244.1.300"),
+        (&["who-owned", "10.244.1.7", "--at", "soonish"], "soonish"),
+        (&["timeline", "--pod", "no-such-pod"], "no-such-pod"),
+        (&["timeline", "--pod", "x", "--since", "-1h", "--until", "-2h"], "--since"),
+        (&["sql", "SELECT * FROM who_owned('10.244.1.7')"], "who_owned(ip, time)"),
+        (&["sql", "--file", nofile.to_str().unwrap()], "no-such.sql"),
+    ];
+    for (args, needle) in cmds {
+        let o = run("podtrail", &[&["--data-dir", d(&dir)], *args].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(err.contains(needle), "{args:?}: {err:?} does not mention {needle}");
+    }
 
     let missing = tmp.path().join("nope");
     let o = run("podtrail", &["--data-dir", d(&missing), "sql", "SELECT 1"]);
