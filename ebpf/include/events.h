@@ -9,6 +9,30 @@
 #define PT_KIND_EXIT 2
 #define PT_KIND_CONN 3
 #define PT_KIND_FORK 4
+#define PT_KIND_PRIV 5
+#define PT_KIND_CAP 6
+
+/* pt_exec_event.flags */
+#define PT_EXEC_ARGS_TRUNCATED 1 /* argv was longer than PT_ARGS_MAX */
+#define PT_EXEC_FILELESS 2       /* the executed file has no link (memfd, deleted) */
+
+/* pt_priv_event.op: one per traced syscall */
+#define PT_PRIV_SETUID 1
+#define PT_PRIV_SETGID 2
+#define PT_PRIV_SETREUID 3
+#define PT_PRIV_SETREGID 4
+#define PT_PRIV_SETRESUID 5
+#define PT_PRIV_SETRESGID 6
+#define PT_PRIV_CAPSET 7
+#define PT_PRIV_SETNS 8
+#define PT_PRIV_UNSHARE 9
+#define PT_PRIV_MOUNT 10
+#define PT_PRIV_UMOUNT 11
+#define PT_PRIV_PTRACE 12
+#define PT_PRIV_BPF 13
+#define PT_PRIV_INIT_MODULE 14
+#define PT_PRIV_FINIT_MODULE 15
+#define PT_PRIV_MEMFD_CREATE 16
 
 /* pt_conn_event.event */
 #define PT_CONN_CONNECT 1
@@ -25,6 +49,7 @@
 #define PT_COMM_LEN 16
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */
 #define PT_ARGS_MAX 3584      /* bytes of argv kept (NUL-separated) */
+#define PT_PRIV_STR_MAX 256   /* bytes kept of each string argument, with its NUL */
 
 /* Every record starts with its kind. */
 struct pt_header {
@@ -43,7 +68,8 @@ struct pt_exec_event {
     __u32 netns;          /* network namespace inode */
     __u32 filename_len;   /* bytes of data[] holding the path, with its NUL */
     __u32 args_len;       /* bytes of data[] after the path holding argv */
-    __u32 args_truncated; /* argv was longer than PT_ARGS_MAX */
+    __u32 flags;          /* PT_EXEC_*; when FILELESS, data[] holds the file's
+                             own name (e.g. `memfd:x`), not the path given */
     __u64 time_ns;        /* CLOCK_BOOTTIME */
     __u64 cgroup_id;
     __u64 cap_effective;
@@ -97,6 +123,68 @@ struct pt_conn_event {
     __u8 orig_daddr[16];
     __u8 nat_daddr[16];
     char comm[PT_COMM_LEN];
+};
+
+/* One privilege-changing syscall, sent at its exit with its result. Credentials
+ * are the caller's before the call. Fixed size. */
+struct pt_priv_event {
+    __u32 kind;
+    __u32 op;             /* PT_PRIV_* */
+    __u32 pid;            /* tgid */
+    __u32 tid;
+    __u32 uid;            /* real uid before the call */
+    __u32 euid;
+    __u32 gid;
+    __u32 egid;
+    __s64 ret;            /* the syscall's return value (< 0: -errno) */
+    __u64 time_ns;        /* CLOCK_BOOTTIME, at entry */
+    __u64 cgroup_id;
+    __u64 cap_effective;  /* before the call */
+    __u64 args[6];        /* the syscall's arguments (unused ones are 0) */
+    __u64 extra[3];       /* capset: new effective, permitted, inheritable;
+                             bpf: program type (PROG_LOAD) or attach type */
+    __u16 str_len[3];     /* bytes of str[i] holding a string, with its NUL; 0: none */
+    __u16 reserved;
+    char comm[PT_COMM_LEN];
+    char str[3][PT_PRIV_STR_MAX]; /* mount: source, target, fstype; umount:
+                             target; memfd_create: name; init_module: params;
+                             finit_module: the file's name */
+};
+
+/* A capability check the kernel refused (capability/cap_capable), rate-limited
+ * per cgroup and capability; every check is also counted in the cap_usage map. */
+struct pt_cap_event {
+    __u32 kind;
+    __u32 cap;
+    __u32 pid;
+    __u32 tid;
+    __s32 ret;
+    __u32 uid;            /* the checked credentials */
+    __u32 euid;
+    __u32 gid;
+    __u32 egid;
+    __u32 reserved;
+    __u64 time_ns;        /* CLOCK_BOOTTIME */
+    __u64 cgroup_id;
+    __u64 cap_effective;
+    char comm[PT_COMM_LEN];
+};
+
+/* cap_usage map: cumulative counts per (cgroup, capability) since load. */
+struct pt_cap_key {
+    __u64 cgroup_id;
+    __u32 cap;
+    __u32 pad;
+};
+
+struct pt_cap_val {
+    __u64 granted;
+    __u64 denied;
+    __u64 denied_unlogged; /* denied checks sent without a pt_cap_event */
+    __u64 first_ns;        /* CLOCK_BOOTTIME of the first check */
+    __u64 last_ns;         /* of the latest check */
+    __u64 window_ns;       /* start of the current rate-limit second */
+    __u64 window_rows;     /* pt_cap_events sent in that second */
 };
 
 #endif

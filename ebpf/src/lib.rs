@@ -13,6 +13,37 @@ static PROCESS_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_
 
 static NET_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/net.bpf.o")));
 
+static PRIVILEGE_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/privilege.bpf.o")));
+
+/// `privilege.bpf.o`: `enter_<syscall>` / `exit_<syscall>`
+/// (tracepoint/syscalls/sys_enter_|sys_exit_<syscall>) for every syscall in
+/// [`PRIV_SYSCALLS`], `cap_check` (tp_btf/cap_capable), ring buffer `events`,
+/// hash `cap_usage` ([`CapKey`] -> [`CapVal`]), global `noaudit_sites`,
+/// per-CPU counter `drops`.
+pub fn privilege_object() -> &'static [u8] {
+    &PRIVILEGE_OBJ.0
+}
+
+/// The syscalls `privilege.bpf.o` traces, with their `PT_PRIV_*` op.
+pub const PRIV_SYSCALLS: &[(&str, u32)] = &[
+    ("setuid", PRIV_SETUID),
+    ("setgid", PRIV_SETGID),
+    ("setreuid", PRIV_SETREUID),
+    ("setregid", PRIV_SETREGID),
+    ("setresuid", PRIV_SETRESUID),
+    ("setresgid", PRIV_SETRESGID),
+    ("capset", PRIV_CAPSET),
+    ("setns", PRIV_SETNS),
+    ("unshare", PRIV_UNSHARE),
+    ("mount", PRIV_MOUNT),
+    ("umount", PRIV_UMOUNT),
+    ("ptrace", PRIV_PTRACE),
+    ("bpf", PRIV_BPF),
+    ("init_module", PRIV_INIT_MODULE),
+    ("finit_module", PRIV_FINIT_MODULE),
+    ("memfd_create", PRIV_MEMFD_CREATE),
+];
+
 /// `net.bpf.o`: `connect4`/`connect6` (cgroup/connect4|6), `nat_xmit`
 /// (tp_btf/net_dev_start_xmit), `sock_state` (tp_btf/inet_sock_set_state),
 /// ring buffer `events`, per-CPU counter `drops`.
@@ -30,6 +61,29 @@ pub const KIND_EXEC: u32 = 1;
 pub const KIND_EXIT: u32 = 2;
 pub const KIND_CONN: u32 = 3;
 pub const KIND_FORK: u32 = 4;
+pub const KIND_PRIV: u32 = 5;
+pub const KIND_CAP: u32 = 6;
+
+pub const EXEC_ARGS_TRUNCATED: u32 = 1;
+pub const EXEC_FILELESS: u32 = 2;
+
+pub const PRIV_SETUID: u32 = 1;
+pub const PRIV_SETGID: u32 = 2;
+pub const PRIV_SETREUID: u32 = 3;
+pub const PRIV_SETREGID: u32 = 4;
+pub const PRIV_SETRESUID: u32 = 5;
+pub const PRIV_SETRESGID: u32 = 6;
+pub const PRIV_CAPSET: u32 = 7;
+pub const PRIV_SETNS: u32 = 8;
+pub const PRIV_UNSHARE: u32 = 9;
+pub const PRIV_MOUNT: u32 = 10;
+pub const PRIV_UMOUNT: u32 = 11;
+pub const PRIV_PTRACE: u32 = 12;
+pub const PRIV_BPF: u32 = 13;
+pub const PRIV_INIT_MODULE: u32 = 14;
+pub const PRIV_FINIT_MODULE: u32 = 15;
+pub const PRIV_MEMFD_CREATE: u32 = 16;
+pub const PRIV_STR_MAX: usize = 256;
 
 pub const CONN_CONNECT: u32 = 1;
 pub const CONN_ACCEPT: u32 = 2;
@@ -57,7 +111,8 @@ pub struct ExecEvent {
     pub netns: u32,
     pub filename_len: u32,
     pub args_len: u32,
-    pub args_truncated: u32,
+    /// `EXEC_*` bits.
+    pub flags: u32,
     pub time_ns: u64,
     pub cgroup_id: u64,
     pub cap_effective: u64,
@@ -90,6 +145,72 @@ pub struct ForkEvent {
     pub child_pid: u32,
     pub reserved: u32,
     pub time_ns: u64,
+}
+
+/// Mirror of `struct pt_priv_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PrivEvent {
+    pub kind: u32,
+    pub op: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub ret: i64,
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub cap_effective: u64,
+    pub args: [u64; 6],
+    pub extra: [u64; 3],
+    pub str_len: [u16; 3],
+    pub reserved: u16,
+    pub comm: [u8; COMM_LEN],
+    pub str: [[u8; PRIV_STR_MAX]; 3],
+}
+
+/// Mirror of `struct pt_cap_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CapEvent {
+    pub kind: u32,
+    pub cap: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub ret: i32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub reserved: u32,
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub cap_effective: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Mirror of `struct pt_cap_key` (key of the `cap_usage` map).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CapKey {
+    pub cgroup_id: u64,
+    pub cap: u32,
+    pub pad: u32,
+}
+
+/// Mirror of `struct pt_cap_val`: cumulative counts since the object was loaded.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapVal {
+    pub granted: u64,
+    pub denied: u64,
+    pub denied_unlogged: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub window_ns: u64,
+    pub window_rows: u64,
 }
 
 /// Mirror of `struct pt_conn_event`.
@@ -166,7 +287,7 @@ mod tests {
         let obj = process_object();
         assert_eq!(
             btf_layout(obj, "pt_exec_event"),
-            layout!(ExecEvent, kind, pid, tid, ppid, uid, gid, netns, filename_len, args_len, args_truncated, time_ns, cgroup_id, cap_effective, comm, data),
+            layout!(ExecEvent, kind, pid, tid, ppid, uid, gid, netns, filename_len, args_len, flags, time_ns, cgroup_id, cap_effective, comm, data),
             "ExecEvent drifted from struct pt_exec_event"
         );
         assert_eq!(
@@ -179,6 +300,19 @@ mod tests {
             btf_layout(net_object(), "pt_conn_event"),
             layout!(ConnEvent, kind, event, pid, family, netns, flags, error, sport, dport, orig_dport, nat_dport, time_ns, cgroup_id, cookie, bytes_sent, bytes_received, duration_ns, saddr, daddr, orig_daddr, nat_daddr, comm),
             "ConnEvent drifted from struct pt_conn_event"
+        );
+        let obj = privilege_object();
+        assert_eq!(
+            btf_layout(obj, "pt_priv_event"),
+            layout!(PrivEvent, kind, op, pid, tid, uid, euid, gid, egid, ret, time_ns, cgroup_id, cap_effective, args, extra, str_len, reserved, comm, str),
+            "PrivEvent drifted from struct pt_priv_event"
+        );
+        assert_eq!(btf_layout(obj, "pt_cap_event"), layout!(CapEvent, kind, cap, pid, tid, ret, uid, euid, gid, egid, reserved, time_ns, cgroup_id, cap_effective, comm), "CapEvent drifted from struct pt_cap_event");
+        assert_eq!(btf_layout(obj, "pt_cap_key"), layout!(CapKey, cgroup_id, cap, pad), "CapKey drifted from struct pt_cap_key");
+        assert_eq!(
+            btf_layout(obj, "pt_cap_val"),
+            layout!(CapVal, granted, denied, denied_unlogged, first_ns, last_ns, window_ns, window_rows),
+            "CapVal drifted from struct pt_cap_val"
         );
     }
 }

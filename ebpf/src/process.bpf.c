@@ -59,10 +59,27 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
         fn_len = PT_FILENAME_MAX;
     e->filename_len = fn_len;
 
+    /* A file with no link left: a memfd (or a file deleted before its exec).
+     * Its own name (`memfd:<name>`) says more than the /dev/fd path given. */
+    __u32 flags = 0;
+    struct file *file = BPF_CORE_READ(bprm, file);
+    if (BPF_CORE_READ(file, f_inode, __i_nlink) == 0) {
+        flags |= PT_EXEC_FILELESS;
+        const unsigned char *own = BPF_CORE_READ(file, f_path.dentry, d_name.name);
+        n = bpf_probe_read_kernel_str(e->data, PT_FILENAME_MAX, own);
+        fn_len = n > 0 ? (__u32)n : 0;
+        fn_len &= (PT_FILENAME_MAX - 1) | PT_FILENAME_MAX;
+        if (fn_len > PT_FILENAME_MAX)
+            fn_len = PT_FILENAME_MAX;
+        e->filename_len = fn_len;
+    }
+
     unsigned long arg_start = BPF_CORE_READ(p, mm, arg_start);
     unsigned long arg_end = BPF_CORE_READ(p, mm, arg_end);
     __u64 args_len = arg_end > arg_start ? arg_end - arg_start : 0;
-    e->args_truncated = args_len > PT_ARGS_MAX;
+    if (args_len > PT_ARGS_MAX)
+        flags |= PT_EXEC_ARGS_TRUNCATED;
+    e->flags = flags;
     if (args_len > PT_ARGS_MAX)
         args_len = PT_ARGS_MAX;
     if (args_len > 0 && bpf_probe_read_user(e->data + fn_len, args_len, (const void *)arg_start) != 0)

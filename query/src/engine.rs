@@ -194,6 +194,11 @@ impl Engine {
         Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 
+    /// A catalog `meta` value (what the recorder recorded about itself).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, QueryError> {
+        Ok(self.shared.catalog.lock().expect("poisoned").meta(key)?)
+    }
+
     /// Warnings raised so far (damaged segments skipped, ...), oldest first.
     pub fn warnings(&self) -> Vec<String> {
         self.shared.warnings.lock().expect("poisoned").clone()
@@ -239,7 +244,15 @@ fn read_hot_tails(data_dir: &Path, catalog: &Catalog) -> Result<HashMap<&'static
                 Err(e) => return Err(HotRead::Failed(QueryError::Runtime(format!("reading {}: {e}", path.display())))),
             };
             match hot::read_frames(&bytes) {
-                Ok((mut b, _tail)) => batches.append(&mut b),
+                // Frames written by an older podtrail lack the columns added since.
+                Ok((b, _tail)) => {
+                    for batch in &b {
+                        match podtrail_schema::tables::conform(def, batch) {
+                            Ok(c) => batches.push(c),
+                            Err(e) => tracing::warn!(file = %path.display(), "skipping a hot frame: {e}"),
+                        }
+                    }
+                }
                 Err(e) => tracing::warn!(file = %path.display(), "skipping hot file: {e}"),
             }
         }

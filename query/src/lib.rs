@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod output;
+pub mod profile;
 pub mod status;
 pub mod timeexpr;
 pub mod timeline;

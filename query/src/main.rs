@@ -13,7 +13,7 @@ use podtrail_query::{Engine, EngineOptions, QueryError, status, verify};
 
 /// podtrail — query the history podtraild recorded on this node.
 ///
-/// Tables: process_exec, process_exit, net_conn (events), pods, containers,
+/// Tables: process_exec, process_exit, net_conn, privilege, cap_usage (events), pods, containers,
 /// ip_owners (identity), podtrail_segments, podtrail_loss (system); table
 /// function who_owned(ip, time). `podtrail schema` prints every column with its
 /// meaning.
@@ -85,6 +85,34 @@ enum Cmd {
         #[arg(long, short)]
         namespace: Option<String>,
         /// Start of the window (default: the start of the history), e.g. `-2h`.
+        #[arg(long, allow_hyphen_values = true)]
+        since: Option<String>,
+        /// End of the window, exclusive (default: now).
+        #[arg(long, allow_hyphen_values = true)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The least privilege a pod (or every container of an image) showed it needs,
+    /// as a ready-to-paste Kubernetes securityContext with the evidence beside it.
+    ///
+    /// Capabilities with a granted check are added (after drop: [ALL]);
+    /// allowPrivilegeEscalation is false unless a non-root process gained
+    /// privilege; runAsNonRoot is proposed only when no exec ran as uid 0.
+    ///
+    /// Example: podtrail profile --pod web-7d9f-x2k4q --namespace frontend --since -7d
+    #[command(group(clap::ArgGroup::new("subject").required(true).args(["pod", "image"])))]
+    Profile {
+        /// Pod name (looked up in the identity history) or pod UID.
+        #[arg(long)]
+        pod: Option<String>,
+        /// Namespace, when the pod name exists in several.
+        #[arg(long, short, requires = "pod")]
+        namespace: Option<String>,
+        /// Every container of this image reference (exactly as the runtime reported it).
+        #[arg(long)]
+        image: Option<String>,
+        /// Start of the window (default: the start of the history), e.g. `-7d`.
         #[arg(long, allow_hyphen_values = true)]
         since: Option<String>,
         /// End of the window, exclusive (default: now).
@@ -193,6 +221,29 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
             }
             let tl = tl?;
             let text = if json { serde_json::to_string_pretty(&tl).expect("serializable") + "\n" } else { tl.to_string() };
+            print_out(text.as_bytes())?;
+            Ok(0)
+        }
+        Cmd::Profile { pod, namespace, image, since, until, json } => {
+            let since = since.as_deref().map(parse_time).transpose()?;
+            let until = until.as_deref().map(parse_time).transpose()?;
+            if let (Some(s), Some(u)) = (since, until) {
+                if s >= u {
+                    return Err(QueryError::BadQuery("--since must be before --until".into()));
+                }
+            }
+            let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
+            let subject = match (pod, image) {
+                (Some(pod), _) => podtrail_query::profile::Subject::Pods(podtrail_query::timeline::resolve_pod(&engine, &pod, namespace.as_deref()).await?),
+                (None, Some(image)) => podtrail_query::profile::Subject::Image(image),
+                (None, None) => unreachable!("clap requires --pod or --image"),
+            };
+            let p = podtrail_query::profile::profile(&engine, subject, since, until).await;
+            for w in engine.warnings() {
+                eprintln!("podtrail: warning: {w}");
+            }
+            let p = p?;
+            let text = if json { serde_json::to_string_pretty(&p).expect("serializable") + "\n" } else { p.to_string() };
             print_out(text.as_bytes())?;
             Ok(0)
         }

@@ -51,7 +51,7 @@ fn looks_like_uid(s: &str) -> bool {
     (s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')) || (s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 

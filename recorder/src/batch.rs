@@ -8,13 +8,15 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+    ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampNanosecondBuilder, UInt8Builder, UInt16Builder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use podtrail_schema::tables::{NET_CONN, PROCESS_EXEC, PROCESS_EXIT};
+use podtrail_schema::tables::{CAP_USAGE, NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
 
-use crate::decode::{ConnRaw, ExecRaw, ExitRaw};
+use crate::decode::{ConnRaw, ExecRaw, ExitRaw, PrivRaw};
+use crate::privilege::{CapDelta, cap_name, detail};
 
 /// The pod a row belonged to at event time (see the `identity` stage); `None` on
 /// a row means a host process or an unresolved cgroup, and leaves the columns null.
@@ -52,14 +54,48 @@ pub struct ConnRow {
     pub identity: Option<Arc<PodIdentity>>,
 }
 
+pub struct PrivRow {
+    pub time: i64,
+    pub raw: PrivRaw,
+    pub exec_id: Option<u64>,
+    pub identity: Option<Arc<PodIdentity>>,
+}
+
+pub struct CapRow {
+    /// The latest check counted in this row (wall clock, ns).
+    pub time: i64,
+    pub first_seen: i64,
+    pub delta: CapDelta,
+    pub identity: Option<Arc<PodIdentity>>,
+}
+
 /// Rows waiting for the next flush.
 #[derive(Default)]
 pub struct Batcher {
     pub exec: Vec<ExecRow>,
     pub exit: Vec<ExitRow>,
     pub conn: Vec<ConnRow>,
-    /// How many leading rows of (exec, exit, conn) the identity stage has stamped.
-    pub stamped: (usize, usize, usize),
+    pub privs: Vec<PrivRow>,
+    pub caps: Vec<CapRow>,
+    /// How many leading rows of each table the identity stage has stamped.
+    pub stamped: Stamped,
+}
+
+/// Per table, how many leading rows of the [`Batcher`] are stamped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stamped {
+    pub exec: usize,
+    pub exit: usize,
+    pub conn: usize,
+    pub privs: usize,
+    pub caps: usize,
+}
+
+impl Batcher {
+    /// Every pending row is stamped.
+    pub fn mark_stamped(&mut self) {
+        self.stamped = Stamped { exec: self.exec.len(), exit: self.exit.len(), conn: self.conn.len(), privs: self.privs.len(), caps: self.caps.len() };
+    }
 }
 
 /// Builders of the columns every event row starts with.
@@ -129,7 +165,9 @@ impl Batcher {
         let exec = split(&mut self.exec, |r| hold(r.identity.as_deref()));
         let exit = split(&mut self.exit, |r| hold(r.identity.as_deref()));
         let conn = split(&mut self.conn, |r| hold(r.identity.as_deref()));
-        self.stamped = (self.exec.len(), self.exit.len(), self.conn.len());
+        let privs = split(&mut self.privs, |r| hold(r.identity.as_deref()));
+        let caps = split(&mut self.caps, |r| hold(r.identity.as_deref()));
+        self.mark_stamped();
         let mut out = Vec::new();
         if !exec.is_empty() {
             out.push((PROCESS_EXEC.name, exec_batch(&exec, node)?));
@@ -139,6 +177,12 @@ impl Batcher {
         }
         if !conn.is_empty() {
             out.push((NET_CONN.name, conn_batch(&conn, node)?));
+        }
+        if !privs.is_empty() {
+            out.push((PRIVILEGE.name, priv_batch(&privs, node)?));
+        }
+        if !caps.is_empty() {
+            out.push((CAP_USAGE.name, cap_batch(&caps, node)?));
         }
         Ok(out)
     }
@@ -150,7 +194,7 @@ fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let (mut pid, mut ppid, mut uid, mut gid, mut netns) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
     let (mut comm, mut binary, mut cwd) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
     let mut args = ListBuilder::new(StringBuilder::new());
-    let mut trunc = BooleanBuilder::new();
+    let (mut trunc, mut fileless) = (BooleanBuilder::new(), BooleanBuilder::new());
     for r in rows {
         let e = &r.raw;
         keys.push(r.time, node, e.cgroup_id, r.identity.as_deref());
@@ -170,6 +214,7 @@ fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
         cwd.append_option(r.cwd.as_deref());
         caps.append_value(e.cap_effective);
         netns.append_value(e.netns);
+        fileless.append_value(e.fileless);
     }
     let mut cols = keys.finish();
     cols.extend([
@@ -186,6 +231,7 @@ fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
         Arc::new(cwd.finish()),
         Arc::new(caps.finish()),
         Arc::new(netns.finish()),
+        Arc::new(fileless.finish()),
     ]);
     RecordBatch::try_new(PROCESS_EXEC.arrow_schema(), cols)
 }
@@ -263,4 +309,113 @@ fn conn_batch(rows: &[ConnRow], node: &str) -> Result<RecordBatch, ArrowError> {
         Arc::new(err.finish()),
     ]);
     RecordBatch::try_new(NET_CONN.arrow_schema(), cols)
+}
+
+fn priv_batch(rows: &[PrivRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let mut keys = Keys::new();
+    let s = StringBuilder::new;
+    let (mut kind, mut comm, mut error, mut nss, mut source, mut target, mut fstype, mut operation, mut bpf_type, mut file) = (s(), s(), s(), s(), s(), s(), s(), s(), s(), s());
+    let u32b = UInt32Builder::new;
+    let (mut pid, mut tid, mut uid, mut euid, mut gid, mut egid, mut target_pid) = (u32b(), u32b(), u32b(), u32b(), u32b(), u32b(), u32b());
+    let (mut new_uid, mut new_euid, mut new_suid, mut new_gid, mut new_egid, mut new_sgid) = (u32b(), u32b(), u32b(), u32b(), u32b(), u32b());
+    let u64b = UInt64Builder::new;
+    let (mut id, mut caps, mut ncap_e, mut ncap_p, mut ncap_i, mut flags) = (u64b(), u64b(), u64b(), u64b(), u64b(), u64b());
+    let mut result = Int64Builder::new();
+    for r in rows {
+        let p = &r.raw;
+        let d = detail(p);
+        keys.push(r.time, node, p.cgroup_id, r.identity.as_deref());
+        kind.append_value(p.kind);
+        id.append_option(r.exec_id);
+        pid.append_value(p.pid);
+        tid.append_value(p.tid);
+        comm.append_value(&p.comm);
+        uid.append_value(p.uid);
+        euid.append_value(p.euid);
+        gid.append_value(p.gid);
+        egid.append_value(p.egid);
+        caps.append_value(p.cap_effective);
+        result.append_value(p.result);
+        error.append_option(d.error);
+        new_uid.append_option(d.new_uid);
+        new_euid.append_option(d.new_euid);
+        new_suid.append_option(d.new_suid);
+        new_gid.append_option(d.new_gid);
+        new_egid.append_option(d.new_egid);
+        new_sgid.append_option(d.new_sgid);
+        ncap_e.append_option(d.new_caps.map(|c| c.0));
+        ncap_p.append_option(d.new_caps.map(|c| c.1));
+        ncap_i.append_option(d.new_caps.map(|c| c.2));
+        nss.append_option(d.namespaces);
+        flags.append_option(d.flags);
+        source.append_option(d.source);
+        target.append_option(d.target);
+        fstype.append_option(d.fstype);
+        operation.append_option(d.operation);
+        target_pid.append_option(d.target_pid);
+        bpf_type.append_option(d.bpf_type);
+        file.append_option(d.file);
+    }
+    let mut cols = keys.finish();
+    cols.extend([
+        Arc::new(kind.finish()) as ArrayRef,
+        Arc::new(id.finish()),
+        Arc::new(pid.finish()),
+        Arc::new(tid.finish()),
+        Arc::new(comm.finish()),
+        Arc::new(uid.finish()),
+        Arc::new(euid.finish()),
+        Arc::new(gid.finish()),
+        Arc::new(egid.finish()),
+        Arc::new(caps.finish()),
+        Arc::new(result.finish()),
+        Arc::new(error.finish()),
+        Arc::new(new_uid.finish()),
+        Arc::new(new_euid.finish()),
+        Arc::new(new_suid.finish()),
+        Arc::new(new_gid.finish()),
+        Arc::new(new_egid.finish()),
+        Arc::new(new_sgid.finish()),
+        Arc::new(ncap_e.finish()),
+        Arc::new(ncap_p.finish()),
+        Arc::new(ncap_i.finish()),
+        Arc::new(nss.finish()),
+        Arc::new(flags.finish()),
+        Arc::new(source.finish()),
+        Arc::new(target.finish()),
+        Arc::new(fstype.finish()),
+        Arc::new(operation.finish()),
+        Arc::new(target_pid.finish()),
+        Arc::new(bpf_type.finish()),
+        Arc::new(file.finish()),
+    ]);
+    RecordBatch::try_new(PRIVILEGE.arrow_schema(), cols)
+}
+
+fn cap_batch(rows: &[CapRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let mut keys = Keys::new();
+    let mut name = StringBuilder::new();
+    let mut cap = UInt8Builder::new();
+    let (mut granted, mut denied, mut unrec) = (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
+    let mut first = TimestampNanosecondBuilder::new().with_timezone("UTC");
+    for r in rows {
+        let d = &r.delta;
+        keys.push(r.time, node, d.cgroup_id, r.identity.as_deref());
+        name.append_value(cap_name(d.cap));
+        cap.append_value(u8::try_from(d.cap).unwrap_or(u8::MAX));
+        granted.append_value(d.granted);
+        denied.append_value(d.denied);
+        unrec.append_value(d.denied_unrecorded);
+        first.append_value(r.first_seen);
+    }
+    let mut cols = keys.finish();
+    cols.extend([
+        Arc::new(name.finish()) as ArrayRef,
+        Arc::new(cap.finish()),
+        Arc::new(granted.finish()),
+        Arc::new(denied.finish()),
+        Arc::new(unrec.finish()),
+        Arc::new(first.finish()),
+    ]);
+    RecordBatch::try_new(CAP_USAGE.arrow_schema(), cols)
 }

@@ -6,8 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use podtrail_ebpf::{
-    ARGS_MAX, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, ConnEvent,
-    EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CONN, KIND_EXEC, KIND_EXIT, KIND_FORK,
+    ARGS_MAX, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
+    EXEC_ARGS_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
+    KIND_FORK, KIND_PRIV, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct ExecRaw {
     pub filename: String,
     pub args: Vec<String>,
     pub args_truncated: bool,
+    /// The file had no link left (memfd, deleted); `filename` is then its own name.
+    pub fileless: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,12 +68,36 @@ pub struct ConnRaw {
     pub error: Option<String>,
 }
 
+/// One privilege syscall with its result (kind = the syscall's name), or a
+/// refused capability check (kind `capability`). Credentials are the caller's
+/// before the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivRaw {
+    pub kind: &'static str,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub cap_effective: u64,
+    pub result: i64,
+    pub time_boot_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: String,
+    pub args: [u64; 6],
+    pub extra: [u64; 3],
+    /// String arguments, by `pt_priv_event.str` slot.
+    pub strs: [Option<String>; 3],
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(ExecRaw),
     Exit(ExitRaw),
     Fork(ForkRaw),
     Conn(ConnRaw),
+    Priv(PrivRaw),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -140,7 +167,8 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 comm: cstr(&e.comm),
                 filename,
                 args,
-                args_truncated: e.args_truncated != 0,
+                args_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
+                fileless: e.flags & EXEC_FILELESS != 0,
             }))
         }
         KIND_EXIT => {
@@ -210,19 +238,77 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 error: (e.event == CONN_FAIL).then(|| errno_name(e.error)),
             }))
         }
+        KIND_PRIV => {
+            let want = std::mem::size_of::<PrivEvent>();
+            if b.len() != want {
+                return Err(DecodeError::Length { kind: "privilege", len: b.len(), want });
+            }
+            let e: PrivEvent = read(b);
+            let kind = PRIV_SYSCALLS
+                .iter()
+                .find(|(_, op)| *op == e.op)
+                .map(|(name, _)| *name)
+                .ok_or(DecodeError::Field { kind: "privilege", field: "op", value: u64::from(e.op) })?;
+            let mut strs: [Option<String>; 3] = [None, None, None];
+            for (i, slot) in strs.iter_mut().enumerate() {
+                let n = usize::from(e.str_len[i]);
+                if n > PRIV_STR_MAX {
+                    return Err(DecodeError::Field { kind: "privilege", field: "str_len", value: n as u64 });
+                }
+                if n > 0 {
+                    *slot = Some(cstr(&e.str[i][..n]));
+                }
+            }
+            Ok(RawEvent::Priv(PrivRaw {
+                kind,
+                pid: e.pid,
+                tid: e.tid,
+                uid: e.uid,
+                euid: e.euid,
+                gid: e.gid,
+                egid: e.egid,
+                cap_effective: e.cap_effective,
+                result: e.ret,
+                time_boot_ns: e.time_ns,
+                cgroup_id: e.cgroup_id,
+                comm: cstr(&e.comm),
+                args: e.args,
+                extra: e.extra,
+                strs,
+            }))
+        }
+        KIND_CAP => {
+            let want = std::mem::size_of::<CapEvent>();
+            if b.len() != want {
+                return Err(DecodeError::Length { kind: "capability", len: b.len(), want });
+            }
+            let e: CapEvent = read(b);
+            Ok(RawEvent::Priv(PrivRaw {
+                kind: "capability",
+                pid: e.pid,
+                tid: e.tid,
+                uid: e.uid,
+                euid: e.euid,
+                gid: e.gid,
+                egid: e.egid,
+                cap_effective: e.cap_effective,
+                result: i64::from(e.ret),
+                time_boot_ns: e.time_ns,
+                cgroup_id: e.cgroup_id,
+                comm: cstr(&e.comm),
+                args: [u64::from(e.cap), 0, 0, 0, 0, 0],
+                extra: [0; 3],
+                strs: [None, None, None],
+            }))
+        }
         k => Err(DecodeError::UnknownKind(k)),
     }
 }
 
 fn errno_name(e: u32) -> String {
     match e {
-        110 => "ETIMEDOUT".into(),
-        111 => "ECONNREFUSED".into(),
-        113 => "EHOSTUNREACH".into(),
-        101 => "ENETUNREACH".into(),
-        104 => "ECONNRESET".into(),
         0 => "closed before established".into(),
-        n => format!("errno {n}"),
+        n => crate::privilege::errno_name(n),
     }
 }
 

@@ -191,8 +191,15 @@ impl Identity {
     /// (the flush): rows waiting for a walk are stamped by a later call. `now`:
     /// wall clock, ns.
     pub fn stamp(&mut self, b: &mut Batcher, now: i64, force: bool) {
-        let (e0, x0, c0) = b.stamped;
-        let ids = b.exec[e0..].iter().map(|r| r.raw.cgroup_id).chain(b.exit[x0..].iter().map(|r| r.raw.cgroup_id)).chain(b.conn[c0..].iter().map(|r| r.raw.cgroup_id));
+        let st = b.stamped;
+        let (e0, x0, c0) = (st.exec, st.exit, st.conn);
+        let ids = b.exec[e0..]
+            .iter()
+            .map(|r| r.raw.cgroup_id)
+            .chain(b.exit[x0..].iter().map(|r| r.raw.cgroup_id))
+            .chain(b.conn[c0..].iter().map(|r| r.raw.cgroup_id))
+            .chain(b.privs[st.privs..].iter().map(|r| r.raw.cgroup_id))
+            .chain(b.caps[st.caps..].iter().map(|r| r.delta.cgroup_id));
         let missing: Vec<u64> = ids.filter(|id| !self.cgroups.contains_key(id) && self.unknown.get(id).is_none_or(|&t| now - t > UNKNOWN_RETRY_NS)).collect();
         if !missing.is_empty() {
             if !force && now - self.last_walk < MIN_WALK_INTERVAL_NS {
@@ -233,6 +240,14 @@ impl Identity {
             r.identity = self.lookup(r.raw.cgroup_id);
             note(r.time, r.raw.cgroup_id);
         }
+        for r in &mut b.privs[st.privs..] {
+            r.identity = self.lookup(r.raw.cgroup_id);
+            note(r.time, r.raw.cgroup_id);
+        }
+        for r in &mut b.caps[st.caps..] {
+            r.identity = self.lookup(r.delta.cgroup_id);
+            note(r.time, r.delta.cgroup_id);
+        }
         let mut addrs: HashMap<(IpAddr, *const PodIdentity), (i64, Arc<PodIdentity>)> = HashMap::new();
         for r in &mut b.conn[c0..] {
             r.identity = self.lookup(r.raw.cgroup_id);
@@ -244,7 +259,7 @@ impl Identity {
                 }
             }
         }
-        b.stamped = (b.exec.len(), b.exit.len(), b.conn.len());
+        b.mark_stamped();
         // Oldest first, so intervals open at the earliest event that shows them.
         let mut seen: Vec<(i64, u64)> = seen.into_iter().map(|(cg, t)| (t, cg)).collect();
         seen.sort_unstable();

@@ -1,6 +1,6 @@
 //! podtrail-recorder: the stages of `podtraild`, each a module named for it:
 //! `probes` (load eBPF, drain the ring buffer) -> `decode` -> `procs` (process
-//! table, exec ids) -> `identity` (pod and container at event time, IP
+//! table, exec ids; `privilege` names the privilege records' numbers) -> `identity` (pod and container at event time, IP
 //! ownership) -> `batch` (Arrow batches) -> `segments` (durable store).
 //! `run` wires them together.
 
@@ -8,6 +8,7 @@ pub mod batch;
 pub mod decode;
 pub mod identity;
 pub mod metrics;
+pub mod privilege;
 pub mod probes;
 pub mod procs;
 pub mod run;

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub exec_rows: AtomicU64,
     pub exit_rows: AtomicU64,
     pub conn_rows: AtomicU64,
+    pub privilege_rows: AtomicU64,
+    pub cap_usage_rows: AtomicU64,
     pub kernel_drops: AtomicU64,
     pub decode_errors: AtomicU64,
     pub segments_sealed: AtomicU64,
@@ -38,6 +40,8 @@ impl Metrics {
              podtrail_rows_total{{table=\"process_exec\"}} {}\n\
              podtrail_rows_total{{table=\"process_exit\"}} {}\n\
              podtrail_rows_total{{table=\"net_conn\"}} {}\n\
+             podtrail_rows_total{{table=\"privilege\"}} {}\n\
+             podtrail_rows_total{{table=\"cap_usage\"}} {}\n\
              # HELP podtrail_dropped_total Events lost, by where (also rows of podtrail_loss).\n\
              # TYPE podtrail_dropped_total counter\n\
              podtrail_dropped_total{{source=\"kernel_ringbuf\"}} {}\n\
@@ -66,6 +70,8 @@ impl Metrics {
             g(&self.exec_rows),
             g(&self.exit_rows),
             g(&self.conn_rows),
+            g(&self.privilege_rows),
+            g(&self.cap_usage_rows),
             g(&self.kernel_drops),
             g(&self.decode_errors),
             g(&self.segments_sealed),

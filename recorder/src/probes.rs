@@ -7,9 +7,10 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramError};
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramError, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader, Pod};
+use podtrail_ebpf::{CapKey, CapVal};
 
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
@@ -20,12 +21,35 @@ enum Attach {
     BtfTracepoint(&'static str),
     /// cgroup/connect4|6 on the cgroup v2 root
     CgroupRoot(&'static str),
+    /// `tracepoint/<category>/<name>` (perf event; needs tracefs)
+    Tracepoint(&'static str, &'static str),
+}
+
+/// Whether a program the kernel cannot attach stops the recorder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Fails the load (unless `--allow-partial`).
+    Required,
+    /// A kernel feature not every supported kernel has: recorded as
+    /// unavailable, with the reason, and everything else is recorded.
+    Optional,
 }
 
 struct ObjectSpec {
     name: &'static str,
     bytes: fn() -> &'static [u8],
-    programs: &'static [(&'static str, Attach)],
+    programs: &'static [(&'static str, Attach, Need)],
+}
+
+/// enter_/exit_ program pairs of privilege.bpf.o, one per traced syscall
+/// (the list matches `podtrail_ebpf::PRIV_SYSCALLS`; a test checks it).
+macro_rules! syscall_programs {
+    ([$($first:tt)*] $($name:literal),*) => {
+        &[$($first)* $(
+            (concat!("enter_", $name), Attach::Tracepoint("syscalls", concat!("sys_enter_", $name)), Need::Optional),
+            (concat!("exit_", $name), Attach::Tracepoint("syscalls", concat!("sys_exit_", $name)), Need::Optional),
+        )*]
+    };
 }
 
 const OBJECTS: &[ObjectSpec] = &[
@@ -33,22 +57,55 @@ const OBJECTS: &[ObjectSpec] = &[
         name: "process.bpf.o",
         bytes: podtrail_ebpf::process_object,
         programs: &[
-            ("handle_exec", Attach::BtfTracepoint("sched_process_exec")),
-            ("handle_exit", Attach::BtfTracepoint("sched_process_exit")),
-            ("handle_fork", Attach::BtfTracepoint("sched_process_fork")),
+            ("handle_exec", Attach::BtfTracepoint("sched_process_exec"), Need::Required),
+            ("handle_exit", Attach::BtfTracepoint("sched_process_exit"), Need::Required),
+            ("handle_fork", Attach::BtfTracepoint("sched_process_fork"), Need::Required),
         ],
     },
     ObjectSpec {
         name: "net.bpf.o",
         bytes: podtrail_ebpf::net_object,
         programs: &[
-            ("connect4", Attach::CgroupRoot("connect4")),
-            ("connect6", Attach::CgroupRoot("connect6")),
-            ("nat_xmit", Attach::BtfTracepoint("net_dev_start_xmit")),
-            ("sock_state", Attach::BtfTracepoint("inet_sock_set_state")),
+            ("connect4", Attach::CgroupRoot("connect4"), Need::Required),
+            ("connect6", Attach::CgroupRoot("connect6"), Need::Required),
+            ("nat_xmit", Attach::BtfTracepoint("net_dev_start_xmit"), Need::Required),
+            ("sock_state", Attach::BtfTracepoint("inet_sock_set_state"), Need::Required),
         ],
     },
+    ObjectSpec {
+        name: "privilege.bpf.o",
+        bytes: podtrail_ebpf::privilege_object,
+        // `bpf` last: podtraild's own loads and attaches before it are not recorded.
+        programs: syscall_programs!(
+            [(CAP_CHECK_PROGRAM, Attach::BtfTracepoint("cap_capable"), Need::Optional),]
+            "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset", "setns", "unshare", "mount", "umount", "ptrace",
+            "init_module", "finit_module", "memfd_create", "bpf"
+        ),
+    },
 ];
+
+/// The program that counts capability checks: without it there is no
+/// capability profile (`podtrail profile` says so).
+pub const CAP_CHECK_PROGRAM: &str = "cap_check";
+
+/// Catalog `meta` key: the programs the latest recorder run could not attach.
+pub const META_UNAVAILABLE: &str = "capture_unavailable";
+
+/// Kernel functions whose CAP_SYS_ADMIN checks are the kernel's own probes, not
+/// a program's use of the capability (skipped by `cap_check`).
+const NOAUDIT_SITES: &[&str] = &["security_vm_enough_memory_mm", "cap_vm_enough_memory"];
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct CapKeyPod(CapKey);
+// SAFETY: CapKey is #[repr(C)] plain data (integers, explicit padding field).
+unsafe impl Pod for CapKeyPod {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct CapValPod(CapVal);
+// SAFETY: CapVal is #[repr(C)] plain data (u64s).
+unsafe impl Pod for CapValPod {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -71,6 +128,8 @@ struct Source {
     object: &'static str,
     ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
+    /// privilege.bpf.o's capability counters.
+    cap_usage: Option<BpfHashMap<MapData, CapKeyPod, CapValPod>>,
     // Keeps the object's programs attached for as long as the source lives.
     _ebpf: Ebpf,
 }
@@ -79,6 +138,35 @@ pub struct Probes {
     sources: Vec<Source>,
     /// Programs that failed to load or attach (only with `allow_partial`).
     pub missing: Vec<String>,
+    /// Optional programs this kernel cannot run: `program (attach point): reason`.
+    pub unavailable: Vec<String>,
+}
+
+/// [lo, hi) address ranges of the kernel functions named in `names`, from
+/// /proc/kallsyms text (a function ends where the next symbol starts).
+fn kallsyms_ranges(kallsyms: &str, names: &[&str]) -> Vec<(u64, u64)> {
+    let mut syms: Vec<(u64, &str)> = kallsyms
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+            let _kind = it.next()?;
+            Some((addr, it.next()?))
+        })
+        .filter(|(a, _)| *a != 0)
+        .collect();
+    syms.sort_unstable_by_key(|s| s.0);
+    let mut out = Vec::new();
+    for (i, (addr, name)) in syms.iter().enumerate() {
+        if names.contains(name) {
+            if let Some(next) = syms[i + 1..].iter().find(|s| s.0 > *addr) {
+                out.push((*addr, next.0));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The cgroup v2 mount point, read from mountinfo (the layout may be unified,
@@ -160,16 +248,38 @@ impl Probes {
         raise_memlock();
         let mut sources = Vec::new();
         let mut missing = Vec::new();
+        let mut unavailable = Vec::new();
+        // The kernel's own CAP_SYS_ADMIN probes, by address (root reads real
+        // addresses from kallsyms). Without them every fork and mmap of every
+        // process would count as a use of CAP_SYS_ADMIN.
+        let ranges = kallsyms_ranges(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default(), NOAUDIT_SITES);
+        let mut noaudit = [0u64; 4];
+        for (i, (lo, hi)) in ranges.iter().take(2).enumerate() {
+            noaudit[2 * i] = *lo;
+            noaudit[2 * i + 1] = *hi;
+        }
+        if ranges.is_empty() {
+            tracing::warn!(functions = ?NOAUDIT_SITES, "none of these kernel functions is in /proc/kallsyms: the kernel's own CAP_SYS_ADMIN probes on memory accounting will be counted as uses of CAP_SYS_ADMIN");
+        }
         for spec in OBJECTS {
             let object = spec.name;
-            let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load((spec.bytes)()).map_err(|source| ProbeError::Load { object, source })?;
-            for &(program, attach) in spec.programs {
+            let mut ebpf = EbpfLoader::new()
+                .btf(Some(&btf))
+                .override_global("noaudit_sites", &noaudit, false)
+                .load((spec.bytes)())
+                .map_err(|source| ProbeError::Load { object, source })?;
+            for &(program, attach, need) in spec.programs {
                 let point = match attach {
                     Attach::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
                     Attach::CgroupRoot(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
+                    Attach::Tracepoint(cat, name) => format!("tracepoint/{cat}/{name}"),
                 };
                 match attach_one(&mut ebpf, program, attach, &btf, cgroup_root) {
-                    Ok(()) => tracing::info!(program.name = program, attach_point = %point, "attached"),
+                    Ok(()) => tracing::debug!(program.name = program, attach_point = %point, "attached"),
+                    Err(reason) if need == Need::Optional => {
+                        tracing::warn!(program.name = program, attach_point = %point, %reason, "unavailable on this kernel: its events will not be recorded; everything else is");
+                        unavailable.push(format!("{program} ({point}): {reason}"));
+                    }
                     Err(reason) if allow_partial => {
                         tracing::warn!(program.name = program, attach_point = %point, %reason, "not attached (--allow-partial): its events will not be recorded");
                         missing.push(format!("{program} ({point}): {reason}"));
@@ -182,9 +292,41 @@ impl Probes {
                 .map_err(|e| map_err("events", e.to_string()))?;
             let drops = PerCpuArray::try_from(ebpf.take_map("drops").ok_or_else(|| map_err("drops", "absent".into()))?)
                 .map_err(|e| map_err("drops", e.to_string()))?;
-            sources.push(Source { object, ring, drops, _ebpf: ebpf });
+            let cap_usage = match ebpf.take_map("cap_usage") {
+                Some(m) => Some(BpfHashMap::try_from(m).map_err(|e| map_err("cap_usage", e.to_string()))?),
+                None => None,
+            };
+            sources.push(Source { object, ring, drops, cap_usage, _ebpf: ebpf });
         }
-        Ok(Probes { sources, missing })
+        let attached: usize = OBJECTS.iter().map(|o| o.programs.len()).sum::<usize>() - missing.len() - unavailable.len();
+        tracing::info!(programs.attached = attached, programs.unavailable = unavailable.len(), programs.missing = missing.len(), "eBPF programs attached");
+        Ok(Probes { sources, missing, unavailable })
+    }
+
+    /// Snapshot of the kernel's capability counters (cumulative since load).
+    pub fn cap_usage(&self) -> Vec<(CapKey, CapVal)> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            let Some(map) = &s.cap_usage else { continue };
+            for item in map.iter() {
+                match item {
+                    Ok((k, v)) => out.push((k.0, v.0)),
+                    // A key deleted while iterating: the next snapshot sees the rest.
+                    Err(e) => tracing::debug!(object = s.object, "reading cap_usage: {e}"),
+                }
+            }
+        }
+        out
+    }
+
+    /// Remove counters (after their last counts were read).
+    pub fn forget_cap_usage(&mut self, keys: &[CapKey]) {
+        for s in &mut self.sources {
+            let Some(map) = &mut s.cap_usage else { continue };
+            for k in keys {
+                let _ = map.remove(&CapKeyPod(*k));
+            }
+        }
     }
 
     /// Wait up to `timeout_ms` for records, then move every available one into `out`.
@@ -231,6 +373,11 @@ fn attach_one(ebpf: &mut Ebpf, program: &'static str, attach: Attach, btf: &Btf,
             let p: &mut BtfTracePoint = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
             p.load(tp, btf).map_err(|e| program_error_reason(&e))?;
             p.attach().map_err(|e| program_error_reason(&e))?;
+        }
+        Attach::Tracepoint(category, name) => {
+            let p: &mut TracePoint = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load().map_err(|e| program_error_reason(&e))?;
+            p.attach(category, name).map_err(|e| program_error_reason(&e))?;
         }
         Attach::CgroupRoot(_) => {
             let p: &mut CgroupSockAddr = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
@@ -291,6 +438,23 @@ mod tests {
         let spaced = "25 20 0:23 / /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount(spaced), Some(PathBuf::from("/mnt/my cg")));
         assert_eq!(cgroup2_mount("32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), None);
+    }
+
+    #[test]
+    fn every_privilege_syscall_has_its_program_pair() {
+        let spec = OBJECTS.iter().find(|o| o.name == "privilege.bpf.o").unwrap();
+        let names: Vec<&str> = spec.programs.iter().map(|p| p.0).collect();
+        for (sys, _) in podtrail_ebpf::PRIV_SYSCALLS {
+            assert!(names.contains(&format!("enter_{sys}").as_str()) && names.contains(&format!("exit_{sys}").as_str()), "no program pair for {sys}");
+        }
+        assert_eq!(names.len(), 2 * podtrail_ebpf::PRIV_SYSCALLS.len() + 1);
+    }
+
+    #[test]
+    fn kallsyms_ranges_end_at_the_next_symbol() {
+        let ks = "ffffffff81000000 T _stext\nffffffff81200010 T security_vm_enough_memory_mm\nffffffff81200010 t alias_same_addr\nffffffff812000a0 T next_fn\n0000000000000000 T hidden\n";
+        assert_eq!(kallsyms_ranges(ks, NOAUDIT_SITES), vec![(0xffffffff81200010, 0xffffffff812000a0)]);
+        assert!(kallsyms_ranges(ks, &["absent"]).is_empty());
     }
 
     #[test]

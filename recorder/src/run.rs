@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::batch::{Batcher, ConnRow, ExecRow, ExitRow};
+use crate::batch::{Batcher, CapRow, ConnRow, ExecRow, ExitRow, PrivRow};
 use crate::decode::{RawEvent, decode};
 use crate::identity::{Identity, SOURCE_OBSERVED};
 use crate::probes::{ProbeError, Probes};
@@ -58,6 +58,8 @@ pub struct RunSummary {
     pub exec_rows: u64,
     pub exit_rows: u64,
     pub conn_rows: u64,
+    pub privilege_rows: u64,
+    pub cap_usage_rows: u64,
     pub kernel_drops: u64,
     pub decode_errors: u64,
     /// Rows whose cgroup could not be resolved to a path (pod columns null).
@@ -66,6 +68,9 @@ pub struct RunSummary {
     pub cri_polls: u64,
     pub cri_errors: u64,
 }
+
+/// Capability counter pairs kept before idle ones are pruned (map size 16384).
+const CAP_KEYS_PRUNE_AT: usize = 12_000;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -136,6 +141,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
     let mut probes = Probes::load(cfg.allow_partial, &cgroup_root)?;
+    // What this run cannot record, for the readers (`podtrail profile` says
+    // when capability profiling was unavailable rather than guess).
+    let unavailable = serde_json::json!({ "since": now_ns(), "programs": probes.unavailable.iter().chain(probes.missing.iter()).collect::<Vec<_>>() });
+    store.set_meta(crate::probes::META_UNAVAILABLE, &unavailable.to_string())?;
+    let mut cap_counters = crate::privilege::CapCounters::default();
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     if let Some(addr) = cfg.metrics_addr {
         let bound = crate::metrics::serve(addr, std::sync::Arc::clone(&metrics)).map_err(|source| RunError::Metrics { addr, source })?;
@@ -183,6 +193,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             RawEvent::Exit(e) => e.time_boot_ns,
             RawEvent::Fork(f) => f.time_boot_ns,
             RawEvent::Conn(c) => c.time_boot_ns,
+            RawEvent::Priv(p) => p.time_boot_ns,
         };
         let mut order: Vec<(u64, u32)> = events.iter().enumerate().map(|(i, ev)| (time_of(ev), i as u32)).collect();
         order.sort_unstable();
@@ -215,12 +226,31 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                     let exec_id = c.owner.as_ref().and_then(|o| procs.current(o.0)).map(|i| i.exec_id);
                     batcher.conn.push(ConnRow { time: c.time_boot_ns as i64 + boot_to_wall, exec_id, identity: None, raw: c });
                 }
+                RawEvent::Priv(p) => {
+                    let exec_id = procs.current(p.pid).map(|i| i.exec_id);
+                    batcher.privs.push(PrivRow { time: p.time_boot_ns as i64 + boot_to_wall, exec_id, identity: None, raw: p });
+                }
             }
         }
         identity.stamp(&mut batcher, now_ns(), false);
         identity.refresh_waiting(now_ns());
         if stopping || last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
+            for delta in cap_counters.diff(probes.cap_usage()) {
+                batcher.caps.push(CapRow {
+                    time: delta.last_boot_ns as i64 + boot_to_wall,
+                    first_seen: delta.first_boot_ns as i64 + boot_to_wall,
+                    identity: None,
+                    delta,
+                });
+            }
+            if cap_counters.len() > CAP_KEYS_PRUNE_AT {
+                // The kernel map holds at most 16384 pairs: forget the ones idle
+                // for ten minutes (their counts are already in rows).
+                let stale = cap_counters.stale((clock_ns(libc::CLOCK_BOOTTIME) as u64).saturating_sub(600_000_000_000));
+                probes.forget_cap_usage(&stale);
+                stale.iter().for_each(|k| cap_counters.forget(k));
+            }
             let now = now_ns();
             identity.stamp(&mut batcher, now, true);
             identity.name_pending(&mut batcher, now);
@@ -231,6 +261,8 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                 let counter = match table {
                     "process_exec" => (&mut summary.exec_rows, &metrics.exec_rows),
                     "process_exit" => (&mut summary.exit_rows, &metrics.exit_rows),
+                    "privilege" => (&mut summary.privilege_rows, &metrics.privilege_rows),
+                    "cap_usage" => (&mut summary.cap_usage_rows, &metrics.cap_usage_rows),
                     _ => (&mut summary.conn_rows, &metrics.conn_rows),
                 };
                 *counter.0 += n;
@@ -257,7 +289,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             metrics.hot_flushes.store(st.hot_flushes, Ordering::Relaxed);
             let window_end = now_ns();
             for ((object, drops), last_obj) in probes.drops_per_cpu().into_iter().zip(last_drops.iter_mut()) {
-                let table = if object == "net.bpf.o" { "net_conn" } else { "process_exec/process_exit" };
+                let table = match object {
+                    "net.bpf.o" => "net_conn",
+                    "privilege.bpf.o" => "privilege/cap_usage",
+                    _ => "process_exec/process_exit",
+                };
                 for (cpu, (&now, last)) in drops.iter().zip(last_obj.iter_mut()).enumerate() {
                     if now > *last {
                         let lost = now - *last;
@@ -270,7 +306,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                             table_name: Some(table.into()),
                             cpu: Some(cpu as u32),
                             count: lost,
-                            detail: Some(format!("ring buffer of {object} full")),
+                            detail: Some(if object == "privilege.bpf.o" {
+                                format!("ring buffer or map of {object} full")
+                            } else {
+                                format!("ring buffer of {object} full")
+                            }),
                         })?;
                         *last = now;
                     }

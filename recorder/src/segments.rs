@@ -317,6 +317,11 @@ impl SegmentStore {
         catalog_write::open_intervals(&self.catalog, &self.cfg.node, source)
     }
 
+    /// Set a catalog `meta` value (what the recorder knows about its own run).
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        catalog_write::set_meta(&self.catalog, key, value)
+    }
+
     /// Record counted loss.
     pub fn record_loss(&mut self, loss: &LossRecord) -> Result<()> {
         catalog_write::record_loss(&self.catalog, loss)

@@ -133,6 +133,7 @@ pub const PROCESS_EXEC: TableDef = TableDef {
         opt("cwd", ColType::Text, "Working directory at exec, when known."),
         col("cap_effective", ColType::U64, "Effective capability set (bit mask, CAP_* bit numbers)."),
         col("netns", ColType::U32, "Network namespace inode number."),
+        opt("fileless", ColType::Bool, "True when the executed file had no link left: a memfd (fileless execution; `binary` is then `memfd:<name>`) or a file deleted before the exec. Null in rows recorded before this column existed."),
     ],
 };
 
@@ -176,6 +177,60 @@ pub const NET_CONN: TableDef = TableDef {
         opt("bytes_received", ColType::U64, "On `close`: payload bytes received (SYN and FIN excluded)."),
         opt("duration_ns", ColType::U64, "On `close`: time since the connection was established."),
         opt("error", ColType::Text, "On `fail`: why (e.g. `ECONNREFUSED`)."),
+    ],
+};
+
+pub const PRIVILEGE: TableDef = TableDef {
+    name: "privilege",
+    storage: Storage::Segments,
+    doc: "One row per privilege-changing or box-escaping operation, refused ones too (an attempt is evidence): set*id, capset, setns, unshare, mount, umount, ptrace, bpf program loads and attaches, module loads, memfd_create, and each refused capability check (`capability`, rate-limited; every check is counted in `cap_usage`).",
+    stamped: true,
+    own_columns: &[
+        col("kind", ColType::Text, "`setuid`, `setgid`, `setreuid`, `setregid`, `setresuid`, `setresgid`, `capset`, `setns`, `unshare`, `mount`, `umount`, `ptrace`, `bpf`, `init_module`, `finit_module`, `memfd_create`, or `capability` (a refused capability check)."),
+        opt("exec_id", ColType::U64, "`exec_id` of the calling process image, when known."),
+        col("pid", ColType::U32, "Calling process id (host pid namespace)."),
+        col("tid", ColType::U32, "Calling thread id."),
+        col("comm", ColType::Text, "Command name of the caller."),
+        col("uid", ColType::U32, "Real uid of the caller before the call (`capability`: of the checked credentials)."),
+        col("euid", ColType::U32, "Effective uid of the caller before the call."),
+        col("gid", ColType::U32, "Real gid of the caller before the call."),
+        col("egid", ColType::U32, "Effective gid of the caller before the call."),
+        col("cap_effective", ColType::U64, "Effective capability set of the caller before the call (bit mask)."),
+        col("result", ColType::I64, "The syscall's return value: 0 or more is success, negative is -errno (`capability`: the check's result)."),
+        opt("error", ColType::Text, "When refused or failed: the errno name (e.g. `EPERM`)."),
+        opt("new_uid", ColType::U32, "set*uid: the real (setuid: the only) uid asked for; null when left unchanged (-1)."),
+        opt("new_euid", ColType::U32, "setreuid/setresuid: the effective uid asked for; null when unchanged."),
+        opt("new_suid", ColType::U32, "setresuid: the saved uid asked for; null when unchanged."),
+        opt("new_gid", ColType::U32, "set*gid: the real (setgid: the only) gid asked for; null when unchanged."),
+        opt("new_egid", ColType::U32, "setregid/setresgid: the effective gid asked for; null when unchanged."),
+        opt("new_sgid", ColType::U32, "setresgid: the saved gid asked for; null when unchanged."),
+        opt("new_cap_effective", ColType::U64, "capset: the effective set asked for."),
+        opt("new_cap_permitted", ColType::U64, "capset: the permitted set asked for."),
+        opt("new_cap_inheritable", ColType::U64, "capset: the inheritable set asked for."),
+        opt("namespaces", ColType::Text, "setns/unshare: the namespace types, comma-separated (`net`, `mnt`, `pid`, `uts`, `ipc`, `user`, `cgroup`, `time`); setns with type 0: `any`."),
+        opt("flags", ColType::U64, "Raw flags argument: unshare flags, setns type, mount/umount flags, memfd_create flags, finit_module flags."),
+        opt("source", ColType::Text, "mount: the source (device, `tmpfs`, bind source)."),
+        opt("target", ColType::Text, "mount/umount: the mount point."),
+        opt("fstype", ColType::Text, "mount: the filesystem type."),
+        opt("operation", ColType::Text, "ptrace: the request (`PTRACE_ATTACH`, ...); bpf: the command (`BPF_PROG_LOAD`, ...); capability: the capability (`CAP_SYS_ADMIN`, ...)."),
+        opt("target_pid", ColType::U32, "ptrace: the traced process id."),
+        opt("bpf_type", ColType::Text, "bpf: the program type of `BPF_PROG_LOAD` (e.g. `kprobe`) or the attach type number of `BPF_PROG_ATTACH` / `BPF_LINK_CREATE`."),
+        opt("file", ColType::Text, "memfd_create: `memfd:<name>` (what an exec of it shows as `binary`); finit_module: the module file's name; init_module: the module parameters."),
+    ],
+};
+
+pub const CAP_USAGE: TableDef = TableDef {
+    name: "cap_usage",
+    storage: Storage::Segments,
+    doc: "Capability checks, counted per cgroup and capability in the kernel and written about once a second for the pairs that changed: what each container really used. Join `containers` on `container_id` for the image. The kernel's own `CAP_SYS_ADMIN` probe on memory accounting (no program asked for it) is not counted.",
+    stamped: true,
+    own_columns: &[
+        col("capability", ColType::Text, "Capability name, e.g. `CAP_NET_BIND_SERVICE`."),
+        col("cap", ColType::U8, "Capability number."),
+        col("granted", ColType::U64, "Checks granted since the previous row of this cgroup and capability."),
+        col("denied", ColType::U64, "Checks refused since the previous row."),
+        col("denied_unrecorded", ColType::U64, "Refused checks in this period without their own `privilege` row (more than 8 a second for this pair, or the ring buffer was full)."),
+        col("first_seen", ColType::Time, "First check of this capability by this cgroup since the recorder started. `time` is the latest check in this row's period."),
     ],
 };
 
@@ -271,7 +326,7 @@ pub const LOSS: TableDef = TableDef {
 };
 
 /// Tables stored as Parquet segments.
-pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN];
+pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &PRIVILEGE, &CAP_USAGE];
 
 /// Tables kept in the SQLite catalog and exposed read-only to SQL.
 pub const CATALOG_TABLES: &[&TableDef] = &[&PODS, &CONTAINERS, &IP_OWNERS, &SEGMENTS, &LOSS];
@@ -302,6 +357,26 @@ impl TableDef {
             .filter(|c| c.ty == ColType::Ip || matches!(c.name, "pod_uid" | "pod_name" | "container_id"))
             .map(|c| c.name)
     }
+}
+
+/// A batch in the current schema of `def`, from one written by an older
+/// podtrail: columns are only ever added (nullable, at the end), so a missing
+/// column becomes nulls. Anything else that differs is an error.
+pub fn conform(def: &TableDef, batch: &arrow::record_batch::RecordBatch) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
+    let schema = def.arrow_schema();
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => Ok(Arc::clone(c)),
+            None if f.is_nullable() => Ok(arrow::array::new_null_array(f.data_type(), batch.num_rows())),
+            None => Err(arrow::error::ArrowError::SchemaError(format!("{}: column {} missing from a stored batch", def.name, f.name()))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    arrow::record_batch::RecordBatch::try_new(schema, cols)
 }
 
 pub fn event_table(name: &str) -> Option<&'static TableDef> {
@@ -404,6 +479,23 @@ mod tests {
         for c in ["src_ip", "dst_ip", "orig_dst_ip", "nat_dst_ip", "pod_uid"] {
             assert!(blooms.contains(&c), "no bloom filter on net_conn.{c}: {blooms:?}");
         }
+    }
+
+    #[test]
+    fn batches_of_an_older_schema_gain_null_columns() {
+        use arrow::array::{Array, BooleanArray};
+        let full = PROCESS_EXEC.arrow_schema();
+        let old = Arc::new(Schema::new(full.fields()[..full.fields().len() - 1].to_vec()));
+        let cols: Vec<_> = old.fields().iter().map(|f| arrow::array::new_empty_array(f.data_type())).collect();
+        let batch = arrow::record_batch::RecordBatch::try_new(old, cols).unwrap();
+        let now = conform(&PROCESS_EXEC, &batch).unwrap();
+        assert_eq!(now.schema(), full);
+        assert!(now.column_by_name("fileless").unwrap().as_any().downcast_ref::<BooleanArray>().unwrap().is_empty());
+        // A required column missing is an error, not invented data.
+        let s = NET_CONN.arrow_schema();
+        let short = Arc::new(Schema::new(s.fields()[1..].to_vec()));
+        let cols: Vec<_> = short.fields().iter().map(|f| arrow::array::new_empty_array(f.data_type())).collect();
+        assert!(conform(&NET_CONN, &arrow::record_batch::RecordBatch::try_new(short, cols).unwrap()).is_err());
     }
 
     #[test]

@@ -701,6 +701,7 @@ impl Synth {
                 filename: r.binary,
                 args: r.args,
                 args_truncated: false,
+                fileless: false,
             },
         }
     }

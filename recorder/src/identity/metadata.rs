@@ -161,7 +161,11 @@ impl Identity {
             return;
         }
         let nameless = |i: &Option<Arc<PodIdentity>>| i.as_ref().is_some_and(|i| i.pod_name.is_none());
-        let any = b.exec.iter().any(|r| nameless(&r.identity)) || b.exit.iter().any(|r| nameless(&r.identity)) || b.conn.iter().any(|r| nameless(&r.identity));
+        let any = b.exec.iter().any(|r| nameless(&r.identity))
+            || b.exit.iter().any(|r| nameless(&r.identity))
+            || b.conn.iter().any(|r| nameless(&r.identity))
+            || b.privs.iter().any(|r| nameless(&r.identity))
+            || b.caps.iter().any(|r| nameless(&r.identity));
         if !any {
             return;
         }
@@ -181,6 +185,12 @@ impl Identity {
         }
         for r in &mut b.conn {
             fresh(r.raw.cgroup_id, &mut r.identity, &self.cgroups);
+        }
+        for r in &mut b.privs {
+            fresh(r.raw.cgroup_id, &mut r.identity, &self.cgroups);
+        }
+        for r in &mut b.caps {
+            fresh(r.delta.cgroup_id, &mut r.identity, &self.cgroups);
         }
     }
 

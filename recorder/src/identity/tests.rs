@@ -41,6 +41,7 @@ fn exec(cgroup_id: u64, time: i64) -> ExecRow {
         filename: "/bin/sh".into(),
         args: vec![],
         args_truncated: false,
+        fileless: false,
     };
     ExecRow { time, raw, exec_id: 1, parent_exec_id: None, cwd: None, identity: None }
 }
@@ -221,16 +222,16 @@ fn stamping_is_incremental_and_walks_are_rate_limited_until_the_flush() {
     let mut b = Batcher::default();
     b.exec.push(exec(ino(&a), 100));
     id.stamp(&mut b, 1_000_000_000, false);
-    assert_eq!(b.stamped, (1, 0, 0));
+    assert_eq!(b.stamped.exec, 1);
     assert!(b.exec[0].identity.is_some());
     // A new pod right after a walk: not walked for again until the interval passed.
     let bd = pod_dir(tmp.path(), UID_B, None);
     b.exec.push(exec(ino(&bd), 200));
     id.stamp(&mut b, 1_000_000_000 + MIN_WALK_INTERVAL_NS / 2, false);
-    assert_eq!(b.stamped, (1, 0, 0), "waits for the next walk");
+    assert_eq!(b.stamped.exec, 1, "waits for the next walk");
     id.stamp(&mut b, 1_000_000_000 + MIN_WALK_INTERVAL_NS, false);
-    assert_eq!(b.stamped, (2, 0, 0));
+    assert_eq!(b.stamped.exec, 2);
     assert_eq!(b.exec[1].identity.as_deref().map(|i| i.pod_uid.as_str()), Some(UID_B));
     b.take("n1").unwrap();
-    assert_eq!(b.stamped, (0, 0, 0));
+    assert_eq!(b.stamped.exec, 0);
 }

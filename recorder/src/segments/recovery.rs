@@ -61,6 +61,12 @@ pub fn recover(store: &mut SegmentStore) -> Result<RecoveryReport> {
         }
         let bytes = fs::read(f).map_err(io_err(f))?;
         let (batches, tail) = hot::read_frames(&bytes).map_err(|source| SegmentError::Hot { path: f.clone(), source })?;
+        // Frames written by an older podtrail lack the columns added since.
+        let batches = batches
+            .iter()
+            .map(|b| podtrail_schema::tables::conform(def, b))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|source| SegmentError::Arrow { segment: id.clone(), source })?;
         let rows = total_rows(&batches);
         if tail.torn_bytes > 0 {
             let lost = u64::from(tail.torn_rows.unwrap_or(0));

@@ -101,7 +101,7 @@ fn enrichment(pods: usize) -> anyhow::Result<()> {
         id.stamp(&mut b, t, true);
         stamping += s.elapsed();
         b.conn.clear();
-        b.stamped = (0, 0, 0);
+        b.stamped = Default::default();
     }
     let _ = id.tick(t);
     let per_row = stamping.as_nanos() as f64 / rows_total as f64;

@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Privilege and capability events.
+ *
+ * - Per-syscall tracepoints (syscalls/sys_enter_X + sys_exit_X), never
+ *   raw_syscalls: only the traced syscalls pay anything; getpid() and the other
+ *   hot syscalls run untouched. The entry stores the caller's credentials and
+ *   arguments per thread; the exit sends one record with the result, so refused
+ *   attempts are recorded too.
+ * - tp_btf/cap_capable (kernels that have it): every capability check is counted
+ *   in the cap_usage map per (cgroup, capability); refused checks are also sent
+ *   as records, at most CAP_ROWS_PER_SEC per key and second (the rest counted).
+ *   The kernel's own CAP_SYS_ADMIN probe on every memory accounting
+ *   (security_vm_enough_memory_mm, a "noaudit" check that no program asked for)
+ *   is skipped, by the call site userspace writes into `noaudit_sites`.
+ * Records the ring buffer or a map cannot take are counted in `drops`. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "events.h"
+#include "common.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define CAP_SYS_ADMIN 21
+#define CAP_ROWS_PER_SEC 8
+#define NSEC_PER_SEC 1000000000ULL
+/* bpf(2) commands worth recording: loading and attaching programs. */
+#define BPF_CMD_PROG_LOAD 5
+#define BPF_CMD_PROG_ATTACH 8
+#define BPF_CMD_RAW_TRACEPOINT_OPEN 17
+#define BPF_CMD_LINK_CREATE 28
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+const struct pt_priv_event *unused_priv_event __attribute__((unused));
+const struct pt_cap_event *unused_cap_event __attribute__((unused));
+const struct pt_cap_key *unused_cap_key __attribute__((unused));
+const struct pt_cap_val *unused_cap_val __attribute__((unused));
+
+/* [lo, hi) address ranges of kernel functions whose CAP_SYS_ADMIN checks are
+ * probes, not uses (set by userspace from /proc/kallsyms; 0 = none). */
+const volatile __u64 noaudit_sites[4] = {};
+
+/* A syscall between its entry and exit, per thread. */
+struct pending {
+    __u32 op;
+    __u32 uid;
+    __u32 euid;
+    __u32 gid;
+    __u32 egid;
+    __u32 pad;
+    __u64 time_ns;
+    __u64 cgroup_id;
+    __u64 cap_effective;
+    __u64 args[6];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64); /* pid_tgid */
+    __type(value, struct pending);
+} pending SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct pt_priv_event);
+} priv_scratch SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct pt_cap_key);
+    __type(value, struct pt_cap_val);
+} cap_usage SEC(".maps");
+
+static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32 op, int nargs)
+{
+    if (op == PT_PRIV_BPF) {
+        long cmd = ctx->args[0];
+        if (cmd != BPF_CMD_PROG_LOAD && cmd != BPF_CMD_PROG_ATTACH && cmd != BPF_CMD_RAW_TRACEPOINT_OPEN && cmd != BPF_CMD_LINK_CREATE)
+            return 0; /* map operations and queries: not a privilege event */
+    }
+    struct pending p = {};
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    p.op = op;
+    p.uid = BPF_CORE_READ(task, cred, uid.val);
+    p.euid = BPF_CORE_READ(task, cred, euid.val);
+    p.gid = BPF_CORE_READ(task, cred, gid.val);
+    p.egid = BPF_CORE_READ(task, cred, egid.val);
+    const struct cred *cred = BPF_CORE_READ(task, cred);
+    bpf_core_read(&p.cap_effective, sizeof(p.cap_effective), &cred->cap_effective);
+    p.time_ns = bpf_ktime_get_boot_ns();
+    p.cgroup_id = bpf_get_current_cgroup_id();
+    /* Constant offsets only: the verifier refuses a computed ctx pointer. */
+    if (nargs > 0) p.args[0] = ctx->args[0];
+    if (nargs > 1) p.args[1] = ctx->args[1];
+    if (nargs > 2) p.args[2] = ctx->args[2];
+    if (nargs > 3) p.args[3] = ctx->args[3];
+    if (nargs > 4) p.args[4] = ctx->args[4];
+    if (nargs > 5) p.args[5] = ctx->args[5];
+    __u64 id = bpf_get_current_pid_tgid();
+    if (bpf_map_update_elem(&pending, &id, &p, BPF_ANY) != 0)
+        count_drop();
+    return 0;
+}
+
+static __always_inline void user_str(struct pt_priv_event *e, int i, __u64 uptr)
+{
+    if (!uptr)
+        return;
+    long n = bpf_probe_read_user_str(e->str[i], PT_PRIV_STR_MAX, (const void *)uptr);
+    e->str_len[i] = n > 0 ? (__u16)n : 0;
+}
+
+/* Name of the file behind descriptor `fd` of the current task. */
+static __always_inline void fd_name(struct pt_priv_event *e, int i, __u64 fd)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+    unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
+    if (!fds || fd >= max)
+        return;
+    struct file *f = NULL;
+    if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xffff]) != 0 || !f)
+        return;
+    const unsigned char *name = BPF_CORE_READ(f, f_path.dentry, d_name.name);
+    long n = bpf_probe_read_kernel_str(e->str[i], PT_PRIV_STR_MAX, name);
+    e->str_len[i] = n > 0 ? (__u16)n : 0;
+}
+
+static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 op)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    struct pending *p = bpf_map_lookup_elem(&pending, &id);
+    if (!p)
+        return 0;
+    if (p->op != op) {
+        /* An entry whose exit never came (e.g. a thread that exec'd). */
+        bpf_map_delete_elem(&pending, &id);
+        return 0;
+    }
+    __u32 zero = 0;
+    struct pt_priv_event *e = bpf_map_lookup_elem(&priv_scratch, &zero);
+    if (!e) {
+        bpf_map_delete_elem(&pending, &id);
+        return 0;
+    }
+    e->kind = PT_KIND_PRIV;
+    e->op = op;
+    e->pid = id >> 32;
+    e->tid = (__u32)id;
+    e->uid = p->uid;
+    e->euid = p->euid;
+    e->gid = p->gid;
+    e->egid = p->egid;
+    e->ret = ctx->ret;
+    e->time_ns = p->time_ns;
+    e->cgroup_id = p->cgroup_id;
+    e->cap_effective = p->cap_effective;
+    for (int i = 0; i < 6; i++)
+        e->args[i] = p->args[i];
+    e->extra[0] = e->extra[1] = e->extra[2] = 0;
+    e->str_len[0] = e->str_len[1] = e->str_len[2] = 0;
+    e->reserved = 0;
+    e->str[0][0] = e->str[1][0] = e->str[2][0] = 0;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    switch (op) {
+    case PT_PRIV_MOUNT:
+        user_str(e, 0, p->args[0]);
+        user_str(e, 1, p->args[1]);
+        user_str(e, 2, p->args[2]);
+        break;
+    case PT_PRIV_UMOUNT:
+        user_str(e, 1, p->args[0]);
+        break;
+    case PT_PRIV_MEMFD_CREATE:
+        user_str(e, 0, p->args[0]);
+        break;
+    case PT_PRIV_INIT_MODULE:
+        user_str(e, 0, p->args[2]);
+        break;
+    case PT_PRIV_FINIT_MODULE:
+        fd_name(e, 0, p->args[0]);
+        break;
+    case PT_PRIV_CAPSET: {
+        /* struct __user_cap_data_struct[2]: low and high 32 bits of each set */
+        __u32 d[6] = {};
+        if (p->args[1] && bpf_probe_read_user(d, sizeof(d), (const void *)p->args[1]) == 0) {
+            e->extra[0] = (__u64)d[0] | ((__u64)d[3] << 32);
+            e->extra[1] = (__u64)d[1] | ((__u64)d[4] << 32);
+            e->extra[2] = (__u64)d[2] | ((__u64)d[5] << 32);
+        }
+        break;
+    }
+    case PT_PRIV_BPF: {
+        /* PROG_LOAD: union bpf_attr starts with prog_type; LINK_CREATE and
+         * PROG_ATTACH: attach_type at byte 8. */
+        __u32 v = 0;
+        __u64 off = p->args[0] == BPF_CMD_PROG_LOAD ? 0 : 8;
+        if (p->args[0] != BPF_CMD_RAW_TRACEPOINT_OPEN && p->args[1])
+            bpf_probe_read_user(&v, sizeof(v), (const void *)(p->args[1] + off));
+        e->extra[0] = v;
+        break;
+    }
+    }
+    bpf_map_delete_elem(&pending, &id);
+    if (bpf_ringbuf_output(&events, e, sizeof(*e), 0) != 0)
+        count_drop();
+    return 0;
+}
+
+#define PRIV_SYSCALL(name, op, nargs)                                           \
+    SEC("tracepoint/syscalls/sys_enter_" #name)                                 \
+    int enter_##name(struct trace_event_raw_sys_enter *ctx) { return on_enter(ctx, op, nargs); } \
+    SEC("tracepoint/syscalls/sys_exit_" #name)                                  \
+    int exit_##name(struct trace_event_raw_sys_exit *ctx) { return on_exit(ctx, op); }
+
+PRIV_SYSCALL(setuid, PT_PRIV_SETUID, 1)
+PRIV_SYSCALL(setgid, PT_PRIV_SETGID, 1)
+PRIV_SYSCALL(setreuid, PT_PRIV_SETREUID, 2)
+PRIV_SYSCALL(setregid, PT_PRIV_SETREGID, 2)
+PRIV_SYSCALL(setresuid, PT_PRIV_SETRESUID, 3)
+PRIV_SYSCALL(setresgid, PT_PRIV_SETRESGID, 3)
+PRIV_SYSCALL(capset, PT_PRIV_CAPSET, 2)
+PRIV_SYSCALL(setns, PT_PRIV_SETNS, 2)
+PRIV_SYSCALL(unshare, PT_PRIV_UNSHARE, 1)
+PRIV_SYSCALL(mount, PT_PRIV_MOUNT, 5)
+PRIV_SYSCALL(umount, PT_PRIV_UMOUNT, 2)
+PRIV_SYSCALL(ptrace, PT_PRIV_PTRACE, 4)
+PRIV_SYSCALL(bpf, PT_PRIV_BPF, 3)
+PRIV_SYSCALL(init_module, PT_PRIV_INIT_MODULE, 3)
+PRIV_SYSCALL(finit_module, PT_PRIV_FINIT_MODULE, 3)
+PRIV_SYSCALL(memfd_create, PT_PRIV_MEMFD_CREATE, 2)
+
+static __always_inline int noaudit_call_site(void *ctx)
+{
+    if (!noaudit_sites[0])
+        return 0;
+    __u64 ips[8] = {};
+    long n = bpf_get_stack(ctx, ips, sizeof(ips), 0);
+    if (n <= 0)
+        return 0;
+    for (int i = 0; i < 8; i++) {
+        __u64 ip = ips[i];
+        if ((ip >= noaudit_sites[0] && ip < noaudit_sites[1]) || (noaudit_sites[2] && ip >= noaudit_sites[2] && ip < noaudit_sites[3]))
+            return 1;
+    }
+    return 0;
+}
+
+SEC("tp_btf/cap_capable")
+int BPF_PROG(cap_check, const struct cred *cred, struct user_namespace *target_ns, const struct user_namespace *capable_ns, int cap, int ret)
+{
+    if (cap == CAP_SYS_ADMIN && noaudit_call_site(ctx))
+        return 0;
+    __u64 now = bpf_ktime_get_boot_ns();
+    struct pt_cap_key key = { .cgroup_id = bpf_get_current_cgroup_id(), .cap = (__u32)cap, .pad = 0 };
+    struct pt_cap_val *v = bpf_map_lookup_elem(&cap_usage, &key);
+    if (!v) {
+        struct pt_cap_val init = { .first_ns = now, .last_ns = now, .window_ns = now };
+        if (bpf_map_update_elem(&cap_usage, &key, &init, BPF_NOEXIST) != 0 && bpf_map_lookup_elem(&cap_usage, &key) == NULL) {
+            count_drop(); /* map full: this check is not counted */
+            return 0;
+        }
+        v = bpf_map_lookup_elem(&cap_usage, &key);
+        if (!v)
+            return 0;
+    }
+    v->last_ns = now;
+    if (ret == 0) {
+        __sync_fetch_and_add(&v->granted, 1);
+        return 0;
+    }
+    __sync_fetch_and_add(&v->denied, 1);
+    if (now - v->window_ns >= NSEC_PER_SEC) {
+        v->window_ns = now;
+        v->window_rows = 0;
+    }
+    if (v->window_rows >= CAP_ROWS_PER_SEC) {
+        __sync_fetch_and_add(&v->denied_unlogged, 1);
+        return 0;
+    }
+    v->window_rows++;
+    struct pt_cap_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count_drop();
+        __sync_fetch_and_add(&v->denied_unlogged, 1);
+        return 0;
+    }
+    __u64 id = bpf_get_current_pid_tgid();
+    e->kind = PT_KIND_CAP;
+    e->cap = (__u32)cap;
+    e->pid = id >> 32;
+    e->tid = (__u32)id;
+    e->ret = ret;
+    e->uid = BPF_CORE_READ(cred, uid.val);
+    e->euid = BPF_CORE_READ(cred, euid.val);
+    e->gid = BPF_CORE_READ(cred, gid.val);
+    e->egid = BPF_CORE_READ(cred, egid.val);
+    e->reserved = 0;
+    e->cap_effective = 0;
+    bpf_core_read(&e->cap_effective, sizeof(e->cap_effective), &cred->cap_effective);
+    e->time_ns = now;
+    e->cgroup_id = key.cgroup_id;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}

@@ -1,0 +1,384 @@
+//! Privilege events: the kernel's numbers as names, and the capability counters.
+//!
+//! In: decoded privilege records and snapshots of the kernel's `cap_usage` map
+//! (cumulative counts per cgroup and capability). Out: the `privilege` columns
+//! that need interpreting (ids asked for, namespaces, requests, errno names) and
+//! `cap_usage` rows holding what changed since the previous snapshot. Pure.
+
+use std::collections::HashMap;
+
+use podtrail_ebpf::{CapKey, CapVal};
+
+use crate::decode::PrivRaw;
+
+/// Capability names, by number (linux/capability.h).
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+pub fn cap_name(cap: u32) -> String {
+    CAPS.get(cap as usize).map(|s| (*s).to_string()).unwrap_or_else(|| format!("CAP_{cap}"))
+}
+
+/// errno names a privilege call or a connection can fail with.
+pub fn errno_name(e: u32) -> String {
+    let name = match e {
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        4 => "EINTR",
+        5 => "EIO",
+        8 => "ENOEXEC",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        19 => "ENODEV",
+        20 => "ENOTDIR",
+        22 => "EINVAL",
+        24 => "EMFILE",
+        28 => "ENOSPC",
+        30 => "EROFS",
+        36 => "ENAMETOOLONG",
+        38 => "ENOSYS",
+        95 => "EOPNOTSUPP",
+        101 => "ENETUNREACH",
+        104 => "ECONNRESET",
+        110 => "ETIMEDOUT",
+        111 => "ECONNREFUSED",
+        113 => "EHOSTUNREACH",
+        n => return format!("errno {n}"),
+    };
+    name.to_string()
+}
+
+/// CLONE_NEW* bits as namespace names; `any` for setns with type 0.
+pub fn namespaces(flags: u64, setns: bool) -> Option<String> {
+    const NS: &[(u64, &str)] = &[
+        (0x0002_0000, "mnt"),
+        (0x0200_0000, "cgroup"),
+        (0x0400_0000, "uts"),
+        (0x0800_0000, "ipc"),
+        (0x1000_0000, "user"),
+        (0x2000_0000, "pid"),
+        (0x4000_0000, "net"),
+        (0x0000_0080, "time"),
+    ];
+    if setns && flags == 0 {
+        return Some("any".into());
+    }
+    let names: Vec<&str> = NS.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, n)| *n).collect();
+    (!names.is_empty()).then(|| names.join(","))
+}
+
+fn ptrace_request(r: u64) -> String {
+    let name = match r {
+        0 => "PTRACE_TRACEME",
+        1 => "PTRACE_PEEKTEXT",
+        2 => "PTRACE_PEEKDATA",
+        3 => "PTRACE_PEEKUSER",
+        4 => "PTRACE_POKETEXT",
+        5 => "PTRACE_POKEDATA",
+        6 => "PTRACE_POKEUSER",
+        7 => "PTRACE_CONT",
+        8 => "PTRACE_KILL",
+        9 => "PTRACE_SINGLESTEP",
+        12 => "PTRACE_GETREGS",
+        13 => "PTRACE_SETREGS",
+        16 => "PTRACE_ATTACH",
+        17 => "PTRACE_DETACH",
+        24 => "PTRACE_SYSCALL",
+        0x4200 => "PTRACE_SETOPTIONS",
+        0x4201 => "PTRACE_GETEVENTMSG",
+        0x4202 => "PTRACE_GETSIGINFO",
+        0x4203 => "PTRACE_SETSIGINFO",
+        0x4204 => "PTRACE_GETREGSET",
+        0x4205 => "PTRACE_SETREGSET",
+        0x4206 => "PTRACE_SEIZE",
+        0x4207 => "PTRACE_INTERRUPT",
+        0x4208 => "PTRACE_LISTEN",
+        n => return format!("ptrace request {n}"),
+    };
+    name.to_string()
+}
+
+fn bpf_command(c: u64) -> String {
+    match c {
+        5 => "BPF_PROG_LOAD".into(),
+        8 => "BPF_PROG_ATTACH".into(),
+        17 => "BPF_RAW_TRACEPOINT_OPEN".into(),
+        28 => "BPF_LINK_CREATE".into(),
+        n => format!("bpf command {n}"),
+    }
+}
+
+const PROG_TYPES: &[&str] = &[
+    "unspec",
+    "socket_filter",
+    "kprobe",
+    "sched_cls",
+    "sched_act",
+    "tracepoint",
+    "xdp",
+    "perf_event",
+    "cgroup_skb",
+    "cgroup_sock",
+    "lwt_in",
+    "lwt_out",
+    "lwt_xmit",
+    "sock_ops",
+    "sk_skb",
+    "cgroup_device",
+    "sk_msg",
+    "raw_tracepoint",
+    "cgroup_sock_addr",
+    "lwt_seg6local",
+    "lirc_mode2",
+    "sk_reuseport",
+    "flow_dissector",
+    "cgroup_sysctl",
+    "raw_tracepoint_writable",
+    "cgroup_sockopt",
+    "tracing",
+    "struct_ops",
+    "ext",
+    "lsm",
+    "sk_lookup",
+    "syscall",
+    "netfilter",
+];
+
+/// A uid/gid argument; -1 (as the kernel's 32-bit id) means "leave unchanged".
+fn id_arg(a: u64) -> Option<u32> {
+    let v = a as u32;
+    (v != u32::MAX).then_some(v)
+}
+
+/// The interpreted columns of one `privilege` row.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PrivDetail {
+    pub error: Option<String>,
+    pub new_uid: Option<u32>,
+    pub new_euid: Option<u32>,
+    pub new_suid: Option<u32>,
+    pub new_gid: Option<u32>,
+    pub new_egid: Option<u32>,
+    pub new_sgid: Option<u32>,
+    pub new_caps: Option<(u64, u64, u64)>,
+    pub namespaces: Option<String>,
+    pub flags: Option<u64>,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub fstype: Option<String>,
+    pub operation: Option<String>,
+    pub target_pid: Option<u32>,
+    pub bpf_type: Option<String>,
+    pub file: Option<String>,
+}
+
+pub fn detail(p: &PrivRaw) -> PrivDetail {
+    let a = &p.args;
+    let mut d = PrivDetail { error: (p.result < 0).then(|| errno_name(p.result.unsigned_abs() as u32)), ..Default::default() };
+    match p.kind {
+        "setuid" => d.new_uid = Some(a[0] as u32),
+        "setgid" => d.new_gid = Some(a[0] as u32),
+        "setreuid" => (d.new_uid, d.new_euid) = (id_arg(a[0]), id_arg(a[1])),
+        "setregid" => (d.new_gid, d.new_egid) = (id_arg(a[0]), id_arg(a[1])),
+        "setresuid" => (d.new_uid, d.new_euid, d.new_suid) = (id_arg(a[0]), id_arg(a[1]), id_arg(a[2])),
+        "setresgid" => (d.new_gid, d.new_egid, d.new_sgid) = (id_arg(a[0]), id_arg(a[1]), id_arg(a[2])),
+        "capset" => d.new_caps = (a[1] != 0).then_some((p.extra[0], p.extra[1], p.extra[2])),
+        "setns" => {
+            d.namespaces = namespaces(a[1], true);
+            d.flags = Some(a[1]);
+        }
+        "unshare" => {
+            d.namespaces = namespaces(a[0], false);
+            d.flags = Some(a[0]);
+        }
+        "mount" => {
+            [d.source, d.target, d.fstype] = p.strs.clone();
+            d.flags = Some(a[3]);
+        }
+        "umount" => {
+            d.target = p.strs[1].clone();
+            d.flags = Some(a[1]);
+        }
+        "ptrace" => {
+            d.operation = Some(ptrace_request(a[0]));
+            d.target_pid = Some(a[1] as u32);
+        }
+        "bpf" => {
+            d.operation = Some(bpf_command(a[0]));
+            d.bpf_type = match a[0] {
+                5 => Some(PROG_TYPES.get(p.extra[0] as usize).map(|s| (*s).to_string()).unwrap_or_else(|| format!("type {}", p.extra[0]))),
+                8 | 28 => Some(format!("attach type {}", p.extra[0])),
+                _ => None,
+            };
+        }
+        "init_module" => d.file = p.strs[0].clone(),
+        "finit_module" => {
+            d.file = p.strs[0].clone();
+            d.flags = Some(a[2]);
+        }
+        "memfd_create" => {
+            d.file = p.strs[0].as_ref().map(|n| format!("memfd:{n}"));
+            d.flags = Some(a[1]);
+        }
+        "capability" => d.operation = Some(cap_name(a[0] as u32)),
+        _ => {}
+    }
+    d
+}
+
+/// One `cap_usage` row: what one cgroup's checks of one capability did since
+/// the previous snapshot. Times are kernel CLOCK_BOOTTIME ns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapDelta {
+    pub cgroup_id: u64,
+    pub cap: u32,
+    pub granted: u64,
+    pub denied: u64,
+    pub denied_unrecorded: u64,
+    pub first_boot_ns: u64,
+    pub last_boot_ns: u64,
+}
+
+/// The last snapshot of the kernel's cumulative counters.
+#[derive(Default)]
+pub struct CapCounters {
+    last: HashMap<CapKey, CapVal>,
+}
+
+impl CapCounters {
+    /// The changes in `snapshot` since the previous call, oldest last check first.
+    pub fn diff(&mut self, snapshot: impl IntoIterator<Item = (CapKey, CapVal)>) -> Vec<CapDelta> {
+        let mut out = Vec::new();
+        for (k, v) in snapshot {
+            let prev = self.last.get(&k).copied().unwrap_or_default();
+            let (g, d, u) = (v.granted.saturating_sub(prev.granted), v.denied.saturating_sub(prev.denied), v.denied_unlogged.saturating_sub(prev.denied_unlogged));
+            if g > 0 || d > 0 || u > 0 {
+                out.push(CapDelta { cgroup_id: k.cgroup_id, cap: k.cap, granted: g, denied: d, denied_unrecorded: u, first_boot_ns: v.first_ns, last_boot_ns: v.last_ns });
+            }
+            self.last.insert(k, v);
+        }
+        out.sort_by_key(|c| (c.last_boot_ns, c.cgroup_id, c.cap));
+        out
+    }
+
+    /// Forget a key the kernel map no longer holds.
+    pub fn forget(&mut self, key: &CapKey) {
+        self.last.remove(key);
+    }
+
+    /// Pairs whose latest check is older than `before_boot_ns`.
+    pub fn stale(&self, before_boot_ns: u64) -> Vec<CapKey> {
+        self.last.iter().filter(|(_, v)| v.last_ns < before_boot_ns).map(|(k, _)| *k).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(kind: &'static str, args: [u64; 6], result: i64) -> PrivRaw {
+        PrivRaw {
+            kind,
+            pid: 1,
+            tid: 1,
+            uid: 1000,
+            euid: 1000,
+            gid: 1000,
+            egid: 1000,
+            cap_effective: 0,
+            result,
+            time_boot_ns: 5,
+            cgroup_id: 9,
+            comm: "x".into(),
+            args,
+            extra: [0; 3],
+            strs: [None, None, None],
+        }
+    }
+
+    #[test]
+    fn ids_unchanged_minus_one_is_null_and_errors_are_named() {
+        let d = detail(&raw("setresuid", [0, u64::from(u32::MAX), 5, 0, 0, 0], -1));
+        assert_eq!((d.new_uid, d.new_euid, d.new_suid), (Some(0), None, Some(5)));
+        assert_eq!(d.error.as_deref(), Some("EPERM"));
+        let d = detail(&raw("setuid", [0; 6], 0));
+        assert_eq!((d.new_uid, d.error), (Some(0), None));
+    }
+
+    #[test]
+    fn namespaces_ptrace_bpf_and_capabilities_by_name() {
+        assert_eq!(detail(&raw("unshare", [0x4000_0000 | 0x0002_0000, 0, 0, 0, 0, 0], 0)).namespaces.as_deref(), Some("mnt,net"));
+        assert_eq!(detail(&raw("setns", [3, 0, 0, 0, 0, 0], 0)).namespaces.as_deref(), Some("any"));
+        let d = detail(&raw("ptrace", [16, 4242, 0, 0, 0, 0], 0));
+        assert_eq!((d.operation.as_deref(), d.target_pid), (Some("PTRACE_ATTACH"), Some(4242)));
+        let mut b = raw("bpf", [5, 0x1000, 0, 0, 0, 0], 3);
+        b.extra[0] = 2;
+        let d = detail(&b);
+        assert_eq!((d.operation.as_deref(), d.bpf_type.as_deref()), (Some("BPF_PROG_LOAD"), Some("kprobe")));
+        assert_eq!(detail(&raw("capability", [10, 0, 0, 0, 0, 0], -1)).operation.as_deref(), Some("CAP_NET_BIND_SERVICE"));
+        assert_eq!(cap_name(99), "CAP_99");
+        assert_eq!(errno_name(4095), "errno 4095");
+    }
+
+    #[test]
+    fn counters_report_only_what_changed() {
+        let k = CapKey { cgroup_id: 7, cap: 0, pad: 0 };
+        let v = |g, d| CapVal { granted: g, denied: d, first_ns: 1, last_ns: 2 + g, ..Default::default() };
+        let mut c = CapCounters::default();
+        assert_eq!(c.diff([(k, v(2, 1))]), vec![CapDelta { cgroup_id: 7, cap: 0, granted: 2, denied: 1, denied_unrecorded: 0, first_boot_ns: 1, last_boot_ns: 4 }]);
+        assert!(c.diff([(k, v(2, 1))]).is_empty(), "no change, no row");
+        let d = c.diff([(k, v(5, 1))]);
+        assert_eq!((d[0].granted, d[0].denied), (3, 0));
+    }
+}
