@@ -38,8 +38,10 @@ fi
 
 # DuckDB (PyPI) reads our segments in the test suite: an independent Parquet reader.
 # The DuckDB CLI (PyPI duckdb-cli) is the benchmark's comparison point.
+# PyYAML parses `podtrail profile` output the way Kubernetes client tooling does.
 pip_need=()
 python3 -c 'import duckdb' 2>/dev/null || pip_need+=(duckdb)
+python3 -c 'import yaml' 2>/dev/null || pip_need+=(pyyaml)
 command -v duckdb >/dev/null || pip_need+=(duckdb-cli)
 if [ ${#pip_need[@]} -gt 0 ]; then
   echo "setup: installing ${pip_need[*]} (pip)" >&2

@@ -13,13 +13,19 @@
 //!   connects to 198.51.100.7:4444; C also connects straight to B.
 //! - the host runs kubelet (no pod).
 //! - the kernel ring buffer dropped 12 events at T0+40m (a counted gap).
+//! - privilege: at T0+4m pod A's app (uid 1000) tries setuid(0) and is refused
+//!   (a refused CAP_SETUID check too). In pod C the shell unshares net+mnt and
+//!   mounts a tmpfs at T0+36m, creates memfd `kworker` and executes it
+//!   (fileless) at T0+38m, loads a kprobe BPF program and tries to load
+//!   `rootkit.ko` (refused) at T0+39m; pod C's cgroup used CAP_SYS_ADMIN 4 times.
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use podtrail_recorder::batch::{Batcher, ConnRow, ExecRow, ExitRow, PodIdentity};
-use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw};
+use podtrail_recorder::batch::{Batcher, CapRow, ConnRow, ExecRow, ExitRow, PodIdentity, PrivRow};
+use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw, PrivRaw};
+use podtrail_recorder::privilege::CapDelta;
 use podtrail_recorder::segments::{ContainerRecord, IpOwnerRecord, LossRecord, PodRecord};
 use podtrail_recorder::{SegmentStore, StoreConfig};
 
@@ -91,6 +97,29 @@ impl Builder {
         Proc { exec_id, pid }
     }
 
+    /// A privilege syscall by `p` (uid = its uid) with its raw arguments.
+    #[allow(clippy::too_many_arguments)]
+    fn privilege(&mut self, t: i64, pod: &Pod, p: &Proc, uid: u32, kind: &'static str, args: [u64; 6], extra: [u64; 3], strs: [Option<&str>; 3], result: i64) {
+        let raw = PrivRaw {
+            kind,
+            pid: p.pid,
+            tid: p.pid,
+            uid,
+            euid: uid,
+            gid: uid,
+            egid: uid,
+            cap_effective: if uid == 0 { 0xa80425fb } else { 0 },
+            result,
+            time_boot_ns: 0,
+            cgroup_id: pod.cgroup,
+            comm: "proc".into(),
+            args,
+            extra,
+            strs: strs.map(|s| s.map(str::to_string)),
+        };
+        self.b.privs.push(PrivRow { time: t, raw, exec_id: Some(p.exec_id), identity: ident(pod) });
+    }
+
     fn exit(&mut self, t: i64, started: i64, pod: Option<&Pod>, p: &Proc, code: i32) {
         let raw = ExitRaw { pid: p.pid, time_boot_ns: 0, cgroup_id: pod.map(|p| p.cgroup).unwrap_or(1), exit_code: code, signal: 0, comm: String::new() };
         self.b.exit.push(ExitRow { time: t, raw, exec_id: Some(p.exec_id), duration_ns: Some((t - started) as u64), identity: pod.and_then(ident) });
@@ -147,6 +176,25 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     w.conn(T0 + 41 * M, 60 * S, "connect", c, Some(&miner), 4, ("10.244.1.7", 42000), ("198.51.100.7", 4444), None, (9000, 12000));
     w.conn(T0 + 42 * M, S, "connect", c, Some(&csh), 5, ("10.244.1.7", 42100), ("10.244.1.8", 8080), None, (10, 20));
     w.conn(T0 + 42 * M + 50_000, S, "accept", b, Some(&ledger), 6, ("10.244.1.8", 8080), ("10.244.1.7", 42100), None, (20, 10));
+    // Privilege.
+    w.privilege(T0 + 4 * M, a, &api, 1000, "setuid", [0; 6], [0; 3], [None, None, None], -1);
+    w.privilege(T0 + 4 * M + 1000, a, &api, 1000, "capability", [7, 0, 0, 0, 0, 0], [0; 3], [None, None, None], -1);
+    w.privilege(T0 + 36 * M, c, &csh, 0, "unshare", [0x4000_0000 | 0x0002_0000, 0, 0, 0, 0, 0], [0; 3], [None, None, None], 0);
+    w.privilege(T0 + 36 * M + S, c, &csh, 0, "mount", [1, 2, 3, 0, 0, 0], [0; 3], [Some("none"), Some("/mnt/x"), Some("tmpfs")], 0);
+    w.privilege(T0 + 38 * M, c, &csh, 0, "memfd_create", [1, 0, 0, 0, 0, 0], [0; 3], [Some("kworker"), None, None], 3);
+    let fileless = w.exec(T0 + 38 * M + S, Some(c), 4200, Some(&csh), 0, &["kworker"]);
+    if let Some(e) = w.b.exec.last_mut() {
+        e.raw.filename = "memfd:kworker".into();
+        e.raw.fileless = true;
+    }
+    w.privilege(T0 + 39 * M, c, &fileless, 0, "bpf", [5, 0x1000, 0, 0, 0, 0], [2, 0, 0], [None, None, None], 7);
+    w.privilege(T0 + 39 * M + S, c, &fileless, 0, "finit_module", [3, 0, 0, 0, 0, 0], [0; 3], [Some("rootkit.ko"), None, None], -1);
+    w.b.caps.push(CapRow {
+        time: T0 + 39 * M + S,
+        first_seen: T0 + 36 * M,
+        delta: CapDelta { cgroup_id: c.cgroup, cap: 21, granted: 4, denied: 0, denied_unrecorded: 0, first_boot_ns: 0, last_boot_ns: 0 },
+        identity: ident(c),
+    });
     let _ = kubelet;
     for (table, batch) in w.b.take(NODE)? {
         store.append(table, batch)?;

@@ -70,6 +70,27 @@ fn each_privileged_operation_is_one_row_with_arguments_result_and_pod() {
     assert_eq!(rows(d, &format!("SELECT count(*) AS n FROM process_exec WHERE {pod} AND NOT fileless"))[0]["n"], 7, "every other exec in the pod is not fileless");
 }
 
+/// `podtrail profile --pod UID`: its text, and that text parsed the way
+/// Kubernetes client tooling parses manifests (PyYAML), as JSON.
+fn profile_yaml(data_dir: &str, uid: &str) -> (String, serde_json::Value) {
+    let out = run("podtrail", &["--data-dir", data_dir, "profile", "--pod", uid]);
+    let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "profile failed: {}\n{yaml}", String::from_utf8_lossy(&out.stderr));
+    let parsed = Command::new("python3")
+        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(yaml.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("python3 with PyYAML (tests/setup.sh installs it)");
+    assert!(parsed.status.success(), "profile output is not YAML: {}\n{yaml}", String::from_utf8_lossy(&parsed.stderr));
+    (yaml, serde_json::from_slice(&parsed.stdout).unwrap())
+}
+
 #[test]
 fn profile_proposes_exactly_the_capabilities_used_as_valid_yaml() {
     let mut rec = Recorder::start_with(&["--no-cri"]);
@@ -85,23 +106,7 @@ fn profile_proposes_exactly_the_capabilities_used_as_valid_yaml() {
     rec.stop();
     let d = rec.data_dir.to_str().unwrap();
 
-    let out = run("podtrail", &["--data-dir", d, "profile", "--pod", &cg.uid]);
-    let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "profile failed: {}\n{yaml}", String::from_utf8_lossy(&out.stderr));
-    // Parsed the way Kubernetes client tooling parses manifests (PyYAML).
-    let parsed = Command::new("python3")
-        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(yaml.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("python3 with PyYAML (tests/setup.sh installs it)");
-    assert!(parsed.status.success(), "profile output is not YAML: {}\n{yaml}", String::from_utf8_lossy(&parsed.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    let (yaml, v) = profile_yaml(d, &cg.uid);
     let sc = &v["securityContext"];
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{yaml}");
     assert_eq!(sc["capabilities"]["add"], serde_json::json!(["CHOWN", "NET_BIND_SERVICE"]), "exactly what the pod used:\n{yaml}");
@@ -117,4 +122,22 @@ fn profile_proposes_exactly_the_capabilities_used_as_valid_yaml() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no container with image 'nginx:nope'"), "{}", String::from_utf8_lossy(&bad.stderr));
     let neither = run("podtrail", &["--data-dir", d, "profile"]);
     assert_eq!(neither.status.code(), Some(2), "--pod or --image is required");
+
+    // What the run could not record is in the catalog: this kernel has the
+    // capability tracepoint; module syscalls only where modules are built in.
+    let catalog = rec.data_dir.join("catalog.db");
+    let meta: String = rusqlite::Connection::open(&catalog).unwrap().query_row("SELECT value FROM meta WHERE key = 'capture_unavailable'", [], |r| r.get(0)).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    let programs: Vec<&str> = meta["programs"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert!(!programs.iter().any(|p| p.starts_with("cap_check ")), "{programs:?}");
+    let modules = Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_finit_module").exists();
+    assert_eq!(programs.iter().any(|p| p.starts_with("enter_finit_module ")), !modules, "finit_module is unavailable exactly when the kernel has no such tracepoint: {programs:?}");
+
+    // A recorder on a kernel without capability/cap_capable: the profile says
+    // so and proposes no capability list rather than an empty (wrong) one.
+    let no_cap = serde_json::json!({"since": 0, "programs": ["cap_check (tp_btf/cap_capable): no such tracepoint"]}).to_string();
+    rusqlite::Connection::open(&catalog).unwrap().execute("UPDATE meta SET value = ?1 WHERE key = 'capture_unavailable'", [&no_cap]).unwrap();
+    let (yaml, v) = profile_yaml(d, &cg.uid);
+    assert!(v["securityContext"].get("capabilities").is_none(), "{yaml}");
+    assert!(yaml.contains("capability profiling unavailable"), "{yaml}");
 }

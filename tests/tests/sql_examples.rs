@@ -35,7 +35,10 @@ fn check(name: &str, rows: &[Value]) {
             assert_eq!(pick(rows, &["pod_name", "binary", "time"]), vec![json!(["payments-api-1", "/bin/sh", "2026-11-17T14:05:00Z"]), json!(["debug-shell", "/bin/sh", "2026-11-17T14:35:00Z"])])
         }
         "05_first_time_a_binary_was_seen" => {
-            assert_eq!(pick(rows, &["binary", "first_seen", "executions", "pods"]), vec![json!(["/tmp/xmrig", "2026-11-17T14:40:00Z", 1, 1])])
+            assert_eq!(
+                pick(rows, &["binary", "first_seen", "executions", "pods"]),
+                vec![json!(["/tmp/xmrig", "2026-11-17T14:40:00Z", 1, 1]), json!(["memfd:kworker", "2026-11-17T14:38:01Z", 1, 1])]
+            )
         }
         "06_service_clusterip_callers_and_backends" => assert_eq!(
             pick(rows, &["pod_name", "orig_dst_ip", "orig_dst_port", "nat_dst_ip", "nat_dst_port", "backend_namespace", "backend_pod"]),
@@ -51,6 +54,24 @@ fn check(name: &str, rows: &[Value]) {
         "09_process_tree_of_a_connection" => assert_eq!(
             pick(rows, &["pod_name", "process", "parent", "grandparent"]),
             vec![json!(["payments-api-1", "/usr/bin/curl", "/bin/sh", "/usr/local/bin/payments-api"])]
+        ),
+        "10_privilege_escalation_attempts" => {
+            assert_eq!(pick(rows, &["pod_name", "kind", "uid", "new_uid", "result", "error", "time"]), vec![json!(["payments-api-1", "setuid", 1000, 0, -1, "EPERM", "2026-11-17T14:04:00Z"])])
+        }
+        "11_kernel_modules_and_bpf_programs" => assert_eq!(
+            pick(rows, &["pod_name", "binary", "kind", "operation", "bpf_type", "file", "result", "error"]),
+            vec![
+                json!(["debug-shell", "memfd:kworker", "bpf", "BPF_PROG_LOAD", "kprobe", null, 7, null]),
+                json!(["debug-shell", "memfd:kworker", "finit_module", null, null, "rootkit.ko", -1, "EPERM"])
+            ]
+        ),
+        "12_fileless_executions" => assert_eq!(
+            pick(rows, &["pod_name", "binary", "parent_binary", "memfd_created", "time"]),
+            vec![json!(["debug-shell", "memfd:kworker", "/bin/sh", "2026-11-17T14:38:00Z", "2026-11-17T14:38:01Z"])]
+        ),
+        "13_containers_that_changed_namespaces_or_mounts" => assert_eq!(
+            pick(rows, &["pod_name", "kind", "what", "target", "calls", "succeeded"]),
+            vec![json!(["debug-shell", "unshare", "mnt,net", null, 1, 1]), json!(["debug-shell", "mount", "tmpfs", "/mnt/x", 1, 1])]
         ),
         other => panic!("sql-examples/{other}.sql has no expected result in tests/tests/sql_examples.rs: add one"),
     }
