@@ -126,7 +126,8 @@ struct pt_conn_event {
 };
 
 /* One privilege-changing syscall, sent at its exit with its result. Credentials
- * are the caller's before the call. Fixed size. */
+ * are the caller's before the call. Two sizes: without `str` (offsetof(str)
+ * bytes) when every str_len is 0, else the whole struct. */
 struct pt_priv_event {
     __u32 kind;
     __u32 op;             /* PT_PRIV_* */

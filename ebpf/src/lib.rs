@@ -171,6 +171,9 @@ pub struct PrivEvent {
     pub str: [[u8; PRIV_STR_MAX]; 3],
 }
 
+/// Bytes of a privilege record sent without its string slots.
+pub const PRIV_SHORT_LEN: usize = std::mem::offset_of!(PrivEvent, str);
+
 /// Mirror of `struct pt_cap_event`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

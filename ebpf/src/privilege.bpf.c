@@ -211,7 +211,9 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 o
     }
     }
     bpf_map_delete_elem(&pending, &id);
-    if (bpf_ringbuf_output(&events, e, sizeof(*e), 0) != 0)
+    /* Most calls carry no string: send the record without the string slots. */
+    __u64 size = (e->str_len[0] | e->str_len[1] | e->str_len[2]) ? sizeof(*e) : __builtin_offsetof(struct pt_priv_event, str);
+    if (bpf_ringbuf_output(&events, e, size, 0) != 0)
         count_drop();
     return 0;
 }

@@ -92,6 +92,11 @@ pub struct Stamped {
 }
 
 impl Batcher {
+    /// Rows waiting for a flush.
+    pub fn pending(&self) -> usize {
+        self.exec.len() + self.exit.len() + self.conn.len() + self.privs.len() + self.caps.len()
+    }
+
     /// Every pending row is stamped.
     pub fn mark_stamped(&mut self) {
         self.stamped = Stamped { exec: self.exec.len(), exit: self.exit.len(), conn: self.conn.len(), privs: self.privs.len(), caps: self.caps.len() };

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use podtrail_ebpf::{
     ARGS_MAX, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
     EXEC_ARGS_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
-    KIND_FORK, KIND_PRIV, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
+    KIND_FORK, KIND_PRIV, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,11 +239,17 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
             }))
         }
         KIND_PRIV => {
+            // Without strings the record stops before `str`.
             let want = std::mem::size_of::<PrivEvent>();
-            if b.len() != want {
+            if b.len() != want && b.len() != PRIV_SHORT_LEN {
                 return Err(DecodeError::Length { kind: "privilege", len: b.len(), want });
             }
-            let e: PrivEvent = read(b);
+            let mut full = [0u8; std::mem::size_of::<PrivEvent>()];
+            full[..b.len()].copy_from_slice(b);
+            let e: PrivEvent = read(&full);
+            if b.len() == PRIV_SHORT_LEN && e.str_len != [0; 3] {
+                return Err(DecodeError::Field { kind: "privilege", field: "str_len of a record without strings", value: e.str_len.iter().map(|&n| u64::from(n)).sum() });
+            }
             let kind = PRIV_SYSCALLS
                 .iter()
                 .find(|(_, op)| *op == e.op)
@@ -399,6 +405,36 @@ mod tests {
         b[12..16].copy_from_slice(&9u32.to_ne_bytes());
         let RawEvent::Exit(e) = decode(&b).unwrap() else { panic!() };
         assert_eq!((e.exit_code, e.signal), (0, 9));
+    }
+
+    #[test]
+    fn privilege_records_with_and_without_strings() {
+        let mut b = vec![0u8; std::mem::size_of::<PrivEvent>()];
+        let mut e: PrivEvent = read(&b);
+        e.kind = KIND_PRIV;
+        e.op = podtrail_ebpf::PRIV_MOUNT;
+        e.ret = -1;
+        e.str_len = [6, 4, 0];
+        e.str[0][..6].copy_from_slice(b"tmpfs\0");
+        e.str[1][..4].copy_from_slice(b"/mn\0");
+        // SAFETY: PrivEvent is plain old data; writing it as bytes of its size.
+        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<PrivEvent>(), e) };
+        let RawEvent::Priv(p) = decode(&b).unwrap() else { panic!() };
+        assert_eq!((p.kind, p.result), ("mount", -1));
+        assert_eq!(p.strs, [Some("tmpfs".to_string()), Some("/mn".to_string()), None]);
+        // Cut before the strings while they claim bytes: an error, not a guess.
+        assert!(matches!(decode(&b[..PRIV_SHORT_LEN]), Err(DecodeError::Field { .. })));
+        e.str_len = [0; 3];
+        e.op = podtrail_ebpf::PRIV_SETUID;
+        // SAFETY: as above.
+        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<PrivEvent>(), e) };
+        let RawEvent::Priv(p) = decode(&b[..PRIV_SHORT_LEN]).unwrap() else { panic!() };
+        assert_eq!((p.kind, p.strs.clone()), ("setuid", [None, None, None]));
+        assert!(matches!(decode(&b[..PRIV_SHORT_LEN + 1]), Err(DecodeError::Length { kind: "privilege", .. })));
+        e.op = 99;
+        // SAFETY: as above.
+        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<PrivEvent>(), e) };
+        assert!(matches!(decode(&b), Err(DecodeError::Field { field: "op", .. })));
     }
 
     #[test]

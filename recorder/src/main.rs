@@ -46,6 +46,14 @@ enum Cmd {
         /// Do not use a CRI runtime even when its socket exists.
         #[arg(long)]
         no_cri: bool,
+        /// Do not trace the privilege syscalls (set*id, capset, setns, unshare,
+        /// mount, umount, ptrace, bpf, module loads, memfd_create): no `privilege`
+        /// rows for them. While any syscall tracepoint is on, the kernel sends
+        /// every syscall of every process through its tracing entry path, which
+        /// costs each untraced syscall about 10 ns (BENCHMARKS.md); this removes
+        /// that cost. Capability counting (`cap_usage`) stays on.
+        #[arg(long)]
+        no_syscall_tracepoints: bool,
     },
     /// Recover a data dir after a crash: remove half-written files, seal every hot
     /// tail up to its last complete flush, record torn frames as loss; then exit.
@@ -69,14 +77,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri } => {
+        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, no_syscall_tracepoints } => {
             use podtrail_recorder::run::CriChoice;
             let cri = match (cri_socket, no_cri) {
                 (_, true) => CriChoice::Off,
                 (Some(p), false) => CriChoice::Socket(p),
                 (None, false) => CriChoice::Auto,
             };
-            let cfg = podtrail_recorder::run::RunConfig { data_dir: cli.data_dir, node: node.unwrap_or_else(hostname), allow_partial, metrics_addr, cri };
+            let cfg = podtrail_recorder::run::RunConfig { data_dir: cli.data_dir, node: node.unwrap_or_else(hostname), allow_partial, metrics_addr, cri, syscall_tracepoints: !no_syscall_tracepoints };
             let summary = podtrail_recorder::run::run(cfg, |missing| {
                 if !missing.is_empty() {
                     eprintln!("podtraild: recording without: {}", missing.join("; "));

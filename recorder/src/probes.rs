@@ -241,7 +241,9 @@ impl Probes {
     /// Load and attach everything. With `allow_partial`, a program that fails is
     /// reported in `missing` instead of failing the whole load.
     /// `cgroup_root`: the cgroup v2 mount the connect hooks attach to.
-    pub fn load(allow_partial: bool, cgroup_root: &Path) -> Result<Self, ProbeError> {
+    /// `syscall_tracepoints`: attach the privilege syscall programs (off: they
+    /// are listed as unavailable, "disabled").
+    pub fn load(allow_partial: bool, syscall_tracepoints: bool, cgroup_root: &Path) -> Result<Self, ProbeError> {
         check_privileges()?;
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::NoBtf(e.to_string()))?;
         ensure_kernel_filesystems();
@@ -274,6 +276,10 @@ impl Probes {
                     Attach::CgroupRoot(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
                     Attach::Tracepoint(cat, name) => format!("tracepoint/{cat}/{name}"),
                 };
+                if !syscall_tracepoints && matches!(attach, Attach::Tracepoint("syscalls", _)) {
+                    unavailable.push(format!("{program} ({point}): disabled by --no-syscall-tracepoints"));
+                    continue;
+                }
                 match attach_one(&mut ebpf, program, attach, &btf, cgroup_root) {
                     Ok(()) => tracing::debug!(program.name = program, attach_point = %point, "attached"),
                     Err(reason) if need == Need::Optional => {
@@ -297,6 +303,9 @@ impl Probes {
                 None => None,
             };
             sources.push(Source { object, ring, drops, cap_usage, _ebpf: ebpf });
+        }
+        if !syscall_tracepoints {
+            tracing::info!("privilege syscalls not traced (--no-syscall-tracepoints): no privilege rows for them; capability counting stays on");
         }
         let attached: usize = OBJECTS.iter().map(|o| o.programs.len()).sum::<usize>() - missing.len() - unavailable.len();
         tracing::info!(programs.attached = attached, programs.unavailable = unavailable.len(), programs.missing = missing.len(), "eBPF programs attached");

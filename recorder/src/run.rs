@@ -28,6 +28,8 @@ pub struct RunConfig {
     /// Serve Prometheus metrics here (off when None).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub cri: CriChoice,
+    /// Trace the privilege syscalls (see `podtraild run --help`).
+    pub syscall_tracepoints: bool,
 }
 
 /// Which CRI runtime to ask for pod names, namespaces, labels and IPs.
@@ -68,6 +70,9 @@ pub struct RunSummary {
     pub cri_polls: u64,
     pub cri_errors: u64,
 }
+
+/// Rows held before a flush comes early (bounds memory under event storms).
+const MAX_PENDING_ROWS: usize = 100_000;
 
 /// Capability counter pairs kept before idle ones are pruned (map size 16384).
 const CAP_KEYS_PRUNE_AT: usize = 12_000;
@@ -140,7 +145,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let mut procs = ProcTable::new(boot_id());
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
-    let mut probes = Probes::load(cfg.allow_partial, &cgroup_root)?;
+    let mut probes = Probes::load(cfg.allow_partial, cfg.syscall_tracepoints, &cgroup_root)?;
     // What this run cannot record, for the readers (`podtrail profile` says
     // when capability profiling was unavailable rather than guess).
     let unavailable = serde_json::json!({ "since": now_ns(), "programs": probes.unavailable.iter().chain(probes.missing.iter()).collect::<Vec<_>>() });
@@ -234,7 +239,8 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
         }
         identity.stamp(&mut batcher, now_ns(), false);
         identity.refresh_waiting(now_ns());
-        if stopping || last_tick.elapsed() >= Duration::from_secs(1) {
+        // Once a second, or sooner under a storm: pending rows are memory.
+        if stopping || last_tick.elapsed() >= Duration::from_secs(1) || batcher.pending() >= MAX_PENDING_ROWS {
             last_tick = Instant::now();
             for delta in cap_counters.diff(probes.cap_usage()) {
                 batcher.caps.push(CapRow {

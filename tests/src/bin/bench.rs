@@ -54,6 +54,17 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// A traced syscall (setuid to the same uid) and an untraced one (getpid) in
+    /// tight loops, with and without `podtraild run` (needs root): ns per call,
+    /// the ratio, and what the recorder stored for the traced calls.
+    Privilege {
+        #[arg(long, default_value_t = 200_000)]
+        setuid_calls: u64,
+        #[arg(long, default_value_t = 5_000_000)]
+        getpid_calls: u64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// `who-owned` and `timeline` over 7 days of churning pods (fresh process vs
     /// DuckDB CLI), enrichment cost per event and memory per tracked pod.
     Identity {
@@ -96,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Query { dir, runs } => query(&dir, runs),
         Cmd::Capture { execs, connects, runs } => capture(execs, connects, runs),
         Cmd::Identity { dir, runs, pods } => identity::run(&dir, runs, pods),
+        Cmd::Privilege { setuid_calls, getpid_calls, runs } => privilege(setuid_calls, getpid_calls, runs),
     }
 }
 
@@ -313,6 +325,86 @@ fn cpu_and_rss(pid: u32) -> anyhow::Result<(f64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).context("VmHWM")?.parse()?;
     Ok((cpu, hwm))
+}
+
+/// ns per call of `podtrail-sysprobe loop WHAT N`.
+fn sysprobe_loop(what: &str, n: u64) -> anyhow::Result<f64> {
+    let out = Command::new(podtrail_tests::bin("podtrail-sysprobe")).args(["loop", what, &n.to_string()]).output()?;
+    anyhow::ensure!(out.status.success(), "podtrail-sysprobe loop {what}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+fn privilege(setuid_calls: u64, getpid_calls: u64, runs: usize) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the privilege benchmark runs podtraild and needs root");
+    let measure = || -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+        // getpid first: later the recorder is busy storing the setuid storm,
+        // and on 2 cores that would be measured as the getpid loop's cost.
+        let (mut s, mut g) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            g.push(sysprobe_loop("getpid", getpid_calls)?);
+        }
+        for _ in 0..runs {
+            s.push(sysprobe_loop("setuid", setuid_calls)?);
+        }
+        Ok((s, g))
+    };
+    let (base_s, base_g) = measure()?;
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let rec = Command::new(podtrail_tests::bin("podtraild"))
+        .args(["--data-dir", data.to_str().context("utf-8")?, "run", "--no-cri"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let (cpu0, _) = cpu_and_rss(rec.id())?;
+    let (with_s, with_g) = measure()?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let (cpu1, rss_kib) = cpu_and_rss(rec.id())?;
+    // SAFETY: kill(2) on the pid of the child we spawned.
+    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGTERM) };
+    let out = rec.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "podtraild exited with {}", out.status);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let q = |sql: &str| -> anyhow::Result<String> {
+        let o = Command::new(podtrail_tests::bin("podtrail")).args(["--data-dir", data.to_str().context("utf-8")?, "sql", "--format", "csv", "--", sql]).output()?;
+        anyhow::ensure!(o.status.success(), "podtrail sql: {}", String::from_utf8_lossy(&o.stderr));
+        Ok(String::from_utf8(o.stdout)?.lines().nth(1).unwrap_or("").to_string())
+    };
+    let rows = q("SELECT count(*) FROM privilege WHERE kind = 'setuid' AND comm = 'podtrail-syspro'")?;
+    let caps = q("SELECT sum(granted) FROM cap_usage WHERE capability = 'CAP_SETUID'")?;
+    // The same untraced loop with the recorder told not to use syscall tracepoints.
+    let rec = Command::new(podtrail_tests::bin("podtraild"))
+        .args(["--data-dir", data.to_str().context("utf-8")?, "run", "--no-cri", "--no-syscall-tracepoints"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let mut off_g = Vec::new();
+    for _ in 0..runs {
+        off_g.push(sysprobe_loop("getpid", getpid_calls)?);
+    }
+    // SAFETY: kill(2) on the pid of the child we spawned.
+    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGTERM) };
+    anyhow::ensure!(rec.wait_with_output()?.status.success(), "podtraild --no-syscall-tracepoints failed");
+    let og = median_f(off_g);
+    let (bs, ws, bg, wg) = (median_f(base_s), median_f(with_s), median_f(base_g), median_f(with_g));
+    println!("privilege: {runs} runs each, medians; setuid loop = {setuid_calls} x setuid(0) as root (traced: a privilege row and a CAP_SETUID count each), getpid loop = {getpid_calls} x getpid (not traced)");
+    println!("{:<14} {:>18} {:>16} {:>8}", "workload", "without (ns/call)", "with (ns/call)", "ratio");
+    println!("{:<14} {:>18.1} {:>16.1} {:>8.3}", "setuid loop", bs, ws, ws / bs);
+    println!("{:<14} {:>18.1} {:>16.1} {:>8.3}", "getpid loop", bg, wg, wg / bg);
+    println!("{:<14} {:>18.1} {:>16.1} {:>8.3}   (podtraild --no-syscall-tracepoints)", "getpid loop", bg, og, og / bg);
+    println!(
+        "podtraild: {rows} setuid rows stored for {} calls made while recording, CAP_SETUID granted {caps}, {} kernel drops, {:.2} CPU s, peak RSS {:.1} MiB",
+        setuid_calls * runs as u64,
+        summary["kernel_drops"],
+        cpu1 - cpu0,
+        rss_kib as f64 / 1024.0
+    );
+    Ok(())
 }
 
 fn capture(execs: u64, connects: u64, runs: usize) -> anyhow::Result<()> {
