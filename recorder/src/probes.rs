@@ -123,10 +123,9 @@ pub enum ProbeError {
     Map { object: &'static str, map: &'static str, reason: String },
 }
 
-/// One loaded object: its ring buffer and drop counters.
+/// One loaded object: its drop counters (its ring buffer is in [`RingReader`]).
 struct Source {
     object: &'static str,
-    ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     /// privilege.bpf.o's capability counters.
     cap_usage: Option<BpfHashMap<MapData, CapKeyPod, CapValPod>>,
@@ -136,6 +135,8 @@ struct Source {
 
 pub struct Probes {
     sources: Vec<Source>,
+    /// The ring buffers, until [`Probes::take_reader`] hands them to a thread.
+    reader: Option<RingReader>,
     /// Programs that failed to load or attach (only with `allow_partial`).
     pub missing: Vec<String>,
     /// Optional programs this kernel cannot run: `program (attach point): reason`.
@@ -251,6 +252,7 @@ impl Probes {
         let mut sources = Vec::new();
         let mut missing = Vec::new();
         let mut unavailable = Vec::new();
+        let mut rings = Vec::new();
         // The kernel's own CAP_SYS_ADMIN probes, by address (root reads real
         // addresses from kallsyms). Without them every fork and mmap of every
         // process would count as a use of CAP_SYS_ADMIN.
@@ -302,14 +304,20 @@ impl Probes {
                 Some(m) => Some(BpfHashMap::try_from(m).map_err(|e| map_err("cap_usage", e.to_string()))?),
                 None => None,
             };
-            sources.push(Source { object, ring, drops, cap_usage, _ebpf: ebpf });
+            rings.push((object, ring));
+            sources.push(Source { object, drops, cap_usage, _ebpf: ebpf });
         }
         if !syscall_tracepoints {
             tracing::info!("privilege syscalls not traced (--no-syscall-tracepoints): no privilege rows for them; capability counting stays on");
         }
         let attached: usize = OBJECTS.iter().map(|o| o.programs.len()).sum::<usize>() - missing.len() - unavailable.len();
         tracing::info!(programs.attached = attached, programs.unavailable = unavailable.len(), programs.missing = missing.len(), "eBPF programs attached");
-        Ok(Probes { sources, missing, unavailable })
+        Ok(Probes { sources, reader: Some(RingReader { rings }), missing, unavailable })
+    }
+
+    /// The ring buffers, to be drained on their own thread (once).
+    pub fn take_reader(&mut self) -> Option<RingReader> {
+        self.reader.take()
     }
 
     /// Snapshot of the kernel's capability counters (cumulative since load).
@@ -338,24 +346,6 @@ impl Probes {
         }
     }
 
-    /// Wait up to `timeout_ms` for records, then move every available one into `out`.
-    pub fn poll(&mut self, timeout_ms: i32, out: &mut Vec<Vec<u8>>) -> usize {
-        let mut fds: Vec<libc::pollfd> =
-            self.sources.iter().map(|s| libc::pollfd { fd: s.ring.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        let before = out.len();
-        // Connection events are drained before process events: an exec that
-        // happened before a connect is then always in the same pass (or an
-        // earlier one), and the caller orders each pass by kernel time, so the
-        // connect finds the process image it ran in.
-        for s in self.sources.iter_mut().rev() {
-            while let Some(item) = s.ring.next() {
-                out.push(item.to_vec());
-            }
-        }
-        out.len() - before
-    }
 
     /// Records the kernel could not reserve since load: (object, per-CPU counts).
     pub fn drops_per_cpu(&self) -> Vec<(&'static str, Vec<u64>)> {
@@ -372,6 +362,32 @@ impl Probes {
                 (s.object, v)
             })
             .collect()
+    }
+}
+
+/// The ring buffers of every object. Drained on a thread of its own, so the
+/// kernel's buffers keep emptying while the pipeline builds and writes a flush.
+pub struct RingReader {
+    rings: Vec<(&'static str, RingBuf<MapData>)>,
+}
+
+impl RingReader {
+    /// Wait up to `timeout_ms` for records, then move every available one into `out`.
+    pub fn poll(&mut self, timeout_ms: i32, out: &mut Vec<Vec<u8>>) -> usize {
+        let mut fds: Vec<libc::pollfd> = self.rings.iter().map(|(_, r)| libc::pollfd { fd: r.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        let before = out.len();
+        // Privilege and connection events are drained before process events:
+        // an exec that happened before a connect is then always in the same
+        // pass (or an earlier one), and passes are ordered by kernel time, so
+        // the connect finds the process image it ran in.
+        for (_, ring) in self.rings.iter_mut().rev() {
+            while let Some(item) = ring.next() {
+                out.push(item.to_vec());
+            }
+        }
+        out.len() - before
     }
 }
 

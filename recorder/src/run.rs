@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::batch::{Batcher, CapRow, ConnRow, ExecRow, ExitRow, PrivRow};
@@ -51,6 +52,10 @@ pub enum RunError {
     Batch(#[from] arrow::error::ArrowError),
     #[error("installing signal handlers: {0}")]
     Signal(std::io::Error),
+    #[error("starting the ring buffer reader thread: {0}")]
+    Reader(std::io::Error),
+    #[error("the ring buffer reader thread stopped while recording (see the log); nothing after this point was recorded")]
+    ReaderGone,
     #[error("metrics endpoint {addr}: {source}")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
@@ -103,6 +108,38 @@ fn clock_ns(clock: libc::clockid_t) -> i64 {
 
 fn now_ns() -> i64 {
     clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// Passes of raw records the reader may hold before it waits for the pipeline
+/// (while it waits, the kernel's buffers fill, and what they cannot take is
+/// counted as loss).
+const READER_QUEUE_PASSES: usize = 8;
+
+/// Drain the kernel's ring buffers on a thread of their own: they keep emptying
+/// while the pipeline builds and writes a flush. Each pass is sent as one Vec.
+/// After STOP the thread drains once more and ends, closing the channel.
+fn spawn_ring_reader(mut reader: crate::probes::RingReader) -> std::io::Result<(mpsc::Receiver<Vec<Vec<u8>>>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::sync_channel(READER_QUEUE_PASSES);
+    let handle = std::thread::Builder::new().name("ring-reader".into()).spawn(move || {
+        loop {
+            let stopping = STOP.load(Ordering::SeqCst);
+            let mut pass = Vec::new();
+            let got = reader.poll(if stopping { 0 } else { 100 }, &mut pass);
+            if got > 0 && got < 512 && !stopping {
+                // A trickle wakes us per record; let records pool for a moment
+                // (the ring buffers hold megabytes).
+                std::thread::sleep(Duration::from_millis(10));
+                reader.poll(0, &mut pass);
+            }
+            if !pass.is_empty() && tx.send(pass).is_err() {
+                return; // the pipeline is gone
+            }
+            if stopping {
+                return;
+            }
+        }
+    })?;
+    Ok((rx, handle))
 }
 
 /// Record until SIGTERM/SIGINT. `ready` is called once everything is attached.
@@ -161,6 +198,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let mut summary = RunSummary::default();
     let mut batcher = Batcher::default();
     let mut raw: Vec<Vec<u8>> = Vec::new();
+    let reader = probes.take_reader().expect("the ring buffers are taken once, here");
+    let (passes, reader_thread) = spawn_ring_reader(reader).map_err(RunError::Reader)?;
+    let mut reader_thread = Some(reader_thread);
     let mut last_drops: Vec<Vec<u64>> = probes.drops_per_cpu().into_iter().map(|(_, v)| vec![0; v.len()]).collect();
     let mut window_start = now_ns();
     let mut last_tick = Instant::now();
@@ -170,13 +210,27 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
 
     loop {
         let stopping = STOP.load(Ordering::SeqCst);
-        let got = probes.poll(if stopping { 0 } else { 100 }, &mut raw);
-        if got > 0 && got < 512 && !stopping {
-            // A trickle wakes us per record; let records pool for a moment instead
-            // (bounded: rows are flushed once a second anyway; the ring buffer
-            // holds megabytes).
-            std::thread::sleep(Duration::from_millis(10));
-            probes.poll(0, &mut raw);
+        if stopping {
+            // The reader drains the kernel's buffers once more after STOP and
+            // ends: take everything it sent until then.
+            for mut pass in passes.iter() {
+                raw.append(&mut pass);
+            }
+            // The channel closed: the thread has ended.
+            if let Some(Err(e)) = reader_thread.take().map(|h| h.join()) {
+                tracing::error!("ring buffer reader panicked: {e:?}");
+            }
+        } else {
+            match passes.recv_timeout(Duration::from_millis(100)) {
+                Ok(mut pass) => raw.append(&mut pass),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // The reader ends after STOP, which the next pass sees.
+                Err(mpsc::RecvTimeoutError::Disconnected) if STOP.load(Ordering::SeqCst) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(RunError::ReaderGone),
+            }
+            while let Ok(mut pass) = passes.try_recv() {
+                raw.append(&mut pass);
+            }
         }
         let mut events: Vec<RawEvent> = Vec::with_capacity(raw.len());
         for rec in raw.drain(..) {
