@@ -33,7 +33,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 4 << 20);
+    __uint(max_entries, 8 << 20); /* ~50k records without strings */
 } events SEC(".maps");
 
 const struct pt_priv_event *unused_priv_event __attribute__((unused));
