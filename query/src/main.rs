@@ -73,8 +73,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// One pod's exec, exit and connection events in time order, indented by the
-    /// process tree; works for pods deleted long ago.
+    /// One pod's exec, exit, connection and privilege events in time order,
+    /// indented by the process tree; works for pods deleted long ago.
     ///
     /// Example: podtrail timeline --pod web-7d9f-x2k4q --namespace frontend --since -2h
     Timeline {

@@ -33,6 +33,9 @@ pub struct Status {
     pub tables: Vec<TableStatus>,
     pub expired_segments: u64,
     pub loss: Vec<LossStatus>,
+    /// Programs the latest recorder run could not attach (or was told not
+    /// to): `program (attach point): reason`. Their events are not recorded.
+    pub unavailable: Vec<String>,
 }
 
 fn rfc3339(ns: i64) -> String {
@@ -81,6 +84,10 @@ pub async fn status(engine: &Engine) -> Result<Status, QueryError> {
             });
         }
     }
+    if let Some(meta) = engine.meta("capture_unavailable")? {
+        let v: serde_json::Value = serde_json::from_str(&meta).map_err(|e| QueryError::Runtime(format!("catalog meta capture_unavailable is not JSON ({e}): {meta}")))?;
+        st.unavailable = v["programs"].as_array().into_iter().flatten().filter_map(|p| p.as_str().map(str::to_owned)).collect();
+    }
     Ok(st)
 }
 
@@ -99,6 +106,12 @@ impl std::fmt::Display for Status {
         }
         if self.expired_segments > 0 {
             writeln!(f, "expired by retention: {} segments", self.expired_segments)?;
+        }
+        if !self.unavailable.is_empty() {
+            writeln!(f, "not recorded by the latest recorder run (kernel feature missing or turned off):")?;
+            for p in &self.unavailable {
+                writeln!(f, "  {p}")?;
+            }
         }
         if self.loss.is_empty() {
             writeln!(f, "loss: none recorded")?;

@@ -1,4 +1,4 @@
-//! `podtrail timeline --pod NAME|UID`: one pod's exec, exit and connection events
+//! `podtrail timeline --pod NAME|UID`: one pod's exec, exit, connection and privilege events
 //! in time order, indented by the process tree, also for pods long deleted.
 //!
 //! In: a pod name (resolved through `pods` and `ip_owners`, optionally within a
@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type, UInt64Type};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt16Type, UInt32Type, UInt64Type};
 use arrow::record_batch::RecordBatch;
 
 use crate::timeexpr::format_ns;
@@ -30,6 +30,9 @@ pub struct Event {
     pub detail: String,
     #[serde(skip)]
     time_ns: i64,
+    /// The table the event came from.
+    #[serde(skip)]
+    table: &'static str,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -124,7 +127,11 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
         "SELECT time, pod_uid, container_id, pid, exec_id, event, src_ip, src_port, dst_ip, dst_port, orig_dst_ip, orig_dst_port, \
          nat_dst_ip, nat_dst_port, bytes_sent, bytes_received, duration_ns, error, comm FROM net_conn WHERE {filter}"
     );
-    let (execs, exits, conns) = futures::try_join!(engine.sql(&exec_q), engine.sql(&exit_q), engine.sql(&conn_q))?;
+    let priv_q = format!(
+        "SELECT time, pod_uid, container_id, pid, exec_id, kind, result, error, comm, new_uid, new_euid, new_gid, new_egid, \
+         namespaces, source, target, fstype, operation, target_pid, bpf_type, file FROM privilege WHERE {filter}"
+    );
+    let (execs, exits, conns, privs) = futures::try_join!(engine.sql(&exec_q), engine.sql(&exit_q), engine.sql(&conn_q), engine.sql(&priv_q))?;
     for b in &execs.1 {
         let args = b.column(8).as_list::<i32>();
         for i in 0..b.num_rows() {
@@ -173,6 +180,35 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
             last.event = kind;
         }
     }
+    for b in &privs.1 {
+        for i in 0..b.num_rows() {
+            let kind = str_at(b, 5, i).unwrap_or_default();
+            let id = |c: usize| {
+                let a = b.column(c).as_primitive::<UInt32Type>();
+                a.is_valid(i).then(|| a.value(i).to_string())
+            };
+            let what: Vec<String> = match kind.as_str() {
+                "mount" => vec![format!("{} {} on {}", str_at(b, 16, i).unwrap_or_default(), str_at(b, 14, i).unwrap_or_default(), str_at(b, 15, i).unwrap_or_default())],
+                "umount" => vec![str_at(b, 15, i).unwrap_or_default()],
+                "ptrace" => vec![str_at(b, 17, i).unwrap_or_default(), format!("pid {}", id(18).unwrap_or_default())],
+                "bpf" => [str_at(b, 17, i), str_at(b, 19, i)].into_iter().flatten().collect(),
+                "capability" => vec![str_at(b, 17, i).unwrap_or_default()],
+                _ => [id(9).map(|u| format!("uid {u}")), id(10).map(|u| format!("euid {u}")), id(11).map(|g| format!("gid {g}")), id(12).map(|g| format!("egid {g}")), str_at(b, 13, i), str_at(b, 20, i)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            };
+            let result = b.column(6).as_primitive::<Int64Type>().value(i);
+            let outcome = match str_at(b, 7, i) {
+                Some(e) => format!("refused: {e}"),
+                None => format!("= {result}"),
+            };
+            let d = format!("{kind}({}) {outcome} by {}", what.join(", "), str_at(b, 8, i).unwrap_or_default());
+            let mut e = event(b, i, "privilege", d, Some(3), Some(4), None);
+            e.event = kind;
+            events.push(e);
+        }
+    }
     // Exec, exit, connect of one process at the same instant: keep that order.
     let rank = |e: &str| match e {
         "exec" => 0,
@@ -212,7 +248,14 @@ fn event(b: &RecordBatch, i: usize, kind: &str, detail: String, pid: Option<usiz
         a.is_valid(i).then(|| a.value(i))
     };
     let time_ns = b.column(0).as_primitive::<TimestampNanosecondType>().value(i);
+    let table = match kind {
+        "exec" => "process_exec",
+        "exit" => "process_exit",
+        "privilege" => "privilege",
+        _ => "net_conn",
+    };
     Event {
+        table,
         time: format_ns(time_ns),
         event: kind.into(),
         pod_uid: str_at(b, 1, i).unwrap_or_default(),
@@ -261,8 +304,15 @@ impl std::fmt::Display for Timeline {
         if self.events.is_empty() {
             writeln!(f, "no events of this pod in the window: check the name or UID (`podtrail sql \"SELECT pod_uid, pod_name FROM pods\"`), or widen --since/--until")?;
         }
-        let count = |k: &str| self.events.iter().filter(|e| e.event == k).count();
-        let conns = self.events.len() - count("exec") - count("exit");
-        writeln!(f, "{} events: {} exec, {} exit, {} connection", self.events.len(), count("exec"), count("exit"), conns)
+        let count = |t: &str| self.events.iter().filter(|e| e.table == t).count();
+        writeln!(
+            f,
+            "{} events: {} exec, {} exit, {} connection, {} privilege",
+            self.events.len(),
+            count("process_exec"),
+            count("process_exit"),
+            count("net_conn"),
+            count("privilege")
+        )
     }
 }

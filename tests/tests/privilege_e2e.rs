@@ -66,6 +66,12 @@ fn each_privileged_operation_is_one_row_with_arguments_result_and_pod() {
     assert!(memfd[0]["result"].as_i64().unwrap() >= 0);
     let execs = rows(d, &format!("SELECT binary, fileless, args FROM process_exec WHERE {pod} AND fileless"));
     assert_eq!(execs, vec![serde_json::json!({"binary": format!("memfd:{fileless}"), "fileless": true, "args": [fileless]})], "the fileless exec is marked");
+    // The timeline shows them among the pod's other events.
+    let tl = podtrail_tests::run_ok("podtrail", &["--data-dir", d.to_str().unwrap(), "timeline", "--pod", &cg.uid]);
+    for want in ["setuid(uid 0) refused: EPERM by podtrail-syspro", "setuid(uid 0) = 0 by podtrail-syspro", "unshare(net) = 0 by unshare", "mount(tmpfs pt-test-tmpfs on ", "memfd_create(memfd:"] {
+        assert!(tl.contains(want), "timeline lacks {want:?}:\n{tl}");
+    }
+    assert!(tl.contains(" privilege\n"), "{tl}");
     // sysprobe x3, unshare + true, unshare + mount, and the sysprobe that made the memfd.
     assert_eq!(rows(d, &format!("SELECT count(*) AS n FROM process_exec WHERE {pod} AND NOT fileless"))[0]["n"], 7, "every other exec in the pod is not fileless");
 }
