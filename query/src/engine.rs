@@ -194,9 +194,13 @@ impl Engine {
         Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 
-    /// A catalog `meta` value (what the recorder recorded about itself).
-    pub fn meta(&self, key: &str) -> Result<Option<String>, QueryError> {
-        Ok(self.shared.catalog.lock().expect("poisoned").meta(key)?)
+    /// Programs the latest recorder run could not attach or was told not to
+    /// (`program (attach point): reason`, from the catalog's `meta`).
+    pub fn unavailable_programs(&self) -> Result<Vec<String>, QueryError> {
+        let Some(meta) = self.shared.catalog.lock().expect("poisoned").meta(podtrail_schema::catalog::META_CAPTURE_UNAVAILABLE)? else { return Ok(Vec::new()) };
+        let v: serde_json::Value =
+            serde_json::from_str(&meta).map_err(|e| QueryError::Runtime(format!("catalog meta capture_unavailable is not JSON ({e}): {meta}")))?;
+        Ok(v["programs"].as_array().into_iter().flatten().filter_map(|p| p.as_str().map(str::to_owned)).collect())
     }
 
     /// Warnings raised so far (damaged segments skipped, ...), oldest first.

@@ -149,6 +149,30 @@ fn parse_time(s: &str) -> Result<i64, QueryError> {
     podtrail_query::timeexpr::parse(s, chrono::Utc::now()).map_err(QueryError::BadQuery)
 }
 
+/// The engine's warnings (skipped segments, ...) to stderr, then the answer as
+/// text or JSON on stdout.
+fn report<T: serde::Serialize + std::fmt::Display>(engine: &Engine, answer: Result<T, QueryError>, json: bool) -> Result<u8, QueryError> {
+    for w in engine.warnings() {
+        eprintln!("podtrail: warning: {w}");
+    }
+    let answer = answer?;
+    let text = if json { serde_json::to_string_pretty(&answer).expect("serializable") + "\n" } else { answer.to_string() };
+    print_out(text.as_bytes())?;
+    Ok(0)
+}
+
+/// `--since` / `--until` as ns, checked to be in order.
+fn window(since: Option<&str>, until: Option<&str>) -> Result<(Option<i64>, Option<i64>), QueryError> {
+    let since = since.map(parse_time).transpose()?;
+    let until = until.map(parse_time).transpose()?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if s >= u {
+            return Err(QueryError::BadQuery("--since must be before --until".into()));
+        }
+    }
+    Ok((since, until))
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -206,32 +230,14 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
             Ok(0)
         }
         Cmd::Timeline { pod, namespace, since, until, json } => {
-            let since = since.as_deref().map(parse_time).transpose()?;
-            let until = until.as_deref().map(parse_time).transpose()?;
-            if let (Some(s), Some(u)) = (since, until) {
-                if s >= u {
-                    return Err(QueryError::BadQuery("--since must be before --until".into()));
-                }
-            }
+            let (since, until) = window(since.as_deref(), until.as_deref())?;
             let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
             let pods = podtrail_query::timeline::resolve_pod(&engine, &pod, namespace.as_deref()).await?;
             let tl = podtrail_query::timeline::timeline(&engine, pods, since, until).await;
-            for w in engine.warnings() {
-                eprintln!("podtrail: warning: {w}");
-            }
-            let tl = tl?;
-            let text = if json { serde_json::to_string_pretty(&tl).expect("serializable") + "\n" } else { tl.to_string() };
-            print_out(text.as_bytes())?;
-            Ok(0)
+            report(&engine, tl, json)
         }
         Cmd::Profile { pod, namespace, image, since, until, json } => {
-            let since = since.as_deref().map(parse_time).transpose()?;
-            let until = until.as_deref().map(parse_time).transpose()?;
-            if let (Some(s), Some(u)) = (since, until) {
-                if s >= u {
-                    return Err(QueryError::BadQuery("--since must be before --until".into()));
-                }
-            }
+            let (since, until) = window(since.as_deref(), until.as_deref())?;
             let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
             let subject = match (pod, image) {
                 (Some(pod), _) => podtrail_query::profile::Subject::Pods(podtrail_query::timeline::resolve_pod(&engine, &pod, namespace.as_deref()).await?),
@@ -239,13 +245,7 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
                 (None, None) => unreachable!("clap requires --pod or --image"),
             };
             let p = podtrail_query::profile::profile(&engine, subject, since, until).await;
-            for w in engine.warnings() {
-                eprintln!("podtrail: warning: {w}");
-            }
-            let p = p?;
-            let text = if json { serde_json::to_string_pretty(&p).expect("serializable") + "\n" } else { p.to_string() };
-            print_out(text.as_bytes())?;
-            Ok(0)
+            report(&engine, p, json)
         }
         Cmd::Status { json } => {
             let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: false }).await?;

@@ -199,9 +199,7 @@ pub async fn profile(engine: &Engine, subject: Subject, since: Option<i64>, unti
 
 /// Why the recorder could not count capability checks, if it could not.
 fn cap_unavailable(engine: &Engine) -> Result<Option<String>, QueryError> {
-    let Some(meta) = engine.meta("capture_unavailable")? else { return Ok(None) };
-    let v: serde_json::Value = serde_json::from_str(&meta).map_err(|e| QueryError::Runtime(format!("catalog meta capture_unavailable is not JSON ({e}): {meta}")))?;
-    Ok(v["programs"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).find(|p| p.starts_with("cap_check ")).map(|p| {
+    Ok(engine.unavailable_programs()?.into_iter().find(|p| p.starts_with("cap_check ")).map(|p| {
         format!("capability profiling unavailable: the recorder could not attach {p} (this kernel has no capability/cap_capable tracepoint or refused the program)")
     }))
 }

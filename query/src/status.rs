@@ -84,10 +84,7 @@ pub async fn status(engine: &Engine) -> Result<Status, QueryError> {
             });
         }
     }
-    if let Some(meta) = engine.meta("capture_unavailable")? {
-        let v: serde_json::Value = serde_json::from_str(&meta).map_err(|e| QueryError::Runtime(format!("catalog meta capture_unavailable is not JSON ({e}): {meta}")))?;
-        st.unavailable = v["programs"].as_array().into_iter().flatten().filter_map(|p| p.as_str().map(str::to_owned)).collect();
-    }
+    st.unavailable = engine.unavailable_programs()?;
     Ok(st)
 }
 

@@ -88,8 +88,6 @@ const OBJECTS: &[ObjectSpec] = &[
 /// capability profile (`podtrail profile` says so).
 pub const CAP_CHECK_PROGRAM: &str = "cap_check";
 
-/// Catalog `meta` key: the programs the latest recorder run could not attach.
-pub const META_UNAVAILABLE: &str = "capture_unavailable";
 
 /// Kernel functions whose CAP_SYS_ADMIN checks are the kernel's own probes, not
 /// a program's use of the capability (skipped by `cap_check`).

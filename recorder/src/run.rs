@@ -186,7 +186,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     // What this run cannot record, for the readers (`podtrail profile` says
     // when capability profiling was unavailable rather than guess).
     let unavailable = serde_json::json!({ "since": now_ns(), "programs": probes.unavailable.iter().chain(probes.missing.iter()).collect::<Vec<_>>() });
-    store.set_meta(crate::probes::META_UNAVAILABLE, &unavailable.to_string())?;
+    store.set_meta(podtrail_schema::catalog::META_CAPTURE_UNAVAILABLE, &unavailable.to_string())?;
     let mut cap_counters = crate::privilege::CapCounters::default();
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     if let Some(addr) = cfg.metrics_addr {

@@ -134,6 +134,10 @@ pub fn chain_sha256(prev_chain: &str, segment_id: &str, sha256: &str) -> String 
 /// The chain value before the first segment.
 pub const CHAIN_GENESIS: &str = "podtrail-chain-v1";
 
+/// `meta` key: JSON `{"since": ns, "programs": ["program (attach point): reason", ...]}`,
+/// the kernel programs the latest recorder run could not attach or was told not to.
+pub const META_CAPTURE_UNAVAILABLE: &str = "capture_unavailable";
+
 pub fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -327,6 +327,25 @@ fn cpu_and_rss(pid: u32) -> anyhow::Result<(f64, u64)> {
     Ok((cpu, hwm))
 }
 
+/// `podtraild run` on `data` (warnings to stderr, the JSON summary piped).
+fn start_podtraild(data: &std::path::Path, extra: &[&str]) -> anyhow::Result<std::process::Child> {
+    Ok(Command::new(podtrail_tests::bin("podtraild"))
+        .args(["--data-dir", data.to_str().context("utf-8")?, "run"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?)
+}
+
+/// SIGTERM, a clean exit required; its JSON summary.
+fn stop_podtraild(rec: std::process::Child) -> anyhow::Result<serde_json::Value> {
+    // SAFETY: kill(2) on the pid of the child we spawned.
+    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGTERM) };
+    let out = rec.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "podtraild exited with {}", out.status);
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// ns per call of `podtrail-sysprobe loop WHAT N`.
 fn sysprobe_loop(what: &str, n: u64) -> anyhow::Result<f64> {
     let out = Command::new(podtrail_tests::bin("podtrail-sysprobe")).args(["loop", what, &n.to_string()]).output()?;
@@ -352,22 +371,13 @@ fn privilege(setuid_calls: u64, getpid_calls: u64, runs: usize) -> anyhow::Resul
     let (base_s, base_g) = measure()?;
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("data");
-    let rec = Command::new(podtrail_tests::bin("podtraild"))
-        .args(["--data-dir", data.to_str().context("utf-8")?, "run", "--no-cri"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
+    let rec = start_podtraild(&data, &["--no-cri"])?;
     std::thread::sleep(Duration::from_secs(3));
     let (cpu0, _) = cpu_and_rss(rec.id())?;
     let (with_s, with_g) = measure()?;
     std::thread::sleep(Duration::from_millis(1500));
     let (cpu1, rss_kib) = cpu_and_rss(rec.id())?;
-    // SAFETY: kill(2) on the pid of the child we spawned.
-    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGTERM) };
-    let out = rec.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "podtraild exited with {}", out.status);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let summary = stop_podtraild(rec)?;
     let q = |sql: &str| -> anyhow::Result<String> {
         let o = Command::new(podtrail_tests::bin("podtrail")).args(["--data-dir", data.to_str().context("utf-8")?, "sql", "--format", "csv", "--", sql]).output()?;
         anyhow::ensure!(o.status.success(), "podtrail sql: {}", String::from_utf8_lossy(&o.stderr));
@@ -376,20 +386,13 @@ fn privilege(setuid_calls: u64, getpid_calls: u64, runs: usize) -> anyhow::Resul
     let rows = q("SELECT count(*) FROM privilege WHERE kind = 'setuid' AND comm = 'podtrail-syspro'")?;
     let caps = q("SELECT sum(granted) FROM cap_usage WHERE capability = 'CAP_SETUID'")?;
     // The same untraced loop with the recorder told not to use syscall tracepoints.
-    let rec = Command::new(podtrail_tests::bin("podtraild"))
-        .args(["--data-dir", data.to_str().context("utf-8")?, "run", "--no-cri", "--no-syscall-tracepoints"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
+    let rec = start_podtraild(&data, &["--no-cri", "--no-syscall-tracepoints"])?;
     std::thread::sleep(Duration::from_secs(3));
     let mut off_g = Vec::new();
     for _ in 0..runs {
         off_g.push(sysprobe_loop("getpid", getpid_calls)?);
     }
-    // SAFETY: kill(2) on the pid of the child we spawned.
-    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGTERM) };
-    anyhow::ensure!(rec.wait_with_output()?.status.success(), "podtraild --no-syscall-tracepoints failed");
+    stop_podtraild(rec)?;
     let og = median_f(off_g);
     let (bs, ws, bg, wg) = (median_f(base_s), median_f(with_s), median_f(base_g), median_f(with_g));
     println!("privilege: {runs} runs each, medians; setuid loop = {setuid_calls} x setuid(0) as root (traced: a privilege row and a CAP_SETUID count each), getpid loop = {getpid_calls} x getpid (not traced)");
@@ -418,11 +421,7 @@ fn capture(execs: u64, connects: u64, runs: usize) -> anyhow::Result<()> {
     }
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("data");
-    let rec = Command::new(podtrail_tests::bin("podtraild"))
-        .args(["--data-dir", data.to_str().context("utf-8")?, "run"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
+    let rec = start_podtraild(&data, &[])?;
     // Wait until attached: the first exec after attach shows up in the hot tail.
     std::thread::sleep(Duration::from_secs(2));
     let (cpu0, _) = cpu_and_rss(rec.id())?;
@@ -436,11 +435,7 @@ fn capture(execs: u64, connects: u64, runs: usize) -> anyhow::Result<()> {
     let busy = t_with.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(1500));
     let (cpu1, rss_kib) = cpu_and_rss(rec.id())?;
-    // SAFETY: kill(2) on the pid of the child we spawned.
-    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGTERM) };
-    let out = rec.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "podtraild exited with {}", out.status);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let summary = stop_podtraild(rec)?;
     let events = ["exec_rows", "exit_rows", "conn_rows"].iter().map(|k| summary[k].as_u64().unwrap_or(0)).sum::<u64>();
     let drops = summary["kernel_drops"].as_u64().unwrap_or(0);
     let (be, we, bc, wc) = (median_f(base_exec), median_f(with_exec), median_f(base_conn), median_f(with_conn));
