@@ -80,6 +80,8 @@ echo '$ podtrail who-owned 10.244.77.2    (the stand-in pod, identified by the U
 "$BIN/podtrail" who-owned 10.244.77.2
 echo "\$ podtrail timeline --pod $POD_UID"
 "$BIN/podtrail" timeline --pod "$POD_UID"
+echo "\$ podtrail profile --pod $POD_UID    (what \`ip netns exec\` in the stand-in pod needed: setns, a mount namespace, remounts)"
+"$BIN/podtrail" profile --pod "$POD_UID"
 echo
 echo "podtraild keeps recording (pid $PID). Stop it with: kill -TERM $PID   (it drains, seals and exits 0)"
 echo "Query any time: export PODTRAIL_DATA_DIR=$DATA; $BIN/podtrail sql \"SELECT ...\"   (podtrail schema lists every column)"
