@@ -18,6 +18,8 @@
 //!   mounts a tmpfs at T0+36m, creates memfd `kworker` and executes it
 //!   (fileless) at T0+38m, loads a kprobe BPF program and tries to load
 //!   `rootkit.ko` (refused) at T0+39m; pod C's cgroup used CAP_SYS_ADMIN 4 times.
+//!   At T0+20m pod B's app (uid 1000) runs `/usr/bin/ping`, whose file
+//!   capabilities give it CAP_NET_RAW (one granted check).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -189,6 +191,18 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     }
     w.privilege(T0 + 39 * M, c, &fileless, 0, "bpf", [5, 0x1000, 0, 0, 0, 0], [2, 0, 0], [None, None, None], 7);
     w.privilege(T0 + 39 * M + S, c, &fileless, 0, "finit_module", [3, 0, 0, 0, 0, 0], [0; 3], [Some("rootkit.ko"), None, None], -1);
+    // Pod B's app runs ping, a file-capability binary: a non-root process that
+    // gains CAP_NET_RAW (what allowPrivilegeEscalation: false would stop).
+    w.exec(T0 + 20 * M, Some(b), 2100, Some(&ledger), 1000, &["/usr/bin/ping", "-c", "1", "10.244.1.7"]);
+    if let Some(e) = w.b.exec.last_mut() {
+        e.raw.cap_effective = 1 << 13;
+    }
+    w.b.caps.push(CapRow {
+        time: T0 + 20 * M,
+        first_seen: T0 + 20 * M,
+        delta: CapDelta { cgroup_id: b.cgroup, cap: 13, granted: 1, denied: 0, denied_unrecorded: 0, first_boot_ns: 0, last_boot_ns: 0 },
+        identity: ident(b),
+    });
     w.b.caps.push(CapRow {
         time: T0 + 39 * M + S,
         first_seen: T0 + 36 * M,

@@ -59,3 +59,22 @@ pub fn sql_count(data_dir: &std::path::Path, query: &str) -> u64 {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// YAML text parsed the way Kubernetes client tooling parses manifests
+/// (PyYAML, installed by tests/setup.sh), as JSON.
+pub fn yaml_to_json(yaml: &str) -> serde_json::Value {
+    use std::io::Write;
+    let parsed = Command::new("python3")
+        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("piped").write_all(yaml.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("python3 with PyYAML (tests/setup.sh installs it)");
+    assert!(parsed.status.success(), "not YAML: {}\n{yaml}", String::from_utf8_lossy(&parsed.stderr));
+    serde_json::from_slice(&parsed.stdout).expect("json.dumps output")
+}

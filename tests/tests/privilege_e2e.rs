@@ -76,25 +76,13 @@ fn each_privileged_operation_is_one_row_with_arguments_result_and_pod() {
     assert_eq!(rows(d, &format!("SELECT count(*) AS n FROM process_exec WHERE {pod} AND NOT fileless"))[0]["n"], 7, "every other exec in the pod is not fileless");
 }
 
-/// `podtrail profile --pod UID`: its text, and that text parsed the way
-/// Kubernetes client tooling parses manifests (PyYAML), as JSON.
+/// `podtrail profile --pod UID`: its text, and that text parsed as YAML.
 fn profile_yaml(data_dir: &str, uid: &str) -> (String, serde_json::Value) {
     let out = run("podtrail", &["--data-dir", data_dir, "profile", "--pod", uid]);
     let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "profile failed: {}\n{yaml}", String::from_utf8_lossy(&out.stderr));
-    let parsed = Command::new("python3")
-        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(yaml.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("python3 with PyYAML (tests/setup.sh installs it)");
-    assert!(parsed.status.success(), "profile output is not YAML: {}\n{yaml}", String::from_utf8_lossy(&parsed.stderr));
-    (yaml, serde_json::from_slice(&parsed.stdout).unwrap())
+    let v = podtrail_tests::yaml_to_json(&yaml);
+    (yaml, v)
 }
 
 #[test]

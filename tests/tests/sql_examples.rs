@@ -100,3 +100,43 @@ fn every_sql_example_runs_and_returns_the_known_answer() {
         assert!(result.is_ok(), "sql-examples/{name}.sql returned:\n{shown}");
     }
 }
+
+/// `podtrail profile` over the incident history: every rule of the profile
+/// (capabilities used, escalation, runAsNonRoot, by pod and by image).
+#[test]
+fn profiles_of_the_incident_pods() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fixture::write(&data).expect("writing the incident fixture");
+    let d = data.to_str().unwrap();
+    let profile = |args: &[&str]| {
+        let mut a = vec!["--data-dir", d, "profile"];
+        a.extend_from_slice(args);
+        let yaml = run_ok("podtrail", &a);
+        (podtrail_tests::yaml_to_json(&yaml), yaml)
+    };
+    // ledger-0: uid 1000 only, but ping gained CAP_NET_RAW from file capabilities.
+    let (v, yaml) = profile(&["--pod", "ledger-0"]);
+    let sc = &v["securityContext"];
+    assert_eq!(sc["capabilities"]["add"], json!(["NET_RAW"]), "{yaml}");
+    assert_eq!(sc["allowPrivilegeEscalation"], true, "{yaml}");
+    assert_eq!(sc["runAsNonRoot"], true, "{yaml}");
+    // payments-api-1: a refused setuid(0) is an attempt, not an escalation; the
+    // shell ran as root; no capability was granted.
+    let (v, yaml) = profile(&["--pod", "payments-api-1", "--namespace", "payments"]);
+    let sc = &v["securityContext"];
+    assert_eq!(sc["capabilities"]["add"], json!([]), "{yaml}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{yaml}");
+    assert!(sc.get("runAsNonRoot").is_none(), "{yaml}");
+    assert!(yaml.contains("#   setuid: 1 (0 succeeded)"), "the refused attempt is evidence:\n{yaml}");
+    // debug-shell by its image: CAP_SYS_ADMIN, and what it did with it.
+    let (v, yaml) = profile(&["--image", "registry.example/debug-shell:1"]);
+    assert_eq!(v["securityContext"]["capabilities"]["add"], json!(["SYS_ADMIN"]), "{yaml}");
+    for op in ["unshare mnt,net: 1 (1 succeeded)", "mount tmpfs: 1 (1 succeeded)", "finit_module rootkit.ko: 1 (0 succeeded)", "memfd_create memfd:kworker: 1 (1 succeeded)"] {
+        assert!(yaml.contains(op), "lacks {op:?}:\n{yaml}");
+    }
+    // A window before anything happened: no evidence, nothing proposed beyond drop ALL.
+    let (v, yaml) = profile(&["--pod", "debug-shell", "--until", "2026-11-17T14:00:00Z"]);
+    assert_eq!(v["securityContext"]["capabilities"]["add"], json!([]), "{yaml}");
+    assert!(yaml.contains("runAsNonRoot: not proposed: no exec recorded"), "{yaml}");
+}
