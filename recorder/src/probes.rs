@@ -370,22 +370,24 @@ pub struct RingReader {
 }
 
 impl RingReader {
-    /// Wait up to `timeout_ms` for records, then move every available one into `out`.
-    pub fn poll(&mut self, timeout_ms: i32, out: &mut Vec<Vec<u8>>) -> usize {
+    /// Wait up to `timeout_ms` for records, then hand every available one to
+    /// `each` (borrowed from the ring buffer: no copy). Returns how many.
+    pub fn poll(&mut self, timeout_ms: i32, mut each: impl FnMut(&[u8])) -> usize {
         let mut fds: Vec<libc::pollfd> = self.rings.iter().map(|(_, r)| libc::pollfd { fd: r.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        let before = out.len();
+        let mut n = 0;
         // Privilege and connection events are drained before process events:
         // an exec that happened before a connect is then always in the same
         // pass (or an earlier one), and passes are ordered by kernel time, so
         // the connect finds the process image it ran in.
         for (_, ring) in self.rings.iter_mut().rev() {
             while let Some(item) = ring.next() {
-                out.push(item.to_vec());
+                each(&item);
+                n += 1;
             }
         }
-        out.len() - before
+        n
     }
 }
 

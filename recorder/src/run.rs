@@ -115,23 +115,55 @@ fn now_ns() -> i64 {
 /// counted as loss).
 const READER_QUEUE_PASSES: usize = 8;
 
-/// Drain the kernel's ring buffers on a thread of their own: they keep emptying
-/// while the pipeline builds and writes a flush. Each pass is sent as one Vec.
-/// After STOP the thread drains once more and ends, closing the channel.
-fn spawn_ring_reader(mut reader: crate::probes::RingReader) -> std::io::Result<(mpsc::Receiver<Vec<Vec<u8>>>, std::thread::JoinHandle<()>)> {
+/// One drain of the ring buffers, decoded.
+#[derive(Default)]
+struct Pass {
+    events: Vec<RawEvent>,
+    /// Records that did not decode (counted as loss, never guessed into rows).
+    decode_errors: u64,
+}
+
+impl Pass {
+    /// Move this pass's events to the end of `events`, its errors into `errors`.
+    fn take_into(mut self, events: &mut Vec<RawEvent>, errors: &mut u64) {
+        if events.is_empty() {
+            *events = std::mem::take(&mut self.events);
+        } else {
+            events.append(&mut self.events);
+        }
+        *errors += self.decode_errors;
+    }
+}
+
+/// Drain the kernel's ring buffers and decode on a thread of their own: they
+/// keep emptying while the pipeline builds and writes a flush. Each pass is sent
+/// as one [`Pass`]. After STOP the thread drains once more and ends, closing the
+/// channel.
+fn spawn_ring_reader(mut reader: crate::probes::RingReader) -> std::io::Result<(mpsc::Receiver<Pass>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(READER_QUEUE_PASSES);
     let handle = std::thread::Builder::new().name("ring-reader".into()).spawn(move || {
+        let mut errors_total = 0u64;
         loop {
             let stopping = STOP.load(Ordering::SeqCst);
-            let mut pass = Vec::new();
-            let got = reader.poll(if stopping { 0 } else { 100 }, &mut pass);
+            let mut pass = Pass::default();
+            let mut take = |rec: &[u8]| match decode(rec) {
+                Ok(ev) => pass.events.push(ev),
+                Err(err) => {
+                    pass.decode_errors += 1;
+                    errors_total += 1;
+                    if errors_total.is_power_of_two() {
+                        tracing::warn!(len = rec.len(), errors.total = errors_total, "undecodable kernel record: {err}");
+                    }
+                }
+            };
+            let got = reader.poll(if stopping { 0 } else { 100 }, &mut take);
             if got > 0 && got < 512 && !stopping {
                 // A trickle wakes us per record; let records pool for a moment
                 // (the ring buffers hold megabytes).
                 std::thread::sleep(Duration::from_millis(10));
-                reader.poll(0, &mut pass);
+                reader.poll(0, &mut take);
             }
-            if !pass.is_empty() && tx.send(pass).is_err() {
+            if (!pass.events.is_empty() || pass.decode_errors > 0) && tx.send(pass).is_err() {
                 return; // the pipeline is gone
             }
             if stopping {
@@ -197,7 +229,8 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let boot_to_wall = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
     let mut summary = RunSummary::default();
     let mut batcher = Batcher::default();
-    let mut raw: Vec<Vec<u8>> = Vec::new();
+    // Decoded events of the passes taken since the last loop.
+    let mut events_in: Vec<RawEvent> = Vec::new();
     let reader = probes.take_reader().expect("the ring buffers are taken once, here");
     let (passes, reader_thread) = spawn_ring_reader(reader).map_err(RunError::Reader)?;
     let mut reader_thread = Some(reader_thread);
@@ -213,8 +246,8 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
         if stopping {
             // The reader drains the kernel's buffers once more after STOP and
             // ends: take everything it sent until then.
-            for mut pass in passes.iter() {
-                raw.append(&mut pass);
+            for pass in passes.iter() {
+                pass.take_into(&mut events_in, &mut decode_errors_window);
             }
             // The channel closed: the thread has ended.
             if let Some(Err(e)) = reader_thread.take().map(|h| h.join()) {
@@ -222,29 +255,18 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             }
         } else {
             match passes.recv_timeout(Duration::from_millis(100)) {
-                Ok(mut pass) => raw.append(&mut pass),
+                Ok(pass) => pass.take_into(&mut events_in, &mut decode_errors_window),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 // The reader ends after STOP, which the next pass sees.
                 Err(mpsc::RecvTimeoutError::Disconnected) if STOP.load(Ordering::SeqCst) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Err(RunError::ReaderGone),
             }
-            while let Ok(mut pass) = passes.try_recv() {
-                raw.append(&mut pass);
+            while let Ok(pass) = passes.try_recv() {
+                pass.take_into(&mut events_in, &mut decode_errors_window);
             }
         }
-        let mut events: Vec<RawEvent> = Vec::with_capacity(raw.len());
-        for rec in raw.drain(..) {
-            match decode(&rec) {
-                Ok(ev) => events.push(ev),
-                Err(err) => {
-                    decode_errors_window += 1;
-                    if decode_errors_window == 1 {
-                        tracing::warn!(len = rec.len(), "undecodable kernel record: {err}");
-                    }
-                }
-            }
-        }
-        // Two ring buffers: restore kernel order within the pass. Events are
+        let events = std::mem::take(&mut events_in);
+        // Several ring buffers: restore kernel order within the pass. Events are
         // large, so an order of indices is sorted, not the events (ties keep
         // the order in which the buffers gave them).
         let time_of = |ev: &RawEvent| match ev {
