@@ -50,7 +50,7 @@ enum Cmd {
         /// mount, umount, ptrace, bpf, module loads, memfd_create): no `privilege`
         /// rows for them. While any syscall tracepoint is on, the kernel sends
         /// every syscall of every process through its tracing entry path, which
-        /// costs each untraced syscall 10-15 ns (BENCHMARKS.md); this removes
+        /// costs each untraced syscall 8-33 ns (BENCHMARKS.md); this removes
         /// that cost. Capability counting (`cap_usage`) stays on.
         #[arg(long)]
         no_syscall_tracepoints: bool,
