@@ -84,12 +84,8 @@ enum Cmd {
         /// Namespace, when the name exists in several.
         #[arg(long, short)]
         namespace: Option<String>,
-        /// Start of the window (default: the start of the history), e.g. `-2h`.
-        #[arg(long, allow_hyphen_values = true)]
-        since: Option<String>,
-        /// End of the window, exclusive (default: now).
-        #[arg(long, allow_hyphen_values = true)]
-        until: Option<String>,
+        #[command(flatten)]
+        window: Window,
         #[arg(long)]
         json: bool,
     },
@@ -112,12 +108,8 @@ enum Cmd {
         /// Every container of this image reference (exactly as the runtime reported it).
         #[arg(long)]
         image: Option<String>,
-        /// Start of the window (default: the start of the history), e.g. `-7d`.
-        #[arg(long, allow_hyphen_values = true)]
-        since: Option<String>,
-        /// End of the window, exclusive (default: now).
-        #[arg(long, allow_hyphen_values = true)]
-        until: Option<String>,
+        #[command(flatten)]
+        window: Window,
         #[arg(long)]
         json: bool,
     },
@@ -134,6 +126,17 @@ enum Cmd {
     },
     /// Print the reference of every table and column (Markdown).
     Schema,
+}
+
+/// A time window of the history (timeline, profile).
+#[derive(clap::Args)]
+struct Window {
+    /// Start of the window (default: the start of the history), e.g. `-2h`.
+    #[arg(long, allow_hyphen_values = true)]
+    since: Option<String>,
+    /// End of the window, exclusive (default: now).
+    #[arg(long, allow_hyphen_values = true)]
+    until: Option<String>,
 }
 
 /// Write to standard output; a closed pipe (`| head`) is not an error worth a message.
@@ -161,16 +164,18 @@ fn report<T: serde::Serialize + std::fmt::Display>(engine: &Engine, answer: Resu
     Ok(0)
 }
 
-/// `--since` / `--until` as ns, checked to be in order.
-fn window(since: Option<&str>, until: Option<&str>) -> Result<(Option<i64>, Option<i64>), QueryError> {
-    let since = since.map(parse_time).transpose()?;
-    let until = until.map(parse_time).transpose()?;
-    if let (Some(s), Some(u)) = (since, until) {
-        if s >= u {
-            return Err(QueryError::BadQuery("--since must be before --until".into()));
+impl Window {
+    /// `--since` / `--until` as ns, checked to be in order.
+    fn parse(&self) -> Result<(Option<i64>, Option<i64>), QueryError> {
+        let since = self.since.as_deref().map(parse_time).transpose()?;
+        let until = self.until.as_deref().map(parse_time).transpose()?;
+        if let (Some(s), Some(u)) = (since, until) {
+            if s >= u {
+                return Err(QueryError::BadQuery("--since must be before --until".into()));
+            }
         }
+        Ok((since, until))
     }
-    Ok((since, until))
 }
 
 fn main() -> ExitCode {
@@ -229,15 +234,15 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
             print_out(text.as_bytes())?;
             Ok(0)
         }
-        Cmd::Timeline { pod, namespace, since, until, json } => {
-            let (since, until) = window(since.as_deref(), until.as_deref())?;
+        Cmd::Timeline { pod, namespace, window, json } => {
+            let (since, until) = window.parse()?;
             let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
             let pods = podtrail_query::timeline::resolve_pod(&engine, &pod, namespace.as_deref()).await?;
             let tl = podtrail_query::timeline::timeline(&engine, pods, since, until).await;
             report(&engine, tl, json)
         }
-        Cmd::Profile { pod, namespace, image, since, until, json } => {
-            let (since, until) = window(since.as_deref(), until.as_deref())?;
+        Cmd::Profile { pod, namespace, image, window, json } => {
+            let (since, until) = window.parse()?;
             let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
             let subject = match (pod, image) {
                 (Some(pod), _) => podtrail_query::profile::Subject::Pods(podtrail_query::timeline::resolve_pod(&engine, &pod, namespace.as_deref()).await?),
