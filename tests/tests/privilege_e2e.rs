@@ -126,6 +126,11 @@ fn profile_proposes_exactly_the_capabilities_used_as_valid_yaml() {
     assert!(!programs.iter().any(|p| p.starts_with("cap_check ")), "{programs:?}");
     let modules = Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_finit_module").exists();
     assert_eq!(programs.iter().any(|p| p.starts_with("enter_finit_module ")), !modules, "finit_module is unavailable exactly when the kernel has no such tracepoint: {programs:?}");
+    // Unavailable for that reason only: a program the verifier refused would
+    // also land here, and must not hide behind a missing tracepoint.
+    for p in programs.iter().filter(|p| p.contains("module ")) {
+        assert!(p.contains("_module/id`: No such file or directory"), "not a missing tracepoint: {p}");
+    }
 
     // A recorder on a kernel without capability/cap_capable: the profile says
     // so and proposes no capability list rather than an empty (wrong) one.
