@@ -322,6 +322,14 @@ fn errno_name(e: u32) -> String {
 mod tests {
     use super::*;
 
+    /// The bytes of a plain `#[repr(C)]` event mirror, as the kernel sends it.
+    fn bytes_of<T: Copy>(e: &T) -> Vec<u8> {
+        let mut b = vec![0u8; std::mem::size_of::<T>()];
+        // SAFETY: T is a plain-old-data mirror; exactly size_of::<T>() bytes written.
+        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<T>(), *e) };
+        b
+    }
+
     fn exec_bytes(filename: &str, argv: &[&str]) -> Vec<u8> {
         let mut b = vec![0u8; EXEC_HEADER_LEN];
         let mut fname = filename.as_bytes().to_vec();
@@ -364,8 +372,7 @@ mod tests {
 
     #[test]
     fn conn_record_pre_and_post_nat() {
-        let mut b = vec![0u8; std::mem::size_of::<ConnEvent>()];
-        let mut e: ConnEvent = read(&b);
+        let mut e: ConnEvent = read(&[0u8; std::mem::size_of::<ConnEvent>()]);
         e.kind = KIND_CONN;
         e.event = CONN_CONNECT;
         e.family = 2;
@@ -380,9 +387,7 @@ mod tests {
         e.nat_daddr[..4].copy_from_slice(&[10, 244, 2, 2]);
         e.nat_dport = 8080;
         e.comm[..4].copy_from_slice(b"curl");
-        // SAFETY: ConnEvent is plain old data; writing it as bytes of its size.
-        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<ConnEvent>(), e) };
-        let RawEvent::Conn(c) = decode(&b).unwrap() else { panic!() };
+        let RawEvent::Conn(c) = decode(&bytes_of(&e)).unwrap() else { panic!() };
         assert_eq!(c.event, "connect");
         assert_eq!(c.owner, Some((77, "curl".into())));
         assert_eq!(c.src, ("10.244.1.2".parse().unwrap(), 40000));
@@ -390,9 +395,7 @@ mod tests {
         assert_eq!(c.nat_dst, Some(("10.244.2.2".parse().unwrap(), 8080)));
         assert_eq!(c.bytes, None);
         e.family = 99;
-        // SAFETY: as above.
-        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<ConnEvent>(), e) };
-        assert!(matches!(decode(&b), Err(DecodeError::Field { field: "family", .. })));
+        assert!(matches!(decode(&bytes_of(&e)), Err(DecodeError::Field { field: "family", .. })));
     }
 
     #[test]
@@ -409,16 +412,14 @@ mod tests {
 
     #[test]
     fn privilege_records_with_and_without_strings() {
-        let mut b = vec![0u8; std::mem::size_of::<PrivEvent>()];
-        let mut e: PrivEvent = read(&b);
+        let mut e: PrivEvent = read(&[0u8; std::mem::size_of::<PrivEvent>()]);
         e.kind = KIND_PRIV;
         e.op = podtrail_ebpf::PRIV_MOUNT;
         e.ret = -1;
         e.str_len = [6, 4, 0];
         e.str[0][..6].copy_from_slice(b"tmpfs\0");
         e.str[1][..4].copy_from_slice(b"/mn\0");
-        // SAFETY: PrivEvent is plain old data; writing it as bytes of its size.
-        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<PrivEvent>(), e) };
+        let b = bytes_of(&e);
         let RawEvent::Priv(p) = decode(&b).unwrap() else { panic!() };
         assert_eq!((p.kind, p.result), ("mount", -1));
         assert_eq!(p.strs, [Some("tmpfs".to_string()), Some("/mn".to_string()), None]);
@@ -426,16 +427,14 @@ mod tests {
         assert!(matches!(decode(&b[..PRIV_SHORT_LEN]), Err(DecodeError::Field { .. })));
         e.str_len = [0; 3];
         e.op = podtrail_ebpf::PRIV_SETUID;
-        // SAFETY: as above.
-        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<PrivEvent>(), e) };
+        let b = bytes_of(&e);
         let RawEvent::Priv(p) = decode(&b[..PRIV_SHORT_LEN]).unwrap() else { panic!() };
         assert_eq!((p.kind, p.strs.clone()), ("setuid", [None, None, None]));
         assert!(matches!(decode(&b[..PRIV_SHORT_LEN + 1]), Err(DecodeError::Length { kind: "privilege", .. })));
         e.op = 99;
-        // SAFETY: as above.
-        unsafe { std::ptr::write_unaligned(b.as_mut_ptr().cast::<PrivEvent>(), e) };
-        assert!(matches!(decode(&b), Err(DecodeError::Field { field: "op", .. })));
+        assert!(matches!(decode(&bytes_of(&e)), Err(DecodeError::Field { field: "op", .. })));
     }
+
 
     #[test]
     fn fork_record_decodes_and_a_wrong_size_is_an_error() {

@@ -39,6 +39,18 @@ struct ObjectSpec {
     name: &'static str,
     bytes: fn() -> &'static [u8],
     programs: &'static [(&'static str, Attach, Need)],
+    /// What a count in its `drops` means, for `loss` rows.
+    drops: Drops,
+}
+
+/// Where the records counted in an object's `drops` would have gone, and why
+/// they were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    /// `loss.table_name`
+    pub tables: &'static str,
+    /// `loss.detail`
+    pub detail: &'static str,
 }
 
 /// enter_/exit_ program pairs of privilege.bpf.o, one per traced syscall
@@ -56,6 +68,7 @@ const OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "process.bpf.o",
         bytes: podtrail_ebpf::process_object,
+        drops: Drops { tables: "process_exec/process_exit", detail: "ring buffer of process.bpf.o full" },
         programs: &[
             ("handle_exec", Attach::BtfTracepoint("sched_process_exec"), Need::Required),
             ("handle_exit", Attach::BtfTracepoint("sched_process_exit"), Need::Required),
@@ -65,6 +78,7 @@ const OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "net.bpf.o",
         bytes: podtrail_ebpf::net_object,
+        drops: Drops { tables: "net_conn", detail: "ring buffer of net.bpf.o full" },
         programs: &[
             ("connect4", Attach::CgroupRoot("connect4"), Need::Required),
             ("connect6", Attach::CgroupRoot("connect6"), Need::Required),
@@ -75,6 +89,8 @@ const OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "privilege.bpf.o",
         bytes: podtrail_ebpf::privilege_object,
+        // Also counted: a full per-thread `pending` map or `cap_usage` map.
+        drops: Drops { tables: "privilege/cap_usage", detail: "ring buffer or map of privilege.bpf.o full" },
         // `bpf` last: podtraild's own loads and attaches before it are not recorded.
         programs: syscall_programs!(
             [(CAP_CHECK_PROGRAM, Attach::BtfTracepoint("cap_capable"), Need::Optional),]
@@ -124,6 +140,7 @@ pub enum ProbeError {
 /// One loaded object: its drop counters (its ring buffer is in [`RingReader`]).
 struct Source {
     object: &'static str,
+    what: Drops,
     drops: PerCpuArray<MapData, u64>,
     /// privilege.bpf.o's capability counters.
     cap_usage: Option<BpfHashMap<MapData, CapKeyPod, CapValPod>>,
@@ -303,7 +320,7 @@ impl Probes {
                 None => None,
             };
             rings.push((object, ring));
-            sources.push(Source { object, drops, cap_usage, _ebpf: ebpf });
+            sources.push(Source { object, what: spec.drops, drops, cap_usage, _ebpf: ebpf });
         }
         if !syscall_tracepoints {
             tracing::info!("privilege syscalls not traced (--no-syscall-tracepoints): no privilege rows for them; capability counting stays on");
@@ -345,8 +362,8 @@ impl Probes {
     }
 
 
-    /// Records the kernel could not reserve since load: (object, per-CPU counts).
-    pub fn drops_per_cpu(&self) -> Vec<(&'static str, Vec<u64>)> {
+    /// Records the kernel could not reserve since load: (what they were, per-CPU counts).
+    pub fn drops_per_cpu(&self) -> Vec<(Drops, Vec<u64>)> {
         self.sources
             .iter()
             .map(|s| {
@@ -357,7 +374,7 @@ impl Probes {
                         Vec::new()
                     }
                 };
-                (s.object, v)
+                (s.what, v)
             })
             .collect()
     }
@@ -463,6 +480,13 @@ mod tests {
         let spaced = "25 20 0:23 / /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount(spaced), Some(PathBuf::from("/mnt/my cg")));
         assert_eq!(cgroup2_mount("32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), None);
+    }
+
+    #[test]
+    fn each_object_names_its_own_drops() {
+        for o in OBJECTS {
+            assert!(o.drops.detail.contains(o.name), "{}: {}", o.name, o.drops.detail);
+        }
     }
 
     #[test]

@@ -316,7 +316,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
         identity.stamp(&mut batcher, now_ns(), false);
         identity.refresh_waiting(now_ns());
         // Once a second, or sooner under a storm: pending rows are memory.
-        if stopping || last_tick.elapsed() >= Duration::from_secs(1) || batcher.pending() >= MAX_PENDING_ROWS {
+        // (Rows held for pod names count too: at most one early flush per 100 ms.)
+        let since_tick = last_tick.elapsed();
+        if stopping || since_tick >= Duration::from_secs(1) || (batcher.pending() >= MAX_PENDING_ROWS && since_tick >= Duration::from_millis(100)) {
             last_tick = Instant::now();
             for delta in cap_counters.diff(probes.cap_usage()) {
                 batcher.caps.push(CapRow {
@@ -370,12 +372,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             metrics.bytes_sealed.store(st.bytes_sealed, Ordering::Relaxed);
             metrics.hot_flushes.store(st.hot_flushes, Ordering::Relaxed);
             let window_end = now_ns();
-            for ((object, drops), last_obj) in probes.drops_per_cpu().into_iter().zip(last_drops.iter_mut()) {
-                let table = match object {
-                    "net.bpf.o" => "net_conn",
-                    "privilege.bpf.o" => "privilege/cap_usage",
-                    _ => "process_exec/process_exit",
-                };
+            for ((what, drops), last_obj) in probes.drops_per_cpu().into_iter().zip(last_drops.iter_mut()) {
                 for (cpu, (&now, last)) in drops.iter().zip(last_obj.iter_mut()).enumerate() {
                     if now > *last {
                         let lost = now - *last;
@@ -385,14 +382,10 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                             time_from: window_start,
                             time_to: window_end,
                             source: "kernel_ringbuf".into(),
-                            table_name: Some(table.into()),
+                            table_name: Some(what.tables.into()),
                             cpu: Some(cpu as u32),
                             count: lost,
-                            detail: Some(if object == "privilege.bpf.o" {
-                                format!("ring buffer or map of {object} full")
-                            } else {
-                                format!("ring buffer of {object} full")
-                            }),
+                            detail: Some(what.detail.into()),
                         })?;
                         *last = now;
                     }

@@ -17,10 +17,6 @@ fn in_pod(cg: &PodCgroup, program: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn rows(d: &Path, q: &str) -> Vec<serde_json::Value> {
-    sql_json(d, q)
-}
-
 #[test]
 fn each_privileged_operation_is_one_row_with_arguments_result_and_pod() {
     let mut rec = Recorder::start_with(&["--no-cri"]);
@@ -45,35 +41,37 @@ fn each_privileged_operation_is_one_row_with_arguments_result_and_pod() {
     assert_eq!(summary["kernel_drops"], 0, "{summary}");
     let pod = format!("pod_uid = '{}' AND container_id = '{}'", cg.uid, cg.container_id);
 
-    let setuid = rows(d, &format!("SELECT uid, euid, result, error, new_uid, comm, exec_id FROM privilege WHERE {pod} AND kind = 'setuid' ORDER BY time"));
+    let setuid = sql_json(d, &format!("SELECT uid, euid, result, error, new_uid, comm, exec_id FROM privilege WHERE {pod} AND kind = 'setuid' ORDER BY time"));
     assert_eq!(setuid.len(), 2, "one refused and one granted setuid: {setuid:?}");
     assert_eq!((&setuid[0]["uid"], &setuid[0]["euid"], &setuid[0]["result"], &setuid[0]["error"], &setuid[0]["new_uid"]), (&1000.into(), &1000.into(), &(-1).into(), &"EPERM".into(), &0.into()));
     assert_eq!((&setuid[1]["uid"], &setuid[1]["result"], &setuid[1]["error"], &setuid[1]["new_uid"]), (&0.into(), &0.into(), &serde_json::Value::Null, &0.into()));
     assert!(setuid.iter().all(|r| r["comm"] == "podtrail-syspro" && r["exec_id"].is_u64()), "{setuid:?}");
     // The drop to uid 1000 before the refused call is its own, granted, row.
-    let drop = rows(d, &format!("SELECT new_uid, new_euid, new_suid, result FROM privilege WHERE {pod} AND kind = 'setresuid'"));
+    let drop = sql_json(d, &format!("SELECT new_uid, new_euid, new_suid, result FROM privilege WHERE {pod} AND kind = 'setresuid'"));
     assert_eq!(drop, vec![serde_json::json!({"new_uid": 1000, "new_euid": 1000, "new_suid": 1000, "result": 0})]);
 
-    let unshare = rows(d, &format!("SELECT namespaces, result FROM privilege WHERE {pod} AND kind = 'unshare' ORDER BY time"));
+    let unshare = sql_json(d, &format!("SELECT namespaces, result FROM privilege WHERE {pod} AND kind = 'unshare' ORDER BY time"));
     assert_eq!(unshare, vec![serde_json::json!({"namespaces": "net", "result": 0}), serde_json::json!({"namespaces": "mnt", "result": 0})], "unshare -n, then unshare -m");
 
-    let mounts = rows(d, &format!("SELECT source, target, fstype, result, comm FROM privilege WHERE {pod} AND kind = 'mount' AND fstype = 'tmpfs'"));
+    let mounts = sql_json(d, &format!("SELECT source, target, fstype, result, comm FROM privilege WHERE {pod} AND kind = 'mount' AND fstype = 'tmpfs'"));
     assert_eq!(mounts, vec![serde_json::json!({"source": "pt-test-tmpfs", "target": mnt.to_str().unwrap(), "fstype": "tmpfs", "result": 0, "comm": "mount"})]);
 
-    let memfd = rows(d, &format!("SELECT file, result FROM privilege WHERE {pod} AND kind = 'memfd_create'"));
+    let memfd = sql_json(d, &format!("SELECT file, result FROM privilege WHERE {pod} AND kind = 'memfd_create'"));
     assert_eq!(memfd.len(), 1, "{memfd:?}");
     assert_eq!(memfd[0]["file"], format!("memfd:{fileless}"));
     assert!(memfd[0]["result"].as_i64().unwrap() >= 0);
-    let execs = rows(d, &format!("SELECT binary, fileless, args FROM process_exec WHERE {pod} AND fileless"));
+    let execs = sql_json(d, &format!("SELECT binary, fileless, args FROM process_exec WHERE {pod} AND fileless"));
     assert_eq!(execs, vec![serde_json::json!({"binary": format!("memfd:{fileless}"), "fileless": true, "args": [fileless]})], "the fileless exec is marked");
     // The timeline shows them among the pod's other events.
     let tl = podtrail_tests::run_ok("podtrail", &["--data-dir", d.to_str().unwrap(), "timeline", "--pod", &cg.uid]);
     for want in ["setuid(uid 0) refused: EPERM by podtrail-syspro", "setuid(uid 0) = 0 by podtrail-syspro", "unshare(net) = 0 by unshare", "mount(tmpfs pt-test-tmpfs on ", "memfd_create(memfd:"] {
         assert!(tl.contains(want), "timeline lacks {want:?}:\n{tl}");
     }
-    assert!(tl.contains(" privilege\n"), "{tl}");
+    // Every privilege row of the pod, refused capability checks included, and no other.
+    let n = sql_json(d, &format!("SELECT count(*) AS n FROM privilege WHERE pod_uid = '{}'", cg.uid))[0]["n"].as_u64().unwrap();
+    assert!(tl.trim_end().ends_with(&format!(", {n} privilege")), "timeline count vs {n} privilege rows:\n{tl}");
     // sysprobe x3, unshare + true, unshare + mount, and the sysprobe that made the memfd.
-    assert_eq!(rows(d, &format!("SELECT count(*) AS n FROM process_exec WHERE {pod} AND NOT fileless"))[0]["n"], 7, "every other exec in the pod is not fileless");
+    assert_eq!(sql_json(d, &format!("SELECT count(*) AS n FROM process_exec WHERE {pod} AND NOT fileless"))[0]["n"], 7, "every other exec in the pod is not fileless");
 }
 
 /// `podtrail profile --pod UID`: its text, and that text parsed as YAML.
