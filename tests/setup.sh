@@ -43,6 +43,10 @@ pip_need=()
 python3 -c 'import duckdb' 2>/dev/null || pip_need+=(duckdb)
 python3 -c 'import yaml' 2>/dev/null || pip_need+=(pyyaml)
 command -v duckdb >/dev/null || pip_need+=(duckdb-cli)
+# The lake tests: an S3-compatible server on 127.0.0.1 (moto) and boto3 to look
+# into it, as an independent client.
+python3 -c 'import moto.server, flask' 2>/dev/null || pip_need+=('moto[server]')
+python3 -c 'import boto3' 2>/dev/null || pip_need+=(boto3)
 if [ ${#pip_need[@]} -gt 0 ]; then
   echo "setup: installing ${pip_need[*]} (pip)" >&2
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_need[@]}"

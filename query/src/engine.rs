@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{MemTable, Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
@@ -86,8 +86,17 @@ struct Shared {
 
 pub struct Engine {
     ctx: SessionContext,
-    shared: Arc<Shared>,
+    /// The node's data dir; None for an engine over a lake.
+    shared: Option<Arc<Shared>>,
     hot_rows: HashMap<&'static str, u64>,
+}
+
+fn session_config() -> SessionConfig {
+    SessionConfig::new()
+        .with_target_partitions(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        .with_information_schema(true)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true)
 }
 
 impl Engine {
@@ -142,12 +151,7 @@ impl Engine {
             verified: Mutex::new(HashMap::new()),
         });
 
-        let config = SessionConfig::new()
-            .with_target_partitions(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
-            .with_information_schema(true)
-            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-            .set_bool("datafusion.execution.parquet.reorder_filters", true);
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config(session_config());
         let mut hot_rows = HashMap::new();
         for def in EVENT_TABLES {
             let hot = hot_by_table.remove(def.name).unwrap_or_default();
@@ -162,7 +166,47 @@ impl Engine {
             let t = MemTable::try_new(def.arrow_schema(), vec![vec![batch]])?;
             ctx.register_table(def.name, Arc::new(t))?;
         }
-        Ok(Engine { ctx, shared, hot_rows })
+        Ok(Engine { ctx, shared: Some(shared), hot_rows })
+    }
+
+    /// Open a lake written by `podtrail export` / `podtraild --ship-to`: every
+    /// node's event tables (partitioned by `date` and `node`, both columns here) and
+    /// identity snapshots, with the same table names and `who_owned()`.
+    ///
+    /// Partition pruning: `date` and `node` predicates skip whole directories, and a
+    /// bound on `time` is turned into a `date` bound (a segment's date is that of its
+    /// earliest row and segments never span an hour boundary, so rows at `time >= T`
+    /// lie in dates from the day before T's).
+    pub async fn open_lake(lake: &podtrail_schema::lake::Lake) -> Result<Engine, QueryError> {
+        let ctx = SessionContext::new_with_config(session_config());
+        if let Some(u) = lake.store_url() {
+            let url = datafusion::execution::object_store::ObjectStoreUrl::parse(&u)?;
+            ctx.register_object_store(url.as_ref(), lake.store());
+        }
+        let lake_err = |e: DataFusionError| QueryError::Runtime(format!("lake {}: {}", lake.target(), one_line(&e.to_string())));
+        for def in EVENT_TABLES {
+            // `node` comes from the partition path, so the file's own is not read.
+            let base = def.arrow_schema();
+            let file_schema = Arc::new(arrow::datatypes::Schema::new(base.fields().iter().filter(|f| f.name() != "node").cloned().collect::<Vec<_>>()));
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(layout::SEGMENT_EXT)
+                .with_table_partition_cols(vec![("date".into(), DataType::Utf8), ("node".into(), DataType::Utf8)]);
+            let url = ListingTableUrl::parse(lake.table_url(def.name)).map_err(lake_err)?;
+            let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(file_schema);
+            let inner = ListingTable::try_new(config).map_err(lake_err)?;
+            ctx.register_table(def.name, Arc::new(LakeTable { name: def.name, inner }))?;
+        }
+        for def in podtrail_schema::lake::SNAPSHOT_TABLES {
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(layout::SEGMENT_EXT);
+            let url = ListingTableUrl::parse(lake.table_url(def.name)).map_err(lake_err)?;
+            let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(podtrail_schema::lake::snapshot_schema(def));
+            ctx.register_table(def.name, Arc::new(ListingTable::try_new(config).map_err(lake_err)?))?;
+        }
+        let owners_schema = podtrail_schema::lake::snapshot_schema(&IP_OWNERS);
+        let owners = ctx.sql("SELECT * FROM ip_owners").await?.collect().await.map_err(lake_err)?;
+        let owners = arrow::compute::concat_batches(&owners_schema, &owners).map_err(|e| QueryError::Runtime(format!("lake {}: ip_owners: {e}", lake.target())))?;
+        ctx.register_udtf("who_owned", Arc::new(WhoOwned { owners }));
+        Ok(Engine { ctx, shared: None, hot_rows: HashMap::new() })
     }
 
     /// Rows of `table` in the hot tail (not yet sealed) when the engine opened.
@@ -197,19 +241,32 @@ impl Engine {
     /// Programs the latest recorder run could not attach or was told not to
     /// (`program (attach point): reason`, from the catalog's `meta`).
     pub fn unavailable_programs(&self) -> Result<Vec<String>, QueryError> {
-        let Some(meta) = self.shared.catalog.lock().expect("poisoned").meta(podtrail_schema::catalog::META_CAPTURE_UNAVAILABLE)? else { return Ok(Vec::new()) };
+        let Some(shared) = &self.shared else { return Ok(Vec::new()) };
+        let Some(meta) = shared.catalog.lock().expect("poisoned").meta(podtrail_schema::catalog::META_CAPTURE_UNAVAILABLE)? else { return Ok(Vec::new()) };
         let v: serde_json::Value =
             serde_json::from_str(&meta).map_err(|e| QueryError::Runtime(format!("catalog meta capture_unavailable is not JSON ({e}): {meta}")))?;
         Ok(v["programs"].as_array().into_iter().flatten().filter_map(|p| p.as_str().map(str::to_owned)).collect())
     }
 
+    /// Per shipping target: segments shipped and sealed ones waiting (data dir only).
+    pub fn shipping_state(&self) -> Result<Vec<(String, u64, u64)>, QueryError> {
+        let Some(shared) = &self.shared else { return Ok(Vec::new()) };
+        Ok(shared.catalog.lock().expect("poisoned").shipping_state()?)
+    }
+
     /// Warnings raised so far (damaged segments skipped, ...), oldest first.
     pub fn warnings(&self) -> Vec<String> {
-        self.shared.warnings.lock().expect("poisoned").clone()
+        self.shared.as_ref().map(|s| s.warnings.lock().expect("poisoned").clone()).unwrap_or_default()
+    }
+
+    /// Over a lake (`podtrail sql --lake`) rather than a node's data dir.
+    pub fn is_lake(&self) -> bool {
+        self.shared.is_none()
     }
 
     pub fn scan_stats(&self) -> ScanStatsSnapshot {
-        let s = &self.shared.stats;
+        let Some(shared) = &self.shared else { return ScanStatsSnapshot { segments_live: 0, segments_selected: 0, segments_skipped: 0, hot_rows: 0 } };
+        let s = &shared.stats;
         ScanStatsSnapshot {
             segments_live: s.segments_live.load(Ordering::Relaxed),
             segments_selected: s.segments_selected.load(Ordering::Relaxed),
@@ -491,6 +548,58 @@ impl TableProvider for SegmentTable {
         }
         UnionExec::try_new(inputs)
     }
+}
+
+/// An event table in the lake: a listing of `<table>/date=/node=/` whose scans also
+/// get a `date` bound derived from any bound on `time`.
+#[derive(Debug)]
+struct LakeTable {
+    name: &'static str,
+    inner: ListingTable,
+}
+
+#[async_trait]
+impl TableProvider for LakeTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let mut filters = filters.to_vec();
+        filters.extend(date_bounds(&SegmentFilter::from_filters(&filters)));
+        tracing::debug!(table = self.name, ?filters, "lake scan");
+        self.inner.scan(state, projection, &filters, limit).await
+    }
+}
+
+/// `date` partition predicates implied by a time window: the upper bound is the
+/// date of the window's end; the lower one the day before the start's date (a
+/// segment is filed under its earliest row's date and spans at most an hour).
+fn date_bounds(sf: &SegmentFilter) -> Vec<Expr> {
+    use datafusion::prelude::{col, lit};
+    let day = |ns: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(ns).format("%Y-%m-%d").to_string();
+    let mut out = Vec::new();
+    if sf.time_from != i64::MIN {
+        out.push(col("date").gt_eq(lit(day(sf.time_from.saturating_sub(86_400_000_000_000)))));
+    }
+    if sf.time_to != i64::MAX {
+        out.push(col("date").lt_eq(lit(day(sf.time_to))));
+    }
+    out
 }
 
 /// `who_owned(ip, time)`: the `ip_owners` rows whose interval holds `time`.

@@ -2,6 +2,8 @@
 //! read-only (also while `podtraild` writes) and never depends on the recorder.
 
 pub mod engine;
+pub mod export;
+pub mod ocsf;
 pub mod output;
 pub mod profile;
 pub mod status;

@@ -30,6 +30,15 @@ struct Cli {
     /// Fail on a damaged or missing segment instead of skipping it with a warning.
     #[arg(long, global = true)]
     strict: bool,
+    /// Query a lake written by `podtrail export` / `podtraild --ship-to` (every
+    /// node in it) instead of the data dir: a directory or s3://BUCKET/PREFIX.
+    /// Works with sql, who-owned, timeline and profile; `date` and `node` are
+    /// columns of every event table there (partitions: filter on them, or on
+    /// `time`, to read less).
+    #[arg(long, global = true, value_name = "DIR|s3://BUCKET/PREFIX")]
+    lake: Option<String>,
+    #[command(flatten)]
+    s3: S3Args,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -124,8 +133,88 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the sealed history to a lake: a directory or s3://BUCKET/PREFIX.
+    ///
+    /// Writes `<table>/date=YYYY-MM-DD/node=<node>/<segment-id>.parquet` (zstd, the
+    /// node's own files) for every segment overlapping the window, then this node's
+    /// `pods`, `containers`, `ip_owners` and `podtrail_loss` as
+    /// `<table>/<node>.parquet`. Idempotent: objects already there are not written
+    /// again, so a rerun (or an interrupted run rerun) ends with exactly one copy of
+    /// each row. A segment overlapping the window is exported whole. Rows not yet
+    /// sealed are counted, not exported.
+    ///
+    /// S3: credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/
+    /// AWS_SESSION_TOKEN) or AWS_PROFILE (~/.aws/credentials); region from --region,
+    /// AWS_REGION or the profile; --endpoint for S3-compatible stores (path-style
+    /// requests unless --virtual-hosted-style).
+    ///
+    /// Example: podtrail export --to s3://forensics/podtrail --since yesterday --until today
+    Export {
+        /// Destination: a directory or s3://BUCKET/PREFIX.
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        to: String,
+        #[command(flatten)]
+        window: Window,
+        /// Only these event tables (repeatable; default all). Identity snapshots are always written.
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+        /// Node name in the lake's paths (default: the recorder's node name).
+        #[arg(long)]
+        node: Option<String>,
+        /// `native`: the tables as on the node; `ocsf`: OCSF Process Activity (1007)
+        /// and Network Activity (4001) under ocsf/ (schema/OCSF.md).
+        #[arg(long, value_enum, default_value_t = podtrail_query::export::LakeSchema::Native)]
+        schema: podtrail_query::export::LakeSchema,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the reference of every table and column (Markdown).
-    Schema,
+    Schema {
+        /// Print the OCSF mapping of `export --schema ocsf` instead.
+        #[arg(long)]
+        ocsf: bool,
+    },
+}
+
+/// S3 settings for --lake and export --to s3://.
+#[derive(clap::Args)]
+struct S3Args {
+    /// S3-compatible endpoint, e.g. http://127.0.0.1:9000 (also AWS_ENDPOINT_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Region (default: AWS_REGION, the profile's, else us-east-1).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Address buckets as https://BUCKET.host/ instead of https://host/BUCKET/.
+    #[arg(long, global = true)]
+    virtual_hosted_style: bool,
+}
+
+impl S3Args {
+    fn options(&self) -> podtrail_schema::lake::S3Options {
+        podtrail_schema::lake::S3Options {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            virtual_hosted_style: self.virtual_hosted_style,
+            ..Default::default()
+        }
+    }
+}
+
+/// The engine over the data dir, or over the lake when --lake is given.
+async fn open_engine(cli: &Cli, verify_reads: bool) -> Result<Engine, QueryError> {
+    match &cli.lake {
+        None => Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads }).await,
+        Some(l) => {
+            let target = podtrail_schema::lake::Target::parse(l).map_err(|e| QueryError::BadQuery(e.to_string()))?;
+            let lake = podtrail_schema::lake::Lake::open(&target, &cli.s3.options(), false).map_err(|e| match e {
+                podtrail_schema::lake::LakeError::Usage(m) => QueryError::BadQuery(m),
+                e => QueryError::Runtime(e.to_string()),
+            })?;
+            lake.check().await.map_err(|e| QueryError::Runtime(e.to_string()))?;
+            Engine::open_lake(&lake).await
+        }
+    }
 }
 
 /// A time window of the history (timeline, profile).
@@ -200,15 +289,47 @@ fn main() -> ExitCode {
     }
 }
 
+/// Commands that read a node's data dir only.
+fn no_lake(cli: &Cli, cmd: &str) -> Result<(), QueryError> {
+    match &cli.lake {
+        Some(_) => Err(QueryError::BadQuery(format!("`podtrail {cmd}` works on a node's data dir, not on --lake"))),
+        None => Ok(()),
+    }
+}
+
 async fn run(cli: Cli) -> Result<u8, QueryError> {
-    match cli.cmd {
-        Cmd::Schema => {
-            print!("{}", podtrail_schema::tables::tables_markdown());
+    match &cli.cmd {
+        Cmd::Schema { ocsf } => {
+            if *ocsf {
+                print!("{}", podtrail_query::ocsf::markdown());
+            } else {
+                print!("{}", podtrail_schema::tables::tables_markdown());
+            }
             Ok(0)
         }
+        Cmd::Export { to, window, tables, node, schema, json } => {
+            no_lake(&cli, "export")?;
+            let (since, until) = window.parse()?;
+            let to = podtrail_schema::lake::Target::parse(to).map_err(|e| QueryError::BadQuery(e.to_string()))?;
+            let opts = podtrail_query::export::ExportOptions {
+                to,
+                s3: cli.s3.options(),
+                since,
+                until,
+                tables: tables.clone(),
+                node: node.clone(),
+                schema: *schema,
+                progress: !*json,
+            };
+            let r = podtrail_query::export::export(&cli.data_dir, opts).await?;
+            let text = if *json { serde_json::to_string_pretty(&r).expect("serializable") + "\n" } else { r.to_string() };
+            print_out(text.as_bytes())?;
+            Ok(if r.failed.is_empty() { 0 } else { 1 })
+        }
         Cmd::Verify { json } => {
+            no_lake(&cli, "verify")?;
             let r = verify::verify(&cli.data_dir)?;
-            if json {
+            if *json {
                 println!("{}", serde_json::to_string_pretty(&r).expect("serializable"));
             } else {
                 for p in &r.problems {
@@ -227,35 +348,36 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
             Ok(if r.passed() { 0 } else { 1 })
         }
         Cmd::WhoOwned { ip, at, json } => {
-            let t = parse_time(&at)?;
-            let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
-            let answer = podtrail_query::who_owned::who_owned(&engine, &ip, t).await?;
-            let text = if json { serde_json::to_string_pretty(&answer).expect("serializable") + "\n" } else { answer.to_string() };
+            let t = parse_time(at)?;
+            let engine = open_engine(&cli, true).await?;
+            let answer = podtrail_query::who_owned::who_owned(&engine, ip, t).await?;
+            let text = if *json { serde_json::to_string_pretty(&answer).expect("serializable") + "\n" } else { answer.to_string() };
             print_out(text.as_bytes())?;
             Ok(0)
         }
         Cmd::Timeline { pod, namespace, window, json } => {
             let (since, until) = window.parse()?;
-            let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
-            let pods = podtrail_query::timeline::resolve_pod(&engine, &pod, namespace.as_deref()).await?;
+            let engine = open_engine(&cli, true).await?;
+            let pods = podtrail_query::timeline::resolve_pod(&engine, pod, namespace.as_deref()).await?;
             let tl = podtrail_query::timeline::timeline(&engine, pods, since, until).await;
-            report(&engine, tl, json)
+            report(&engine, tl, *json)
         }
         Cmd::Profile { pod, namespace, image, window, json } => {
             let (since, until) = window.parse()?;
-            let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: true }).await?;
+            let engine = open_engine(&cli, true).await?;
             let subject = match (pod, image) {
-                (Some(pod), _) => podtrail_query::profile::Subject::Pods(podtrail_query::timeline::resolve_pod(&engine, &pod, namespace.as_deref()).await?),
-                (None, Some(image)) => podtrail_query::profile::Subject::Image(image),
+                (Some(pod), _) => podtrail_query::profile::Subject::Pods(podtrail_query::timeline::resolve_pod(&engine, pod, namespace.as_deref()).await?),
+                (None, Some(image)) => podtrail_query::profile::Subject::Image(image.clone()),
                 (None, None) => unreachable!("clap requires --pod or --image"),
             };
             let p = podtrail_query::profile::profile(&engine, subject, since, until).await;
-            report(&engine, p, json)
+            report(&engine, p, *json)
         }
         Cmd::Status { json } => {
+            no_lake(&cli, "status")?;
             let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: false }).await?;
             let st = status::status(&engine).await?;
-            if json {
+            if *json {
                 println!("{}", serde_json::to_string_pretty(&st).expect("serializable"));
             } else {
                 println!("data dir: {}", cli.data_dir.display());
@@ -265,7 +387,7 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
         }
         Cmd::Sql { query, file, format, output, stats, no_verify } => {
             let query = match (query.as_deref(), file) {
-                (_, Some(path)) => std::fs::read_to_string(&path).map_err(|e| QueryError::BadQuery(format!("--file {}: {e}", path.display())))?,
+                (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| QueryError::BadQuery(format!("--file {}: {e}", path.display())))?,
                 (Some("-"), None) => {
                     let mut s = String::new();
                     std::io::stdin().read_to_string(&mut s).map_err(|e| QueryError::Io { path: "<stdin>".into(), source: e })?;
@@ -273,10 +395,11 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
                 }
                 (q, None) => q.unwrap_or_default().to_owned(),
             };
+            let format = *format;
             if format == Format::Parquet && output.is_none() && std::io::stdout().is_terminal() {
                 return Err(QueryError::BadQuery("--format parquet writes binary: give -o FILE or redirect standard output".into()));
             }
-            let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: !no_verify }).await?;
+            let engine = open_engine(&cli, !*no_verify).await?;
             let result = engine.sql(&query).await;
             for w in engine.warnings() {
                 eprintln!("podtrail: warning: {w}");
@@ -284,11 +407,11 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
             let (schema, batches) = result?;
             let mut buf = Vec::new();
             output::write(format, &schema, &batches, &mut buf).map_err(|e| QueryError::Runtime(format!("formatting the result: {e}")))?;
-            match &output {
+            match output {
                 Some(path) => std::fs::write(path, &buf).map_err(|e| QueryError::Io { path: path.clone(), source: e })?,
                 None => print_out(&buf)?,
             }
-            if stats {
+            if *stats {
                 let s = engine.scan_stats();
                 eprintln!(
                     "podtrail: scan: {} of {} live segments opened, {} skipped as damaged, {} hot rows",

@@ -36,6 +36,15 @@ pub struct Status {
     /// Programs the latest recorder run could not attach (or was told not
     /// to): `program (attach point): reason`. Their events are not recorded.
     pub unavailable: Vec<String>,
+    /// Per `--ship-to` target: segments shipped, and sealed ones still waiting.
+    pub shipping: Vec<ShippingStatus>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ShippingStatus {
+    pub target: String,
+    pub shipped: u64,
+    pub waiting: u64,
 }
 
 fn rfc3339(ns: i64) -> String {
@@ -85,6 +94,7 @@ pub async fn status(engine: &Engine) -> Result<Status, QueryError> {
         }
     }
     st.unavailable = engine.unavailable_programs()?;
+    st.shipping = engine.shipping_state()?.into_iter().map(|(target, shipped, waiting)| ShippingStatus { target, shipped, waiting }).collect();
     Ok(st)
 }
 
@@ -109,6 +119,9 @@ impl std::fmt::Display for Status {
             for p in &self.unavailable {
                 writeln!(f, "  {p}")?;
             }
+        }
+        for s in &self.shipping {
+            writeln!(f, "shipped to {}: {} segments, {} sealed segments waiting", s.target, s.shipped, s.waiting)?;
         }
         if self.loss.is_empty() {
             writeln!(f, "loss: none recorded")?;

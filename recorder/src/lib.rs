@@ -13,5 +13,6 @@ pub mod probes;
 pub mod procs;
 pub mod run;
 pub mod segments;
+pub mod ship;
 
 pub use segments::{SegmentStore, StoreConfig};

@@ -54,6 +54,30 @@ enum Cmd {
         /// that cost. Capability counting (`cap_usage`) stays on.
         #[arg(long)]
         no_syscall_tracepoints: bool,
+        /// Ship every sealed segment and this node's identity snapshots to a lake
+        /// (a directory or s3://BUCKET/PREFIX, the layout of `podtrail export`)
+        /// shortly after sealing. Retries with backoff while the store is down;
+        /// recording never waits for it. What shipped is recorded in the catalog.
+        /// S3 settings as for `podtrail export` (AWS_* environment, AWS_PROFILE).
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        ship_to: Option<String>,
+        /// S3-compatible endpoint for --ship-to, e.g. http://127.0.0.1:9000.
+        #[arg(long, value_name = "URL", requires = "ship_to")]
+        endpoint: Option<String>,
+        /// Region for --ship-to (default: AWS_REGION, the profile's, else us-east-1).
+        #[arg(long, requires = "ship_to")]
+        region: Option<String>,
+        /// Address buckets as https://BUCKET.host/ (default: path-style).
+        #[arg(long, requires = "ship_to")]
+        virtual_hosted_style: bool,
+        /// Keep at most this much sealed history on disk (e.g. 20G, 500M); the
+        /// oldest segments go first, those already shipped before any that are not.
+        /// Removing an unshipped segment is recorded as loss. Default: no limit.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        disk_budget: Option<u64>,
+        /// Seal a segment (and so make it shippable) once it is this many seconds old.
+        #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        segment_max_age: u64,
     },
     /// Recover a data dir after a crash: remove half-written files, seal every hot
     /// tail up to its last complete flush, record torn frames as loss; then exit.
@@ -77,14 +101,37 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, no_syscall_tracepoints } => {
+        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, no_syscall_tracepoints, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age } => {
             use podtrail_recorder::run::CriChoice;
             let cri = match (cri_socket, no_cri) {
                 (_, true) => CriChoice::Off,
                 (Some(p), false) => CriChoice::Socket(p),
                 (None, false) => CriChoice::Auto,
             };
-            let cfg = podtrail_recorder::run::RunConfig { data_dir: cli.data_dir, node: node.unwrap_or_else(hostname), allow_partial, metrics_addr, cri, syscall_tracepoints: !no_syscall_tracepoints };
+            let ship = match ship_to {
+                None => None,
+                Some(t) => Some(podtrail_recorder::ship::ShipConfig {
+                    target: podtrail_schema::lake::Target::parse(&t).map_err(|e| anyhow::anyhow!("--ship-to: {e}"))?,
+                    s3: podtrail_schema::lake::S3Options {
+                        endpoint,
+                        region,
+                        virtual_hosted_style,
+                        request_timeout: std::time::Duration::from_secs(60),
+                        max_retries: 2,
+                    },
+                }),
+            };
+            let cfg = podtrail_recorder::run::RunConfig {
+                data_dir: cli.data_dir,
+                node: node.unwrap_or_else(hostname),
+                allow_partial,
+                metrics_addr,
+                cri,
+                syscall_tracepoints: !no_syscall_tracepoints,
+                ship,
+                disk_budget_bytes: disk_budget,
+                segment_max_age: Some(std::time::Duration::from_secs(segment_max_age)),
+            };
             let summary = podtrail_recorder::run::run(cfg, |missing| {
                 if !missing.is_empty() {
                     eprintln!("podtraild: recording without: {}", missing.join("; "));
@@ -101,6 +148,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `20G`, `500M`, `64k` or plain bytes (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("'{s}': unknown unit {c} (use K, M, G or T)")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("'{s}' is not a size (e.g. 20G, 500M)"))?;
+    n.checked_mul(mult).filter(|&b| b > 0).ok_or_else(|| format!("'{s}' is out of range"))
 }
 
 fn hostname() -> String {

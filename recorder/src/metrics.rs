@@ -24,6 +24,9 @@ pub struct Metrics {
     pub identity_unresolved: AtomicU64,
     pub tracked_pods: AtomicU64,
     pub cri_errors: AtomicU64,
+    pub segments_shipped: AtomicU64,
+    pub ship_failures: AtomicU64,
+    pub ship_backlog: AtomicU64,
 }
 
 impl Metrics {
@@ -64,6 +67,15 @@ impl Metrics {
              # HELP podtrail_cri_errors_total Failed CRI metadata refreshes (recording goes on).\n\
              # TYPE podtrail_cri_errors_total counter\n\
              podtrail_cri_errors_total {}\n\
+             # HELP podtrail_segments_shipped_total Segments uploaded to the --ship-to lake.\n\
+             # TYPE podtrail_segments_shipped_total counter\n\
+             podtrail_segments_shipped_total {}\n\
+             # HELP podtrail_ship_failures_total Failed shipping attempts (retried with backoff; recording goes on).\n\
+             # TYPE podtrail_ship_failures_total counter\n\
+             podtrail_ship_failures_total {}\n\
+             # HELP podtrail_ship_backlog_segments Sealed segments not shipped yet.\n\
+             # TYPE podtrail_ship_backlog_segments gauge\n\
+             podtrail_ship_backlog_segments {}\n\
              # HELP podtrail_process_resident_memory_bytes Resident memory of podtraild.\n\
              # TYPE podtrail_process_resident_memory_bytes gauge\n\
              podtrail_process_resident_memory_bytes {}\n",
@@ -80,6 +92,9 @@ impl Metrics {
             g(&self.identity_unresolved),
             g(&self.tracked_pods),
             g(&self.cri_errors),
+            g(&self.segments_shipped),
+            g(&self.ship_failures),
+            g(&self.ship_backlog),
             rss
         )
     }

@@ -31,6 +31,12 @@ pub struct RunConfig {
     pub cri: CriChoice,
     /// Trace the privilege syscalls (see `podtraild run --help`).
     pub syscall_tracepoints: bool,
+    /// Ship sealed segments and identity snapshots to a lake (`--ship-to`).
+    pub ship: Option<crate::ship::ShipConfig>,
+    /// Remove the oldest sealed segments beyond this many bytes (`--disk-budget`).
+    pub disk_budget_bytes: Option<u64>,
+    /// Seal a segment once it spans this long (`--segment-max-age`; default 10 min).
+    pub segment_max_age: Option<Duration>,
 }
 
 /// Which CRI runtime to ask for pod names, namespaces, labels and IPs.
@@ -46,6 +52,8 @@ pub enum CriChoice {
 pub enum RunError {
     #[error(transparent)]
     Probe(#[from] ProbeError),
+    #[error("--ship-to: {0}")]
+    Ship(podtrail_schema::lake::LakeError),
     #[error(transparent)]
     Store(#[from] SegmentError),
     #[error("building a batch: {0}")]
@@ -74,6 +82,12 @@ pub struct RunSummary {
     pub cgroup_walks: u64,
     pub cri_polls: u64,
     pub cri_errors: u64,
+    /// Shipping (`--ship-to`): segments uploaded, found already there, failed
+    /// attempts, and sealed segments still waiting at exit.
+    pub segments_shipped: u64,
+    pub segments_already_shipped: u64,
+    pub ship_failures: u64,
+    pub ship_backlog: u64,
 }
 
 /// Rows held before a flush comes early (bounds memory under event storms).
@@ -178,8 +192,19 @@ fn spawn_ring_reader(mut reader: crate::probes::RingReader) -> std::io::Result<(
 pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, RunError> {
     crate::probes::check_privileges()?;
     install_signals()?;
-    let (mut store, recovery) = SegmentStore::open(StoreConfig::new(&cfg.data_dir, &cfg.node))?;
+    let mut store_cfg = StoreConfig::new(&cfg.data_dir, &cfg.node);
+    store_cfg.disk_budget_bytes = cfg.disk_budget_bytes;
+    store_cfg.ship_target = cfg.ship.as_ref().map(|s| s.target.to_string());
+    if let Some(age) = cfg.segment_max_age {
+        store_cfg.max_segment_age = age;
+    }
+    let (mut store, recovery) = SegmentStore::open(store_cfg)?;
     tracing::info!(?recovery, data_dir = %cfg.data_dir.display(), "store open");
+    // After the store: the catalog exists (and is migrated) before the shipper opens it.
+    let shipper = match &cfg.ship {
+        Some(ship) => Some(crate::ship::Shipper::start(ship.clone(), cfg.data_dir.clone(), cfg.node.clone()).map_err(RunError::Ship)?),
+        None => None,
+    };
     let cgroup_root = crate::probes::cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()).ok_or(ProbeError::NoCgroup2)?;
     let mut identity = Identity::new(cgroup_root.clone(), cfg.node.clone(), crate::identity::host_netns());
     let (pods, containers, ips) = store.open_intervals(SOURCE_OBSERVED)?;
@@ -366,7 +391,16 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             summary.cgroup_walks = ids.cgroup_walks;
             summary.cri_polls = ids.cri_polls;
             summary.cri_errors = ids.cri_errors;
-            store.seal_aged()?;
+            let sealed = store.seal_aged()?;
+            if let Some(sh) = &shipper {
+                if !sealed.is_empty() {
+                    sh.nudge();
+                }
+                let ss = sh.stats();
+                metrics.segments_shipped.store(ss.segments_shipped.load(Ordering::Relaxed), Ordering::Relaxed);
+                metrics.ship_failures.store(ss.failures.load(Ordering::Relaxed), Ordering::Relaxed);
+                metrics.ship_backlog.store(ss.backlog.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
             let st = store.stats();
             metrics.segments_sealed.store(st.segments_sealed, Ordering::Relaxed);
             metrics.bytes_sealed.store(st.bytes_sealed, Ordering::Relaxed);
@@ -416,6 +450,14 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
         }
     }
     store.close()?;
+    if let Some(sh) = shipper {
+        let ss = sh.stats();
+        sh.stop();
+        summary.segments_shipped = ss.segments_shipped.load(Ordering::Relaxed);
+        summary.segments_already_shipped = ss.segments_already_there.load(Ordering::Relaxed);
+        summary.ship_failures = ss.failures.load(Ordering::Relaxed);
+        summary.ship_backlog = ss.backlog.load(Ordering::Relaxed);
+    }
     tracing::info!(?summary, "stopped: drained, flushed and sealed");
     Ok(summary)
 }

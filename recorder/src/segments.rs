@@ -49,6 +49,9 @@ pub struct StoreConfig {
     pub max_segment_bytes: usize,
     /// Sealed segments beyond this many bytes on disk are removed, oldest first.
     pub disk_budget_bytes: Option<u64>,
+    /// Shipping target (`--ship-to`): retention removes segments shipped there
+    /// first, and counts the rows of an unshipped one it must remove as loss.
+    pub ship_target: Option<String>,
     /// Rows per Parquet row group: the unit of pruning by pod/IP statistics.
     pub row_group_rows: usize,
     pub zstd_level: i32,
@@ -62,6 +65,7 @@ impl StoreConfig {
             max_segment_age: Duration::from_secs(600),
             max_segment_bytes: 64 << 20,
             disk_budget_bytes: None,
+            ship_target: None,
             row_group_rows: 16 * 1024,
             zstd_level: 3,
         }
@@ -302,7 +306,7 @@ impl SegmentStore {
         self.stats.rows_sealed += written.rows;
         self.stats.bytes_sealed += written.bytes;
         if let Some(budget) = self.cfg.disk_budget_bytes {
-            self.stats.segments_expired += catalog_write::enforce_budget(&mut self.catalog, &data_dir, budget)?;
+            self.stats.segments_expired += catalog_write::enforce_budget(&mut self.catalog, &data_dir, budget, self.cfg.ship_target.as_deref())?;
         }
         Ok(SealedSegment { segment_id: id.to_owned(), table: def.name, path: data_dir.join(&written.rel_path), rows: written.rows, bytes: written.bytes })
     }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::tables::{self, ColType, TableDef};
 
 /// Bump with a new entry in [`MIGRATIONS`]; never edit a released migration.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The oldest catalog version readers still read as is (later migrations only
 /// relax constraints and add indexes; the recorder migrates on its next start).
@@ -87,6 +87,16 @@ DROP TABLE pods;
 ALTER TABLE pods_v2 RENAME TO pods;
 CREATE INDEX pods_by_name ON pods (pod_name, pod_namespace);
 CREATE INDEX ip_owners_open ON ip_owners (source, node) WHERE valid_to IS NULL;
+"#,
+// v3: segments shipped off the node (`podtraild run --ship-to`), per target.
+r#"
+CREATE TABLE shipped (
+    segment_id TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    shipped_at INTEGER NOT NULL,
+    PRIMARY KEY (segment_id, target)
+) WITHOUT ROWID;
 "#];
 
 #[derive(Debug, thiserror::Error)]
@@ -303,6 +313,41 @@ impl Catalog {
                 })
             })
             .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Sealed (live) segments not yet shipped to `target`, in chain order.
+    pub fn unshipped_segments(&self, target: &str) -> Result<Vec<SegmentRecord>> {
+        self.query_segments(
+            "SELECT seq, segment_id, table_name, path, time_min, time_max, rows, bytes, sha256, chain_sha256, sealed_at, state FROM segments \
+             WHERE state = 'sealed' AND segment_id NOT IN (SELECT segment_id FROM shipped WHERE target = ?1) ORDER BY seq",
+            &[&target],
+        )
+    }
+
+    /// Record that `segment_id` is in `target` at `key`.
+    pub fn mark_shipped(&self, segment_id: &str, target: &str, key: &str, at_ns: i64) -> Result<()> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO shipped (segment_id, target, key, shipped_at) VALUES (?1, ?2, ?3, ?4)", params![segment_id, target, key, at_ns])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Per shipping target: segments shipped, and sealed segments still waiting
+    /// (catalogs older than v3 have none).
+    pub fn shipping_state(&self) -> Result<Vec<(String, u64, u64)>> {
+        if self.version()? < 3 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.target, (SELECT count(*) FROM shipped WHERE target = t.target), \
+                 (SELECT count(*) FROM segments WHERE state = 'sealed' AND segment_id NOT IN (SELECT segment_id FROM shipped WHERE target = t.target)) \
+                 FROM (SELECT DISTINCT target FROM shipped) t ORDER BY t.target",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))).map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod hot;
+pub mod lake;
 pub mod layout;
 pub mod tables;
 

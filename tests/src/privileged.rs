@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::bin;
@@ -26,6 +27,8 @@ pub struct Recorder {
     pub data_dir: PathBuf,
     /// Log lines up to and including "recording".
     pub log: String,
+    /// Every log line so far (for failure messages).
+    full_log: Arc<Mutex<Vec<String>>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -35,12 +38,18 @@ impl Recorder {
     }
 
     pub fn start_with(extra: &[&str]) -> Recorder {
+        Recorder::start_with_env(extra, &[])
+    }
+
+    /// With extra arguments and environment variables (e.g. AWS settings).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Recorder {
         require_privileges();
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut child = Command::new(bin("podtraild"))
             .args(["--data-dir", data_dir.to_str().unwrap(), "run", "--node", "test-node"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -49,12 +58,15 @@ impl Recorder {
             .expect("spawn podtraild");
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        let full_log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let full = Arc::clone(&full_log);
         std::thread::spawn(move || {
             let mut log = Vec::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // The lifecycle line `run: recording node=...`, not warnings that
                 // mention recording.
                 let ready = line.contains("podtrail_recorder::run: recording");
+                full.lock().unwrap().push(line.clone());
                 log.push(line);
                 if ready {
                     let _ = tx.send(Ok(log.join("\n")));
@@ -67,7 +79,7 @@ impl Recorder {
             Ok(Err(log)) => panic!("podtraild exited before recording:\n{log}"),
             Err(_) => panic!("podtraild not recording after 30 s"),
         };
-        Recorder { child: Some(child), data_dir, log, _tmp: tmp }
+        Recorder { child: Some(child), data_dir, log, full_log, _tmp: tmp }
     }
 
     /// SIGTERM, then require a clean exit: drained, flushed, sealed.
@@ -76,7 +88,13 @@ impl Recorder {
         // SAFETY: kill(2) on the pid of the child this test spawned.
         assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "podtraild exited with {}", out.status);
+        if !out.status.success() {
+            // The reader thread may still be taking the last lines.
+            std::thread::sleep(Duration::from_millis(200));
+            let log = self.full_log.lock().unwrap();
+            let tail = &log[log.len().saturating_sub(30)..];
+            panic!("podtraild exited with {}; last log lines:\n{}", out.status, tail.join("\n"));
+        }
         serde_json::from_slice(&out.stdout).expect("podtraild prints a JSON summary")
     }
 }

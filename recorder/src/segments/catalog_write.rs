@@ -110,7 +110,11 @@ pub fn commit_segment(cat: &mut Catalog, s: &WrittenSegment) -> Result<()> {
 /// Remove the oldest sealed segments until the live ones fit in `budget` bytes.
 /// The newest segment is always kept. Catalog rows stay (state `expired`) so the
 /// hash chain still verifies and the history says what was removed and when.
-pub fn enforce_budget(cat: &mut Catalog, data_dir: &Path, budget: u64) -> Result<u64> {
+///
+/// With shipping on (`ship_target`), segments already shipped there go first; an
+/// unshipped one is removed only when the shipped ones do not free enough, and its
+/// rows are then recorded as `retention` loss: they are gone from everywhere.
+pub fn enforce_budget(cat: &mut Catalog, data_dir: &Path, budget: u64, ship_target: Option<&str>) -> Result<u64> {
     let mut expired = 0;
     loop {
         let (total, count): (i64, i64) = cat
@@ -120,12 +124,27 @@ pub fn enforce_budget(cat: &mut Catalog, data_dir: &Path, budget: u64) -> Result
         if total as u64 <= budget || count <= 1 {
             return Ok(expired);
         }
-        let (seq, rel): (i64, String) = cat
+        let (seq, rel, table, rows, time_min, time_max, shipped): (i64, String, String, i64, i64, i64, bool) = cat
             .conn()
-            .query_row("SELECT seq, path FROM segments WHERE state = 'sealed' ORDER BY time_min, seq LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT seq, path, table_name, rows, time_min, time_max, segment_id IN (SELECT segment_id FROM shipped WHERE target = ?1) AS shipped \
+                 FROM segments WHERE state = 'sealed' ORDER BY shipped DESC, time_min, seq LIMIT 1",
+                [ship_target.unwrap_or("")],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            )
             .map_err(|e| cat.err(e))?;
         // Catalog first: a reader must never be sent to a file that is gone.
-        cat.conn().execute("UPDATE segments SET state = 'expired' WHERE seq = ?1", [seq]).map_err(|e| cat.err(e))?;
+        let tx = cat.conn_mut().transaction().map_err(|e| sql_err_of(data_dir, e))?;
+        tx.execute("UPDATE segments SET state = 'expired' WHERE seq = ?1", [seq]).map_err(|e| sql_err_of(data_dir, e))?;
+        if let (Some(target), false) = (ship_target, shipped) {
+            tx.execute(
+                "INSERT INTO loss (time_from, time_to, source, table_name, cpu, count, detail) VALUES (?1, ?2, 'retention', ?3, NULL, ?4, ?5)",
+                params![time_min, time_max, table, rows, format!("segment {rel} removed by the disk budget before it was shipped to {target}")],
+            )
+            .map_err(|e| sql_err_of(data_dir, e))?;
+            tracing::warn!(segment.path = %rel, rows, target, "retention: removed a segment that was never shipped (counted as loss)");
+        }
+        tx.commit().map_err(|e| sql_err_of(data_dir, e))?;
         let path = data_dir.join(&rel);
         match fs::remove_file(&path) {
             Ok(()) => fsync_dir(path.parent().expect("segment has a parent"))?,
@@ -135,6 +154,10 @@ pub fn enforce_budget(cat: &mut Catalog, data_dir: &Path, budget: u64) -> Result
         tracing::info!(segment.path = %rel, "retention: expired segment to stay within the disk budget");
         expired += 1;
     }
+}
+
+fn sql_err_of(data_dir: &Path, source: rusqlite::Error) -> crate::segments::SegmentError {
+    crate::segments::SegmentError::Catalog(podtrail_schema::CatalogError::Sqlite { path: podtrail_schema::layout::catalog_path(data_dir), source })
 }
 
 pub fn write_identity(cat: &mut Catalog, pods: &[PodRecord], containers: &[ContainerRecord], ips: &[IpOwnerRecord]) -> Result<()> {

@@ -206,3 +206,43 @@ fn a_second_writer_is_refused_naming_the_data_dir() {
     drop(first);
     SegmentStore::open(StoreConfig::new(tmp.path(), "n1")).expect("free again once the first writer is gone");
 }
+
+#[test]
+fn retention_removes_shipped_segments_first_and_counts_unshipped_ones_as_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    // Four one-hour segments of 100 rows each.
+    for h in 0..4 {
+        s.append("process_exit", exits(T0 + h * HOUR, 1_000_000, 100)).unwrap();
+        s.seal("process_exit").unwrap();
+    }
+    s.close().unwrap();
+    let path = layout::catalog_path(tmp.path());
+    let mut cat = Catalog::open_rw(&path).unwrap();
+    let segs = cat.segments().unwrap();
+    assert_eq!(segs.len(), 4);
+    // The two newest were shipped; the two oldest were not.
+    for seg in &segs[2..] {
+        cat.mark_shipped(&seg.segment_id, "s3://b/p", "k", 1).unwrap();
+    }
+    let one = segs[0].bytes.max(segs[1].bytes).max(segs[2].bytes).max(segs[3].bytes);
+    // Room for two segments: the shipped ones go, the unshipped stay, no loss.
+    let expired = catalog_write::enforce_budget(&mut cat, tmp.path(), 2 * one, Some("s3://b/p")).unwrap();
+    assert_eq!(expired, 2);
+    let state: Vec<bool> = cat.segments().unwrap().iter().map(|s| s.expired).collect();
+    assert_eq!(state, vec![false, false, true, true], "shipped segments expire before older unshipped ones");
+    let loss: i64 = cat.conn().query_row("SELECT count(*) FROM loss", [], |r| r.get(0)).unwrap();
+    assert_eq!(loss, 0);
+    // Room for one: an unshipped segment must go, and its rows are counted as loss.
+    assert_eq!(catalog_write::enforce_budget(&mut cat, tmp.path(), one, Some("s3://b/p")).unwrap(), 1);
+    let (source, table, count, detail): (String, String, i64, String) =
+        cat.conn().query_row("SELECT source, table_name, count, detail FROM loss", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap();
+    assert_eq!((source.as_str(), table.as_str(), count), ("retention", "process_exit", 100));
+    assert!(detail.contains("before it was shipped to s3://b/p"), "{detail}");
+    assert!(!tmp.path().join(&segs[0].path).exists());
+    // Without shipping, retention is plain oldest-first and counts nothing.
+    let before: i64 = cat.conn().query_row("SELECT count(*) FROM loss", [], |r| r.get(0)).unwrap();
+    catalog_write::enforce_budget(&mut cat, tmp.path(), 0, None).unwrap();
+    let after: i64 = cat.conn().query_row("SELECT count(*) FROM loss", [], |r| r.get(0)).unwrap();
+    assert_eq!(before, after);
+}

@@ -6,9 +6,12 @@
 //!   podtrail-bench query [--dir D]          fresh-process query latency, podtrail vs DuckDB CLI
 //!   podtrail-bench capture                  workload cost of podtraild (root): exec and connect storms
 //!   podtrail-bench identity [--dir D]       who-owned / timeline over 7 days vs DuckDB; enrichment ns/event, bytes/pod
+//!   podtrail-bench lake [--dir D]           export to a local S3 server vs boto3; one pod, one day over a 2-node x 7-day lake
 
 #[path = "bench/identity.rs"]
 mod identity;
+#[path = "bench/lake.rs"]
+mod lake;
 
 #[global_allocator]
 static ALLOC: identity::Counting = identity::Counting;
@@ -77,6 +80,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         pods: usize,
     },
+    /// Export to a local S3 server vs boto3 uploading the same files; a lake query
+    /// over 2 nodes x 7 days: time and bytes fetched vs bytes in the lake.
+    Lake {
+        /// Where the two nodes' histories are (re)used; generated when missing.
+        #[arg(long, default_value = "target/bench-lake")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// "One pod, one hour" and "who used IP X at T" over 24 h x 200 pods x 500/s.
     Query {
         /// Data dir to (re)use; generated when it has no catalog.
@@ -107,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Query { dir, runs } => query(&dir, runs),
         Cmd::Capture { execs, connects, runs } => capture(execs, connects, runs),
         Cmd::Identity { dir, runs, pods } => identity::run(&dir, runs, pods),
+        Cmd::Lake { dir, runs } => lake::run(&dir, runs),
         Cmd::Privilege { setuid_calls, getpid_calls, runs } => privilege(setuid_calls, getpid_calls, runs),
     }
 }
