@@ -174,9 +174,8 @@ impl Engine {
     /// identity snapshots, with the same table names and `who_owned()`.
     ///
     /// Partition pruning: `date` and `node` predicates skip whole directories, and a
-    /// bound on `time` is turned into a `date` bound (a segment's date is that of its
-    /// earliest row and segments never span an hour boundary, so rows at `time >= T`
-    /// lie in dates from the day before T's).
+    /// bound on `time` is turned into a `date` bound (every row of a segment lies in
+    /// the segment's UTC hour, so its `date` partition is each row's date).
     pub async fn open_lake(lake: &podtrail_schema::lake::Lake) -> Result<Engine, QueryError> {
         let ctx = SessionContext::new_with_config(session_config());
         if let Some(u) = lake.store_url() {
@@ -586,15 +585,15 @@ impl TableProvider for LakeTable {
     }
 }
 
-/// `date` partition predicates implied by a time window: the upper bound is the
-/// date of the window's end; the lower one the day before the start's date (a
-/// segment is filed under its earliest row's date and spans at most an hour).
+/// `date` partition predicates implied by a time window. Exact: the store never
+/// lets a segment cross an hour boundary (`SegmentStore::append` splits batches),
+/// so a row's date is its segment's.
 fn date_bounds(sf: &SegmentFilter) -> Vec<Expr> {
     use datafusion::prelude::{col, lit};
     let day = |ns: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(ns).format("%Y-%m-%d").to_string();
     let mut out = Vec::new();
     if sf.time_from != i64::MIN {
-        out.push(col("date").gt_eq(lit(day(sf.time_from.saturating_sub(86_400_000_000_000)))));
+        out.push(col("date").gt_eq(lit(day(sf.time_from))));
     }
     if sf.time_to != i64::MAX {
         out.push(col("date").lt_eq(lit(day(sf.time_to))));

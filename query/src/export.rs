@@ -63,6 +63,10 @@ pub struct ExportReport {
     pub hot_rows_not_exported: u64,
     /// Damaged or missing segments that were not exported (one line each).
     pub failed: Vec<String>,
+    /// Segments whose rows span two UTC dates (written before the store split
+    /// batches at hour boundaries): lake queries bounded by `time` prune on the
+    /// first date and can miss their rows of the second.
+    pub segments_spanning_dates: Vec<String>,
     pub seconds: f64,
 }
 
@@ -89,6 +93,9 @@ impl std::fmt::Display for ExportReport {
         }
         for x in &self.failed {
             writeln!(f, "FAILED {x}")?;
+        }
+        for x in &self.segments_spanning_dates {
+            writeln!(f, "warning: segment {x} spans two dates (older podtrail); lake queries bounded by time may miss its rows after midnight: filter on `date` instead")?;
         }
         Ok(())
     }
@@ -145,7 +152,11 @@ pub async fn export(data_dir: &Path, opts: ExportOptions) -> Result<ExportReport
 
     let total_bytes: u64 = segments.iter().map(|s| s.bytes).sum();
     let mut progress = Progress::new(opts.progress && std::io::stderr().is_terminal(), segments.len() as u64, total_bytes);
+    let day = |ns: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(ns).date_naive();
     for seg in &segments {
+        if day(seg.time_min) != day(seg.time_max) {
+            report.segments_spanning_dates.push(seg.segment_id.clone());
+        }
         let outcome = match opts.schema {
             LakeSchema::Native => lake.put_segment(data_dir, seg, &node).await.map(|(p, _)| (p, seg.bytes)),
             LakeSchema::Ocsf => match crate::ocsf::mapping_for(&seg.table_name) {

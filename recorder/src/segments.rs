@@ -178,6 +178,10 @@ impl SegmentStore {
 
     /// Add rows to `table`'s open segment, sealing the open segment first when the
     /// batch would take it past an hour boundary, its age or its size.
+    ///
+    /// Invariant: every row of a segment lies in the same UTC clock hour (a batch
+    /// that spans an hour boundary is split), so a segment's date and hour
+    /// partitions hold for each of its rows; the lake prunes on that.
     pub fn append(&mut self, table: &str, batch: RecordBatch) -> Result<()> {
         let def = event_table(table).ok_or_else(|| SegmentError::UnknownTable(table.to_owned()))?;
         check_schema(def, &batch)?;
@@ -185,6 +189,12 @@ impl SegmentStore {
             return Ok(());
         }
         let (bmin, bmax) = time_range(def, &batch)?;
+        if bmin.div_euclid(NS_PER_HOUR) != bmax.div_euclid(NS_PER_HOUR) {
+            for part in split_by_hour(def, &batch)? {
+                self.append(table, part)?;
+            }
+            return Ok(());
+        }
         if let Some(seg) = self.open.get(def.name) {
             let span = bmax.saturating_sub(seg.time_min).max(seg.time_max.saturating_sub(bmin));
             let roll = bmin.div_euclid(NS_PER_HOUR) != seg.time_min.div_euclid(NS_PER_HOUR)
@@ -356,6 +366,23 @@ fn check_schema(def: &TableDef, batch: &RecordBatch) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The rows of `batch` grouped by UTC clock hour of `time`, in hour order (each
+/// group keeps the batch's row order).
+fn split_by_hour(def: &TableDef, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+    let times = batch.column(0).as_any().downcast_ref::<TimestampNanosecondArray>().expect("checked by time_range");
+    let mut hours: Vec<i64> = times.values().iter().map(|t| t.div_euclid(NS_PER_HOUR)).collect();
+    let per_row = hours.clone();
+    hours.sort_unstable();
+    hours.dedup();
+    hours
+        .into_iter()
+        .map(|h| {
+            let mask: arrow::array::BooleanArray = per_row.iter().map(|&r| Some(r == h)).collect();
+            arrow::compute::filter_record_batch(batch, &mask).map_err(|source| SegmentError::Arrow { segment: format!("{} (splitting a batch by hour)", def.name), source })
+        })
+        .collect()
 }
 
 pub(crate) fn time_range(def: &TableDef, batch: &RecordBatch) -> Result<(i64, i64)> {

@@ -8,8 +8,9 @@
 //!                                                                    ip_owners, podtrail_loss (with `node`)
 //! <root>/ocsf/<class>/date=YYYY-MM-DD/node=<node>/<segment-id>.parquet   `export --schema ocsf`
 //! ```
-//! `date` is the UTC date of the segment's earliest row (segments never span an
-//! hour boundary, see the recorder's rotation).
+//! `date` is the UTC date of the segment's rows: the recorder's store never lets
+//! a segment cross an hour boundary (it splits a batch that would), so it is every
+//! row's date and readers may prune on it exactly.
 //!
 //! Writes are whole-object and atomic (S3 PUT; local: staging file + link), so a
 //! reader never sees half an object. A segment's object is written only if absent

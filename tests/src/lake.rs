@@ -98,9 +98,12 @@ pub struct Relay {
     down: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Open relayed connections by id (each leaves the map when it closes).
+type Conns = Arc<Mutex<std::collections::HashMap<u64, (TcpStream, TcpStream)>>>;
+
 struct RelayState {
     stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
+    conns: Conns,
     accept: std::thread::JoinHandle<()>,
 }
 
@@ -124,21 +127,20 @@ impl Relay {
         assert!(self.state.is_none(), "relay already up");
         let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap_or_else(|e| panic!("relay bind 127.0.0.1:{}: {e}", self.port));
         let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let conns: Conns = Arc::default();
         let (stop2, conns2, upstream, down) = (Arc::clone(&stop), Arc::clone(&conns), self.upstream, Arc::clone(&self.down));
         let accept = std::thread::spawn(move || {
+            let mut next_id = 0u64;
             for client in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(client) = client else { continue };
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
-                let mut c = conns2.lock().unwrap();
-                c.push(client.try_clone().unwrap());
-                c.push(server.try_clone().unwrap());
-                drop(c);
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), None);
-                pipe(server, client, Some(Arc::clone(&down)));
+                next_id += 1;
+                conns2.lock().unwrap().insert(next_id, (client.try_clone().unwrap(), server.try_clone().unwrap()));
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), None, None);
+                pipe(server, client, Some(Arc::clone(&down)), Some((Arc::clone(&conns2), next_id)));
             }
         });
         wait_listening(self.port, "relay");
@@ -151,13 +153,16 @@ impl Relay {
         st.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake accept()
         let _ = st.accept.join();
-        for c in st.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
+        for (_, (a, b)) in st.conns.lock().unwrap().drain() {
+            let _ = a.shutdown(Shutdown::Both);
+            let _ = b.shutdown(Shutdown::Both);
         }
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<std::sync::atomic::AtomicU64>>) {
+/// Copy `from` to `to` on a thread; `done` removes the connection from the relay's
+/// map when this direction ends.
+fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<std::sync::atomic::AtomicU64>>, done: Option<(Conns, u64)>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 64 * 1024];
         loop {
@@ -174,6 +179,9 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<std::sync::ato
             }
         }
         let _ = to.shutdown(Shutdown::Write);
+        if let Some((conns, id)) = done {
+            conns.lock().unwrap().remove(&id);
+        }
     });
 }
 

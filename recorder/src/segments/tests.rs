@@ -96,6 +96,23 @@ fn segments_roll_at_hour_boundaries_and_record_pods() {
 }
 
 #[test]
+fn a_batch_spanning_midnight_is_split_so_every_segment_holds_one_hour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    // 60 rows, one a second, from 23:59:30 to 00:00:29: across a date boundary.
+    s.append("process_exit", exits(T0 - 30_000_000_000, 1_000_000_000, 60)).unwrap();
+    s.close().unwrap();
+    let cat = Catalog::open_ro(&layout::catalog_path(tmp.path())).unwrap();
+    let segs = cat.segments().unwrap();
+    assert_eq!(segs.len(), 2, "{segs:#?}");
+    assert_eq!(segs.iter().map(|s| s.rows).collect::<Vec<_>>(), vec![30, 30]);
+    for seg in &segs {
+        assert_eq!(seg.time_min.div_euclid(HOUR), seg.time_max.div_euclid(HOUR), "{} spans an hour boundary", seg.segment_id);
+    }
+    assert!(segs[0].path.contains("date=2026-11-15/hour=23") && segs[1].path.contains("date=2026-11-16/hour=00"), "{segs:#?}");
+}
+
+#[test]
 fn sealed_segment_is_sorted_by_pod_then_time() {
     let tmp = tempfile::tempdir().unwrap();
     let mut s = store(tmp.path());

@@ -16,7 +16,7 @@ pub fn run(dir: &Path, runs: usize) -> anyhow::Result<()> {
     for (i, node) in nodes.iter().enumerate() {
         super::ensure_history(
             &dir.join(node),
-            SynthConfig { hours: 24.0 * 7.0, pods: 50, events_per_sec: 40.0, seed: 100 + i as u64, start_ns: super::start_ns(), node: (*node).into(), batch_secs: 10 },
+            SynthConfig { hours: 24.0 * 7.0, pods: 50, events_per_sec: 5.0, seed: 100 + i as u64, start_ns: super::start_ns(), node: (*node).into(), batch_secs: 10 },
         )?;
     }
     let podtrail = podtrail_tests::bin("podtrail");
