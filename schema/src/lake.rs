@@ -314,14 +314,22 @@ pub fn snapshot_parquet(catalog: &Catalog, def: &TableDef, node: &str) -> Result
         cols.push(Arc::new(StringArray::from(vec![node; batch.num_rows()])));
         RecordBatch::try_new(Arc::clone(&schema), cols).map_err(|e| LakeError::Source(format!("snapshot of {}: {e}", def.name)))?
     };
+    parquet_bytes(schema, &[batch]).map_err(|e| LakeError::Source(format!("snapshot of {}: {e}", def.name)))
+}
+
+/// Batches as one zstd Parquet file in memory, with fixed writer settings: the
+/// same rows always give the same bytes (what makes rewrites detectable).
+pub fn parquet_bytes(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Bytes, parquet::errors::ParquetError> {
     let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(3)?))
         .set_created_by(format!("podtrail {}", env!("CARGO_PKG_VERSION")))
         .build();
     let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(|e| LakeError::Source(format!("snapshot of {}: {e}", def.name)))?;
-    w.write(&batch).map_err(|e| LakeError::Source(format!("snapshot of {}: {e}", def.name)))?;
-    w.close().map_err(|e| LakeError::Source(format!("snapshot of {}: {e}", def.name)))?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, Some(props))?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
     Ok(Bytes::from(buf))
 }
 
