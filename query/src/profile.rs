@@ -199,6 +199,13 @@ pub async fn profile(engine: &Engine, subject: Subject, since: Option<i64>, unti
 
 /// Why the recorder could not count capability checks, if it could not.
 fn cap_unavailable(engine: &Engine) -> Result<Option<String>, QueryError> {
+    if engine.is_lake() {
+        // Whether each node could count checks is in its own catalog, not the
+        // lake: an empty `cap_usage` there proves nothing.
+        return Ok(Some(
+            "capability profiling unavailable over a lake: whether each node's recorder could count capability checks is kept in its data dir, not exported; run `podtrail profile` on the node".into(),
+        ));
+    }
     Ok(engine.unavailable_programs()?.into_iter().find(|p| p.starts_with("cap_check ")).map(|p| {
         format!("capability profiling unavailable: the recorder could not attach {p} (this kernel has no capability/cap_capable tracepoint or refused the program)")
     }))

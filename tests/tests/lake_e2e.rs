@@ -159,6 +159,14 @@ fn two_nodes_exported_to_s3_agree_with_duckdb_and_a_rerun_writes_nothing() {
         let owners = ans["owners"].as_array().unwrap();
         assert!(owners.iter().any(|o| o["pod_uid"] == owner["pod_uid"] && o["node"] == node), "{node}: {ans:#}");
     }
+    // timeline and profile over the lake: a pod of node-b, by UID.
+    let pod = &sql_json(&n2, "SELECT pod_uid, count(*) AS n FROM process_exec WHERE pod_uid IS NOT NULL GROUP BY pod_uid ORDER BY n DESC LIMIT 1")[0];
+    let uid = pod["pod_uid"].as_str().unwrap();
+    let tl: serde_json::Value = serde_json::from_str(&podtrail_ok(&["--lake", s3, "--endpoint", &ep, "timeline", "--pod", uid, "--json"])).unwrap();
+    let local_tl: serde_json::Value = serde_json::from_str(&podtrail_ok(&["--data-dir", d(&n2), "timeline", "--pod", uid, "--json"])).unwrap();
+    assert_eq!(tl["events"], local_tl["events"], "timeline over the lake == on the node");
+    let prof = podtrail_ok(&["--lake", s3, "--endpoint", &ep, "profile", "--pod", uid]);
+    assert!(prof.contains("capability profiling unavailable over a lake"), "{prof}");
     // A time predicate prunes whole dates; the answer is the same as without.
     let q = "SELECT count(*) AS n FROM net_conn WHERE time >= TIMESTAMP '2026-11-17T01:00:00Z' AND node = 'node-b'";
     let lake_n: Vec<serde_json::Value> = serde_json::from_str(&podtrail_ok(&["--lake", s3, "--endpoint", &ep, "sql", "--format", "json", "--", q])).unwrap();
