@@ -34,9 +34,36 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_env(&[])
+    }
+
+    /// A server that checks credentials like S3 does: one IAM user allowed `s3:*`
+    /// and bucket `bucket` are created (the first three actions go unchecked),
+    /// then every request must be signed with that user's key. Returns the key id
+    /// and secret.
+    pub fn start_with_auth(bucket: &str) -> (Moto, String, String) {
+        let m = Moto::start_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
+        let out = m.boto3(
+            "import json\niam = boto3.client('iam', endpoint_url=s3.meta.endpoint_url, aws_access_key_id='x', aws_secret_access_key='x', region_name='us-east-1')\n\
+             iam.create_user(UserName='podtrail')\n\
+             iam.put_user_policy(UserName='podtrail', PolicyName='s3', PolicyDocument=json.dumps({'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': 's3:*', 'Resource': '*'}]}))\n\
+             k = iam.create_access_key(UserName='podtrail')['AccessKey']\nprint(k['AccessKeyId'], k['SecretAccessKey'])",
+        );
+        let (key, secret) = out.trim().split_once(' ').expect("key and secret");
+        let script = format!(
+            "import boto3\nboto3.client('s3', endpoint_url='{}', aws_access_key_id='{key}', aws_secret_access_key='{secret}', region_name='us-east-1').create_bucket(Bucket='{bucket}')",
+            m.endpoint()
+        );
+        let o = Command::new("python3").args(["-c", &script]).output().expect("python3 with boto3");
+        assert!(o.status.success(), "create_bucket with the IAM user's key: {}", String::from_utf8_lossy(&o.stderr));
+        (m, key.to_owned(), secret.to_owned())
+    }
+
+    fn start_env(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -53,6 +80,17 @@ impl Moto {
     /// Run a boto3 snippet against this server; `s3` is the client. Returns stdout.
     pub fn boto3(&self, code: &str) -> String {
         boto3(&self.endpoint(), code)
+    }
+
+    /// A boto3 snippet signed with the given key (for a server started with auth).
+    pub fn boto3_as(&self, key: &str, secret: &str, code: &str) -> String {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='{key}', aws_secret_access_key='{secret}', region_name='us-east-1')\n{code}\n",
+            self.endpoint()
+        );
+        let out = Command::new("python3").args(["-c", &script]).output().expect("python3 with boto3");
+        assert!(out.status.success(), "boto3 failed: {}\n{script}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
     }
 
     pub fn create_bucket(&self, bucket: &str) {

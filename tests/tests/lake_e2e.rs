@@ -256,6 +256,21 @@ fn bad_targets_fail_with_one_line_and_leave_the_history_untouched() {
         .unwrap();
     one_line(&no_creds, "no AWS credentials", "no credentials");
     one_line(&podtrail(&["--data-dir", dd, "export", "--to", "gs://b/x"]), "unsupported scheme", "bad scheme");
+    // Wrong credentials, against a server that checks them: one line naming the
+    // target and the store's refusal, nothing written. (moto's signature check
+    // also refuses object_store's correctly signed requests, so the right key is
+    // not tried here: the default-mode tests cover writes that succeed.)
+    let (authed, key, secret) = Moto::start_with_auth("locked");
+    let wrong = Command::new(bin("podtrail"))
+        .args(["--data-dir", dd, "export", "--to", "s3://locked/x", "--endpoint", &authed.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    one_line(&wrong, "s3://locked/x", "wrong credentials");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("403"), "{}", String::from_utf8_lossy(&wrong.stderr));
+    assert_eq!(authed.boto3_as(&key, &secret, "print(s3.list_objects_v2(Bucket='locked').get('KeyCount'))").trim(), "0", "nothing written with wrong credentials");
     one_line(&podtrail(&["--data-dir", dd, "export", "--to", d(&tmp.path().join("l")), "--node", "a/b"]), "node name", "bad node name");
     one_line(&podtrail(&["--data-dir", dd, "export", "--to", d(&tmp.path().join("l")), "--table", "nope"]), "not an event table", "bad table");
     // A read-only target: the export runs as nobody on a root-owned directory.
