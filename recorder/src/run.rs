@@ -85,6 +85,7 @@ pub struct RunSummary {
     /// Shipping (`--ship-to`): segments uploaded, found already there, failed
     /// attempts, and sealed segments still waiting at exit.
     pub segments_shipped: u64,
+    pub bytes_shipped: u64,
     pub segments_already_shipped: u64,
     pub ship_failures: u64,
     pub ship_backlog: u64,
@@ -454,6 +455,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
         let ss = sh.stats();
         sh.stop();
         summary.segments_shipped = ss.segments_shipped.load(Ordering::Relaxed);
+        summary.bytes_shipped = ss.bytes_shipped.load(Ordering::Relaxed);
         summary.segments_already_shipped = ss.segments_already_there.load(Ordering::Relaxed);
         summary.ship_failures = ss.failures.load(Ordering::Relaxed);
         summary.ship_backlog = ss.backlog.load(Ordering::Relaxed);

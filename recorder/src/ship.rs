@@ -45,7 +45,6 @@ pub struct Shipper {
     stop: Arc<AtomicBool>,
     stats: Arc<ShipStats>,
     handle: Option<std::thread::JoinHandle<()>>,
-    target: String,
 }
 
 /// How long after SIGTERM the shipper may go on uploading what was sealed.
@@ -70,15 +69,11 @@ impl Shipper {
             .spawn(move || worker.run())
             .map_err(|e| LakeError::Store(format!("cannot start the shipping thread: {e}")))?;
         tracing::info!(target = %target, "shipping sealed segments");
-        Ok(Shipper { signal, stop, stats, handle: Some(handle), target })
+        Ok(Shipper { signal, stop, stats, handle: Some(handle) })
     }
 
     pub fn stats(&self) -> Arc<ShipStats> {
         Arc::clone(&self.stats)
-    }
-
-    pub fn target(&self) -> &str {
-        &self.target
     }
 
     /// Something was sealed: look now rather than at the next rescan.

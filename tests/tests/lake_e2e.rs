@@ -382,6 +382,7 @@ fn shipping_survives_an_s3_outage_without_pausing_recording_or_shipping_twice() 
     let summary = rec.stop();
     assert!(summary["ship_failures"].as_u64().unwrap() > 0, "the outage was noticed: {summary}");
     assert_eq!(summary["ship_backlog"], 0, "every sealed segment shipped before exit: {summary}");
+    assert!(summary["segments_shipped"].as_u64().unwrap() > 0 && summary["bytes_shipped"].as_u64().unwrap() > 0, "{summary}");
 
     // Recording never paused: exec rows throughout the outage, in the node's history.
     let during = sql_json(
