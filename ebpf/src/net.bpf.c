@@ -156,6 +156,25 @@ int BPF_PROG(nat_xmit, struct sk_buff *skb, struct net_device *dev)
     return 0;
 }
 
+/* struct sock_cgroup_data before Linux 5.15: one u64 holding the cgroup pointer,
+ * or net_prio/net_cls data when one of its two low bits is set. */
+struct sock_cgroup_data___old {
+    __u64 val;
+};
+
+/* The cgroup v2 id of the socket's owner (set when the socket was created), or 0
+ * when the kernel keeps none for it. */
+static __always_inline __u64 sock_cgroup_id(struct sock *sk)
+{
+    if (bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
+        return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+    struct sock_cgroup_data___old *old = (void *)__builtin_preserve_access_index(&sk->sk_cgrp_data);
+    __u64 v = BPF_CORE_READ(old, val);
+    if (!v || (v & 3))
+        return 0;
+    return BPF_CORE_READ((struct cgroup *)v, kn, id);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 {
@@ -201,8 +220,11 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
     e->time_ns = now;
     e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
     e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-    e->cgroup_id = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
-    e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+    e->cgroup_id = sock_cgroup_id(sk);
+    /* Map keys live on the stack: before Linux 5.11 map helpers refuse
+     * ring-buffer memory as a key. */
+    __u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+    e->cookie = cookie;
     e->sport = st ? st->sport : BPF_CORE_READ(sk, __sk_common.skc_num);
     e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
     if (e->family == AF_INET) {
@@ -215,7 +237,7 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
         BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
     }
     if (e->cookie) {
-        struct connect_info *ci = bpf_map_lookup_elem(&connects, &e->cookie);
+        struct connect_info *ci = bpf_map_lookup_elem(&connects, &cookie);
         if (ci) {
             e->flags |= PT_CONN_HAS_OWNER | PT_CONN_HAS_ORIG;
             e->pid = ci->pid;
@@ -252,7 +274,7 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
     case PT_CONN_FAIL:
         e->error = BPF_CORE_READ(sk, sk_err);
         if (e->cookie)
-            bpf_map_delete_elem(&connects, &e->cookie);
+            bpf_map_delete_elem(&connects, &cookie);
         break;
     case PT_CONN_CLOSE: {
         if (!st)
@@ -272,7 +294,7 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
         e->duration_ns = now - st->since;
         bpf_map_delete_elem(&established, &key);
         if (e->cookie)
-            bpf_map_delete_elem(&connects, &e->cookie);
+            bpf_map_delete_elem(&connects, &cookie);
         break;
     }
     }

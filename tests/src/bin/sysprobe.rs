@@ -63,7 +63,18 @@ fn main() {
             let envp = [std::ptr::null()];
             // SAFETY: NULL-terminated argv/envp of valid C strings; returns only on failure.
             unsafe { libc::fexecve(fd, argv.as_ptr(), envp.as_ptr()) };
-            println!("fexecve: {}", result(-1));
+            let err = std::io::Error::last_os_error();
+            // Debian's 5.10 kernels refuse execveat(fd, "", AT_EMPTY_PATH) on a
+            // memfd with ENOENT (the VM matrix found it); the other common way to
+            // run a memfd is its /proc path, the same file with no link either.
+            if err.raw_os_error() == Some(libc::ENOENT) {
+                let path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+                // SAFETY: as above.
+                unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+                println!("fexecve: {err}; execve /proc/self/fd/{fd}: {}", result(-1));
+            } else {
+                println!("fexecve: {err}");
+            }
             std::process::exit(1);
         }
         Some("bind") => {

@@ -1,0 +1,484 @@
+//! `podtrail-vmtest`: the privileged capture checks of the kernel matrix.
+//! `tests/vmtest.sh` boots each kernel under QEMU with this binary as the guest's
+//! test (and runs it on the host kernel too). One recording of the real
+//! `podtraild` (found next to this binary), every workload, then each case reads
+//! the rows podtraild sealed: Parquet segments checked against the catalog's
+//! SHA-256, read without DataFusion so the guest stays small and quick under
+//! software emulation.
+//!
+//! Output, one line per case and a closing line (the runner parses them):
+//! ```text
+//! case exec: ok
+//! case tcp4: FAILED: no accept row with cgroup 1234 ...
+//! podtrail-vmtest: 9 passed, 1 failed
+//! ```
+//! Exit status 0 only when every case passed. Where the kernel lacks a feature the
+//! recorder treats as optional (the `cap_capable` tracepoint), the case checks that
+//! the recorder said so and recorded everything else, instead of skipping.
+//!
+//! `podtrail-vmtest child tcp|fork-connect` are workloads it re-executes itself for.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use podtrail_schema::catalog::{Catalog, META_CAPTURE_UNAVAILABLE};
+use podtrail_schema::layout::catalog_path;
+use podtrail_schema::tables;
+use podtrail_tests::privileged::{PodCgroup, Recorder, in_cgroup};
+use serde_json::{Value, json};
+
+type Rows = Vec<Value>;
+type Outcome = Result<(), String>;
+
+/// Exec storm size: small enough for a software-emulated guest, large enough to
+/// fill ring buffers in bursts.
+const STORM: usize = 300;
+const V4_SENT: usize = 1234;
+const V4_REPLY: usize = 4321;
+const POD_ADDR: &str = "10.244.1.2";
+
+macro_rules! check {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("child") {
+        child(args.get(2).map(String::as_str).unwrap_or(""));
+        return;
+    }
+    if args.len() > 1 {
+        eprintln!("usage: podtrail-vmtest   (as root; runs every case, prints `case NAME: ok|FAILED: why`)");
+        std::process::exit(2);
+    }
+    // Panics inside a case become its FAILED line, not a backtrace on the console.
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut results: Vec<(&str, Outcome)> = Vec::new();
+    match std::panic::catch_unwind(record) {
+        Ok(Ok(run)) => {
+            for (name, case) in CASES {
+                let outcome = std::panic::catch_unwind(|| case(&run)).unwrap_or_else(|p| Err(panic_text(p)));
+                results.push((name, outcome));
+            }
+        }
+        Ok(Err(why)) => results.push(("record", Err(why))),
+        // podtraild's own log: keep what it said went wrong, not its progress lines.
+        Err(p) => results.push(("record", Err(panic_text(p).lines().filter(|l| !l.contains(" INFO ")).collect::<Vec<_>>().join("\n")))),
+    }
+    let failed = results.iter().filter(|(_, o)| o.is_err()).count();
+    for (name, outcome) in &results {
+        match outcome {
+            Ok(()) => println!("case {name}: ok"),
+            // One line per case: the runner prints it beside the kernel.
+            Err(why) => println!("case {name}: FAILED: {}", why.replace('\n', " | ")),
+        }
+    }
+    println!("podtrail-vmtest: {} passed, {failed} failed", results.len() - failed);
+    std::process::exit(i32::from(failed > 0));
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "panic".into())
+}
+
+const CASES: &[(&str, fn(&Run) -> Outcome)] = &[
+    ("programs", programs),
+    ("exec", exec),
+    ("exit", exit),
+    ("fork", fork),
+    ("tcp4", tcp4),
+    ("tcp6", tcp6),
+    ("storm", storm),
+    ("privilege", privilege),
+    ("capabilities", capabilities),
+];
+
+/// What the workloads did and what podtraild stored.
+struct Run {
+    summary: Value,
+    /// Rows of each event table, as JSON objects.
+    rows: BTreeMap<&'static str, Rows>,
+    loss: Rows,
+    unavailable: Vec<String>,
+    exec: ExecFacts,
+    exit7_pid: u32,
+    killed_pid: u32,
+    fork: (u32, u32),
+    net: NetFacts,
+    storm_probe: String,
+    privilege: PrivFacts,
+}
+
+struct ExecFacts {
+    probe: String,
+    sh_pid: u32,
+    script: String,
+    cgroup: u64,
+    pod_uid: String,
+    container_id: String,
+}
+
+struct NetFacts {
+    pid: u32,
+    cgroup: u64,
+    pod_uid: String,
+    netns: u64,
+    v6_port: u16,
+}
+
+struct PrivFacts {
+    cgroup: u64,
+    fileless: String,
+    refused: String,
+    granted: String,
+}
+
+fn record() -> Result<Run, String> {
+    let mut rec = Recorder::start_with(&["--no-cri"]);
+    let tmp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+
+    // exec: a copy of /bin/true under a unique path, started by a shell inside a
+    // kubelet-named pod cgroup (not the shell's last command, so it forks).
+    let cg = PodCgroup::new("vm-exec");
+    let probe = copy_true(tmp.path(), "pt-vm-args")?;
+    let script = format!("echo $$ > {}/cgroup.procs && {} a 'b c' d; true", cg.path().display(), probe.display());
+    let (sh_pid, status) = sh(&script)?;
+    check!(status.success(), "exec workload: {script}: {status}");
+    let exec = ExecFacts { probe: probe.display().to_string(), sh_pid, script, cgroup: cg.id(), pod_uid: cg.uid.clone(), container_id: cg.container_id.clone() };
+
+    let (exit7_pid, status) = sh("exit 7")?;
+    check!(status.code() == Some(7), "sh -c 'exit 7': {status}");
+    let (killed_pid, status) = sh("kill -KILL $$")?;
+    check!(std::os::unix::process::ExitStatusExt::signal(&status) == Some(9), "sh -c 'kill -KILL $$': {status}");
+
+    let out = self_child("fork-connect", None)?;
+    let fork = out.split_once(' ').and_then(|(p, c)| Some((p.parse().ok()?, c.parse().ok()?))).ok_or_else(|| format!("fork-connect printed {out:?}"))?;
+
+    let ncg = PodCgroup::new("vm-net");
+    let out = self_child("tcp", Some(&ncg))?;
+    let mut it = out.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(pid)), Some(Ok(netns)), Some(Ok(v6_port))) = (it.next(), it.next(), it.next()) else {
+        return Err(format!("tcp child printed {out:?}"));
+    };
+    let net = NetFacts { pid: pid as u32, cgroup: ncg.id(), pod_uid: ncg.uid.clone(), netns, v6_port: v6_port as u16 };
+
+    let storm = copy_true(tmp.path(), "pt-vm-storm")?;
+    let (_, status) = sh(&format!("i=0; while [ $i -lt {STORM} ]; do {}; i=$((i+1)); done", storm.display()))?;
+    check!(status.success(), "exec storm: {status}");
+
+    let pcg = PodCgroup::new("vm-priv");
+    let sysprobe = podtrail_tests::bin("podtrail-sysprobe");
+    let fileless = format!("pt-vm-fileless-{}", std::process::id());
+    let refused = in_pod(&pcg, &sysprobe, &["as-user", "1000", "setuid", "0"])?;
+    let granted = in_pod(&pcg, &sysprobe, &["setuid", "0"])?;
+    in_pod(&pcg, &sysprobe, &["memfd-exec", "/bin/true", &fileless])?;
+    let privilege = PrivFacts { cgroup: pcg.id(), fileless, refused, granted };
+
+    // Capability counts are written about once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let summary = rec.stop();
+    let catalog = Catalog::open_ro(&catalog_path(&rec.data_dir)).map_err(|e| e.to_string())?;
+    let mut rows = BTreeMap::new();
+    for def in tables::EVENT_TABLES {
+        rows.insert(def.name, table_rows(&rec.data_dir, &catalog, def.name)?);
+    }
+    let loss = to_json(&[catalog.load_table(&tables::LOSS).map_err(|e| e.to_string())?])?;
+    let unavailable_meta = catalog.meta(META_CAPTURE_UNAVAILABLE).map_err(|e| e.to_string())?.unwrap_or_default();
+    let unavailable = serde_json::from_str::<Value>(&unavailable_meta)
+        .map_err(|e| format!("catalog meta {META_CAPTURE_UNAVAILABLE} = {unavailable_meta:?}: {e}"))?["programs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    drop((cg, ncg, pcg));
+    Ok(Run { summary, rows, loss, unavailable, exec, exit7_pid, killed_pid, fork, net, storm_probe: storm.display().to_string(), privilege })
+}
+
+/// Every row of `table` in its sealed segments (all of them after a clean stop).
+fn table_rows(data_dir: &Path, catalog: &Catalog, table: &str) -> Result<Rows, String> {
+    let mut batches = Vec::new();
+    for seg in catalog.segments().map_err(|e| e.to_string())?.iter().filter(|s| s.table_name == table && !s.expired) {
+        let bytes = podtrail_schema::lake::read_segment(data_dir, seg).map_err(|e| e.to_string())?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| format!("segment {}: {e}", seg.path))?;
+        for b in reader {
+            batches.push(b.map_err(|e| format!("segment {}: {e}", seg.path))?);
+        }
+    }
+    to_json(&batches)
+}
+
+fn to_json(batches: &[arrow::record_batch::RecordBatch]) -> Result<Rows, String> {
+    let mut w = arrow::json::ArrayWriter::new(Vec::new());
+    let refs: Vec<_> = batches.iter().collect();
+    w.write_batches(&refs).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    let buf = w.into_inner();
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buf).map_err(|e| e.to_string())
+}
+
+fn copy_true(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+    // Named `true` so that a busybox-style multi-call binary still acts as true.
+    let p = d.join("true");
+    std::fs::copy("/bin/true", &p).map_err(|e| format!("copying /bin/true to {}: {e}", p.display()))?;
+    Ok(p)
+}
+
+fn sh(script: &str) -> Result<(u32, std::process::ExitStatus), String> {
+    let mut c = Command::new("/bin/sh").args(["-c", script]).spawn().map_err(|e| format!("/bin/sh: {e}"))?;
+    let pid = c.id();
+    Ok((pid, c.wait().map_err(|e| e.to_string())?))
+}
+
+fn in_pod(cg: &PodCgroup, program: &Path, args: &[&str]) -> Result<String, String> {
+    let o = in_cgroup(Command::new(program).args(args), cg).output().map_err(|e| format!("{}: {e}", program.display()))?;
+    check!(o.status.success(), "{} {args:?}: {}: {} {}", program.display(), o.status, String::from_utf8_lossy(&o.stdout).trim(), String::from_utf8_lossy(&o.stderr).trim());
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn self_child(what: &str, cg: Option<&PodCgroup>) -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["child", what]).stderr(Stdio::piped());
+    if let Some(cg) = cg {
+        in_cgroup(&mut cmd, cg);
+    }
+    let o = cmd.output().map_err(|e| format!("child {what}: {e}"))?;
+    check!(o.status.success(), "child {what}: {}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim());
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Workloads run in a process of their own.
+fn child(what: &str) {
+    let r = match what {
+        "tcp" => child_tcp(),
+        "fork-connect" => child_fork_connect(),
+        _ => Err(format!("unknown child workload {what:?}")),
+    };
+    if let Err(e) = r {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+}
+
+/// In a network namespace of its own (a pod's): a TCP exchange over IPv4 between
+/// two sockets on the pod address, then one IPv6 connection to ::1. Prints
+/// `PID NETNS_INODE V6_PORT`.
+fn child_tcp() -> Outcome {
+    // SAFETY: unshare(2) of this single-threaded process's network namespace.
+    check!(unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    for args in [&["link", "set", "lo", "up"][..], &["addr", "add", &format!("{POD_ADDR}/32"), "dev", "lo"]] {
+        let o = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+        check!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let netns = std::fs::metadata("/proc/self/ns/net").map_err(|e| e.to_string())?.ino();
+    let l = TcpListener::bind((POD_ADDR, 8080)).map_err(|e| format!("bind {POD_ADDR}:8080: {e}"))?;
+    let server = std::thread::spawn(move || -> Result<usize, String> {
+        let (mut c, _) = l.accept().map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).map_err(|e| e.to_string())?;
+        c.write_all(&[b'b'; V4_REPLY]).map_err(|e| e.to_string())?;
+        Ok(got.len())
+    });
+    let mut c = TcpStream::connect((POD_ADDR, 8080)).map_err(|e| format!("connect {POD_ADDR}:8080: {e}"))?;
+    c.write_all(&[b'a'; V4_SENT]).map_err(|e| e.to_string())?;
+    c.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    c.read_to_end(&mut reply).map_err(|e| e.to_string())?;
+    drop(c);
+    let got = server.join().map_err(|_| "server thread panicked".to_string())??;
+    check!((got, reply.len()) == (V4_SENT, V4_REPLY), "exchanged {got}/{} bytes, expected {V4_SENT}/{V4_REPLY}", reply.len());
+
+    let l6 = TcpListener::bind("[::1]:0").map_err(|e| format!("bind [::1]:0: {e}"))?;
+    let port = l6.local_addr().map_err(|e| e.to_string())?.port();
+    let c6 = TcpStream::connect(("::1", port)).map_err(|e| format!("connect [::1]:{port}: {e}"))?;
+    drop(l6.accept().map_err(|e| e.to_string())?);
+    drop(c6);
+    println!("{} {netns} {port}", std::process::id());
+    Ok(())
+}
+
+/// A child forked without exec connects to its parent: prints `PARENT CHILD`.
+fn child_fork_connect() -> Outcome {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    // SAFETY: this process is single-threaded; the child only connects and _exits.
+    let pid = unsafe { libc::fork() };
+    check!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let ok = TcpStream::connect(addr).is_ok();
+        // SAFETY: leaving the forked child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    drop(l.accept().map_err(|e| e.to_string())?);
+    let mut status = 0;
+    // SAFETY: waiting for the child forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    check!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "forked child failed: status {status}");
+    println!("{} {pid}", std::process::id());
+    Ok(())
+}
+
+// ---- the cases -------------------------------------------------------------
+
+fn rows<'a>(run: &'a Run, table: &str, pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
+    run.rows.get(table).map(|r| r.iter().filter(|v| pred(v)).collect()).unwrap_or_default()
+}
+
+fn tracefs_has(category: &str, event: &str) -> bool {
+    ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"].iter().any(|d| Path::new(d).join(category).join(event).exists())
+}
+
+/// Every program the recorder reports unavailable must really lack its attach
+/// point on this kernel (an optional feature), never be a broken program.
+fn programs(run: &Run) -> Outcome {
+    for entry in &run.unavailable {
+        let point = entry.split_once(" (").and_then(|(_, rest)| rest.split_once("):")).map(|(p, _)| p).unwrap_or("");
+        let present = if let Some(tp) = point.strip_prefix("tp_btf/") {
+            ["capability", "sched", "sock", "net"].iter().any(|c| tracefs_has(c, tp))
+        } else if let Some(rest) = point.strip_prefix("tracepoint/") {
+            let (c, e) = rest.split_once('/').unwrap_or((rest, ""));
+            tracefs_has(c, e)
+        } else {
+            true
+        };
+        check!(!present, "reported unavailable although the kernel has its attach point: {entry}");
+    }
+    Ok(())
+}
+
+fn exec(run: &Run) -> Outcome {
+    let f = &run.exec;
+    let probe = rows(run, "process_exec", |r| r["binary"] == f.probe.as_str());
+    check!(probe.len() == 1, "expected one exec row for {}, got {probe:?}", f.probe);
+    let r = probe[0];
+    check!(r["args"] == json!([f.probe, "a", "b c", "d"]), "args {}", r["args"]);
+    check!(r["uid"] == 0, "uid {}", r["uid"]);
+    check!(r["ppid"].as_u64() == Some(u64::from(f.sh_pid)), "ppid {} but the shell was {}", r["ppid"], f.sh_pid);
+    check!(r["cgroup_id"].as_u64() == Some(f.cgroup), "cgroup_id {} but the pod cgroup's inode is {}", r["cgroup_id"], f.cgroup);
+    check!(r["pod_uid"] == f.pod_uid.as_str() && r["container_id"] == f.container_id.as_str(), "identity {} / {}", r["pod_uid"], r["container_id"]);
+    let shell = rows(run, "process_exec", |s| s["pid"].as_u64() == Some(u64::from(f.sh_pid)));
+    check!(shell.len() == 1, "the shell's exec rows: {shell:?}");
+    check!(shell[0]["args"] == json!(["/bin/sh", "-c", f.script]), "shell args {}", shell[0]["args"]);
+    check!(r["parent_exec_id"] == shell[0]["exec_id"], "parent_exec_id {} vs the shell's exec_id {}", r["parent_exec_id"], shell[0]["exec_id"]);
+    Ok(())
+}
+
+fn exit(run: &Run) -> Outcome {
+    for (pid, code, signal) in [(run.exit7_pid, 7, 0), (run.killed_pid, 0, 9)] {
+        let x = rows(run, "process_exit", |r| r["pid"].as_u64() == Some(u64::from(pid)));
+        check!(x.len() == 1, "pid {pid}: exit rows {x:?}");
+        check!(x[0]["exit_code"] == code && x[0]["signal"] == signal, "pid {pid}: exit_code {} signal {}, expected {code} {signal}", x[0]["exit_code"], x[0]["signal"]);
+        let e = rows(run, "process_exec", |r| r["pid"].as_u64() == Some(u64::from(pid)));
+        check!(e.len() == 1 && x[0]["exec_id"] == e[0]["exec_id"], "pid {pid}: exit exec_id {} vs exec rows {e:?}", x[0]["exec_id"]);
+    }
+    Ok(())
+}
+
+fn fork(run: &Run) -> Outcome {
+    let (parent, child) = run.fork;
+    let conn = rows(run, "net_conn", |r| r["event"] == "connect" && r["pid"].as_u64() == Some(u64::from(child)));
+    check!(conn.len() == 1, "the forked child's connect: {conn:?}");
+    let images = rows(run, "process_exec", |r| r["pid"].as_u64() == Some(u64::from(parent)));
+    let last = images.last().ok_or_else(|| format!("no exec row for the parent {parent}"))?;
+    check!(conn[0]["exec_id"] == last["exec_id"], "child's connect exec_id {} vs the parent's image {}", conn[0]["exec_id"], last["exec_id"]);
+    let exits = rows(run, "process_exit", |r| r["pid"].as_u64() == Some(u64::from(child)));
+    check!(exits.len() == 1 && exits[0]["exec_id"] == last["exec_id"] && exits[0]["exit_code"] == 0, "the child's exit: {exits:?}");
+    Ok(())
+}
+
+fn net_rows<'a>(run: &'a Run, event: &str, extra: impl Fn(&Value) -> bool) -> Result<&'a Value, String> {
+    let n = &run.net;
+    let found = rows(run, "net_conn", |r| r["event"] == event && r["cgroup_id"].as_u64() == Some(n.cgroup) && extra(r));
+    match found.as_slice() {
+        [one] => Ok(one),
+        _ => Err(format!("expected one {event} row in cgroup {}, got {found:?}", n.cgroup)),
+    }
+}
+
+fn tcp4(run: &Run) -> Outcome {
+    let n = &run.net;
+    let v4 = |r: &Value| r["dst_port"] == 8080 || r["src_port"] == 8080;
+    let connect = net_rows(run, "connect", v4)?;
+    check!(connect["pid"].as_u64() == Some(u64::from(n.pid)), "connect pid {} vs {}", connect["pid"], n.pid);
+    check!(connect["src_ip"] == POD_ADDR && connect["dst_ip"] == POD_ADDR && connect["dst_port"] == 8080, "connect 5-tuple {connect}");
+    check!(connect["orig_dst_ip"] == POD_ADDR && connect["orig_dst_port"] == 8080, "connect orig_dst {connect}");
+    check!(connect["netns"].as_u64() == Some(n.netns), "connect netns {} vs the pod's {}", connect["netns"], n.netns);
+    check!(connect["pod_uid"] == n.pod_uid.as_str(), "connect pod_uid {}", connect["pod_uid"]);
+    let accept = net_rows(run, "accept", v4)?;
+    check!(accept["src_port"] == 8080 && accept["netns"].as_u64() == Some(n.netns), "accept {accept}");
+    let closes = rows(run, "net_conn", |r| r["event"] == "close" && r["cgroup_id"].as_u64() == Some(n.cgroup) && v4(r));
+    let bytes: Vec<(u64, u64)> = closes.iter().map(|r| (r["bytes_sent"].as_u64().unwrap_or(0), r["bytes_received"].as_u64().unwrap_or(0))).collect();
+    let (a, b) = ((V4_SENT as u64, V4_REPLY as u64), (V4_REPLY as u64, V4_SENT as u64));
+    check!(bytes.len() == 2 && bytes.contains(&a) && bytes.contains(&b), "close rows bytes (sent, received) {bytes:?}, expected {a:?} and {b:?}");
+    Ok(())
+}
+
+fn tcp6(run: &Run) -> Outcome {
+    let port = run.net.v6_port;
+    let connect = net_rows(run, "connect", |r| r["dst_port"] == port)?;
+    check!(connect["dst_ip"] == "::1" && connect["orig_dst_ip"] == "::1" && connect["orig_dst_port"] == port, "IPv6 connect {connect}");
+    net_rows(run, "accept", |r| r["src_port"] == port)?;
+    Ok(())
+}
+
+fn storm(run: &Run) -> Outcome {
+    let n = rows(run, "process_exec", |r| r["binary"] == run.storm_probe.as_str()).len();
+    let lost: u64 = run.loss.iter().filter(|r| r["source"] == "kernel_ringbuf" || r["source"] == "decode").filter_map(|r| r["count"].as_u64()).sum();
+    let seen = run.summary["kernel_drops"].as_u64().unwrap_or(0) + run.summary["decode_errors"].as_u64().unwrap_or(0);
+    check!(lost == seen, "loss rows count {lost}, the recorder saw {seen} drops: {}", run.summary);
+    check!(n <= STORM, "{n} rows for {STORM} spawns: invented rows");
+    check!(n as u64 + lost >= STORM as u64, "{n} rows + {lost} counted loss < {STORM} spawns: silent loss");
+    check!(lost > 0 || n == STORM, "no loss counted but {n} rows for {STORM} spawns");
+    Ok(())
+}
+
+fn privilege(run: &Run) -> Outcome {
+    let p = &run.privilege;
+    let cg = |r: &Value| r["cgroup_id"].as_u64() == Some(p.cgroup);
+    check!(p.refused == "setuid 0: Operation not permitted (os error 1)" && p.granted == "setuid 0: ok", "sysprobe said {:?} / {:?}", p.refused, p.granted);
+    let setuid = rows(run, "privilege", |r| cg(r) && r["kind"] == "setuid");
+    check!(setuid.len() == 2, "one refused and one granted setuid: {setuid:?}");
+    let got: Vec<_> = setuid.iter().map(|r| (r["uid"].clone(), r["result"].clone(), r["error"].clone(), r["new_uid"].clone())).collect();
+    let want = vec![(json!(1000), json!(-1), json!("EPERM"), json!(0)), (json!(0), json!(0), Value::Null, json!(0))];
+    check!(got == want, "setuid rows (uid, result, error, new_uid) {got:?}, expected {want:?}");
+    let unshare = rows(run, "privilege", |r| r["kind"] == "unshare" && r["cgroup_id"].as_u64() == Some(run.net.cgroup));
+    check!(unshare.len() == 1 && unshare[0]["namespaces"] == "net" && unshare[0]["result"] == 0, "the tcp workload's unshare(CLONE_NEWNET): {unshare:?}");
+    let memfd = format!("memfd:{}", p.fileless);
+    let made = rows(run, "privilege", |r| cg(r) && r["kind"] == "memfd_create");
+    check!(made.len() == 1 && made[0]["file"] == memfd.as_str(), "memfd_create rows {made:?}");
+    let execs = rows(run, "process_exec", |r| cg(r) && r["fileless"] == true);
+    check!(execs.len() == 1 && execs[0]["binary"] == memfd.as_str(), "fileless exec rows {execs:?}");
+    Ok(())
+}
+
+/// `cap_capable` (tracepoint since Linux 6.14 or so): counted checks when the kernel
+/// has it; when it does not, the recorder says so and `cap_usage` stays empty.
+fn capabilities(run: &Run) -> Outcome {
+    let p = &run.privilege;
+    let unavailable = run.unavailable.iter().any(|u| u.contains("cap_capable"));
+    let usage = rows(run, "cap_usage", |_| true);
+    if unavailable {
+        check!(!tracefs_has("capability", "cap_capable"), "cap_capable reported unavailable but the tracepoint exists");
+        check!(usage.is_empty(), "cap_capable unavailable, yet cap_usage rows: {usage:?}");
+        return Ok(());
+    }
+    let setuid = rows(run, "cap_usage", |r| r["cgroup_id"].as_u64() == Some(p.cgroup) && r["capability"] == "CAP_SETUID");
+    let granted: u64 = setuid.iter().filter_map(|r| r["granted"].as_u64()).sum();
+    let denied: u64 = setuid.iter().filter_map(|r| r["denied"].as_u64()).sum();
+    check!(granted >= 1 && denied >= 1, "CAP_SETUID in the privilege pod: granted {granted}, denied {denied} (rows {setuid:?})");
+    Ok(())
+}

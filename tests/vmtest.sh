@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# The kernel matrix: boot Debian's cloud kernels under QEMU (software emulation,
+# never KVM) and run `podtrail-vmtest` -- the privileged capture checks against
+# the real podtraild -- inside each guest, and on the host kernel. Prints one
+# line per kernel, then "N passed, N failed" over kernels x cases. Exit status 0
+# only when every case passed on every kernel.
+#
+#   tests/vmtest.sh [--kernels "bullseye bookworm trixie sid"] [--no-host]
+#                   [--break-core]   # see below
+#
+# Kernels: for each Debian suite, the version its `linux-image-cloud-amd64` points
+# to, fetched with `apt-get download` through a private apt configuration under
+# target/vmtest/apt (its own sources list, lists and cache; the system's apt
+# sources are never touched). Only vmlinuz and config are kept, cached under
+# target/vmtest/kernels/<version>/. When the mirror cannot be reached, the cached
+# kernels are used and the script says so.
+#
+# Guest: an uncompressed initramfs with static busybox, the release binaries
+# (podtraild, podtrail-vmtest, podtrail-sysprobe, stripped) and the host's
+# shared libraries they need; /init mounts proc, sysfs, devtmpfs, bpffs, tracefs
+# and cgroup2, brings up lo, runs the cases, prints a marker with the exit code
+# and powers off. At most two VMs at once (2 cores).
+#
+# --break-core: build the guests with a deliberately broken CO-RE read (the
+# exec program reads task_struct.__state, called `state` before Linux 5.14) to
+# show how a kernel-specific failure is reported: the run must fail on 5.10 and
+# name the kernel and the program.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+W=$ROOT/target/vmtest
+SUITES="bullseye bookworm trixie sid"
+HOST=1
+BREAK=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --kernels) SUITES=$2; shift 2 ;;
+    --no-host) HOST=0; shift ;;
+    --break-core) BREAK=1; shift ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "vmtest: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "vmtest: run as root (the host case loads eBPF programs; CI runs as root)" >&2; exit 1; }
+export PATH="$PATH:/usr/sbin:/sbin"
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v cpio >/dev/null || need+=(cpio)
+if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then need+=(busybox-static); fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "vmtest: installing ${need[*]} (apt)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+BIN=$ROOT/target/release
+for b in podtraild podtrail-vmtest podtrail-sysprobe; do
+  [ -x "$BIN/$b" ] || { echo "vmtest: $BIN/$b not built: run \`cargo build --release --workspace --all-targets\` (tests/run.sh does)" >&2; exit 1; }
+done
+mkdir -p "$W/apt/lists/partial" "$W/apt/cache/archives/partial" "$W/kernels" "$W/logs"
+
+# ---- kernels ---------------------------------------------------------------
+APT=(-o Dir::Etc::SourceList="$W/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+     -o Dir::State::Lists="$W/apt/lists" -o Dir::Cache="$W/apt/cache"
+     -o Dir::State::Status="$W/apt/status" -o APT::Architecture=amd64
+     -o Acquire::Languages=none -o Debug::NoLocking=1)
+: > "$W/apt/status"
+key=/usr/share/keyrings/debian-archive-keyring.gpg
+{
+  for s in $SUITES; do
+    echo "deb [signed-by=$key] http://deb.debian.org/debian $s main"
+  done
+} > "$W/apt/sources.list"
+online=1
+if ! apt-get "${APT[@]}" -qq update >"$W/logs/apt-update.log" 2>&1; then
+  online=0
+  echo "vmtest: the Debian mirror is unreachable ($(tail -1 "$W/logs/apt-update.log")); using cached kernels" >&2
+fi
+
+# kernel_for SUITE -> prints the cache dir of its kernel (vmlinuz + config)
+kernel_for() {
+  local suite=$1 pkg ver dir tmp
+  if [ $online = 1 ]; then
+    pkg=$(apt-cache "${APT[@]}" show "linux-image-cloud-amd64/$suite" 2>/dev/null | sed -n 's/^Depends: //p' | head -1 | tr ',' '\n' | sed -n 's/^ *\(linux-image-[^ ]*\).*/\1/p' | head -1)
+    [ -n "$pkg" ] || { echo "vmtest: no linux-image-cloud-amd64 in $suite" >&2; return 1; }
+    ver=${pkg#linux-image-}
+    echo "$suite" > "$W/kernels/.latest-$suite.tmp" && echo "$ver" > "$W/kernels/.latest-$suite"
+  else
+    ver=$(cat "$W/kernels/.latest-$suite" 2>/dev/null) || { echo "vmtest: no cached kernel for $suite" >&2; return 1; }
+  fi
+  dir=$W/kernels/$ver
+  if [ ! -f "$dir/vmlinuz" ] || [ ! -f "$dir/config" ]; then
+    [ $online = 1 ] || { echo "vmtest: kernel $ver not cached" >&2; return 1; }
+    tmp=$(mktemp -d "$W/apt/dl.XXXXXX")
+    # Newer kernels split the image: vmlinuz in linux-binary-*, config in linux-base-*.
+    local pkgs=("linux-image-$ver")
+    if apt-cache "${APT[@]}" show "linux-binary-$ver" >/dev/null 2>&1; then pkgs+=("linux-binary-$ver" "linux-base-$ver"); fi
+    (cd "$tmp" && apt-get "${APT[@]}" -qq download "${pkgs[@]}" >/dev/null 2>&1) || { echo "vmtest: apt-get download ${pkgs[*]} failed" >&2; rm -rf "$tmp"; return 1; }
+    for d in "$tmp"/*.deb; do dpkg-deb -x "$d" "$tmp/x"; done
+    local image config
+    image=$(find "$tmp/x" \( -path "*/boot/vmlinuz-*" -o -path "*/modules/*/vmlinuz" \) | head -1)
+    config=$(find "$tmp/x" \( -path "*/boot/config-*" -o -path "*/modules/*/config" \) | head -1)
+    if [ -z "$image" ] || [ -z "$config" ]; then
+      echo "vmtest: no vmlinuz or config in ${pkgs[*]}" >&2; rm -rf "$tmp"; return 1
+    fi
+    mkdir -p "$dir.tmp" && cp "$image" "$dir.tmp/vmlinuz" && cp "$config" "$dir.tmp/config" && mv "$dir.tmp" "$dir"
+    rm -rf "$tmp"
+  fi
+  echo "$dir"
+}
+
+# ---- the guest -------------------------------------------------------------
+build_initramfs() {
+  local out=$1 stage
+  stage=$(mktemp -d "$W/stage.XXXXXX")
+  mkdir -p "$stage"/{bin,proc,sys,dev,tmp,etc}
+  cp /bin/busybox "$stage/bin/busybox"
+  for b in podtraild podtrail-vmtest podtrail-sysprobe; do
+    strip --strip-debug -o "$stage/bin/$b" "$BIN/$b"
+  done
+  # The host's /bin/true (a real program, not a busybox applet): the cases copy
+  # it under unique names and exec it from a memfd.
+  cp /bin/true "$stage/bin/true"
+  for a in $(/bin/busybox --list); do [ -e "$stage/bin/$a" ] || ln -s busybox "$stage/bin/$a"; done
+  for f in "$stage"/bin/podtraild "$stage"/bin/podtrail-vmtest "$stage"/bin/podtrail-sysprobe "$stage/bin/true"; do
+    ldd "$f" | grep -o '/[^ ]*' | while read -r lib; do
+      mkdir -p "$stage$(dirname "$lib")" && cp -L "$lib" "$stage$lib"
+    done
+  done
+  if [ $BREAK = 1 ]; then
+    mkdir -p "$stage/bpf"
+    clang-19 -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -DPODTRAIL_BREAK_CORE \
+      -I ebpf/include -I ebpf/include/x86_64 -c ebpf/src/process.bpf.c -o "$stage/bpf/process.bpf.o"
+  fi
+  cat > "$stage/init" <<EOF
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mkdir -p /sys/fs/cgroup /sys/fs/bpf /sys/kernel/tracing
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t bpf bpf /sys/fs/bpf
+mount -t tracefs tracefs /sys/kernel/tracing
+ip link set lo up
+$( [ $BREAK = 1 ] && echo "export PODTRAIL_BPF_OVERRIDE_DIR=/bpf" )
+echo "PODTRAIL-VMTEST-KERNEL \$(uname -r)"
+cd /tmp && /bin/podtrail-vmtest
+echo "PODTRAIL-VMTEST-EXIT \$?"
+poweroff -f
+EOF
+  chmod +x "$stage/init"
+  (cd "$stage" && find . | cpio -o -H newc --quiet) > "$out"
+  rm -rf "$stage"
+}
+
+# summarize NAME LOG -> one line; adds to the totals file
+summarize() {
+  local name=$1 log=$2 closing passed failed reasons
+  closing=$(grep -a '^podtrail-vmtest: ' "$log" | tail -1 || true)
+  if [ -z "$closing" ]; then
+    reasons=$(grep -a -E 'Kernel panic|timed out|not syncing|PODTRAIL-VMTEST-EXIT|Oops' "$log" | head -3 | tr '\n' ' ')
+    [ -n "$reasons" ] || reasons="no result: last console line: $(grep -a -v '^\s*$' "$log" | tail -1)"
+    printf '%-40s FAILED before any case: %s (log: %s)\n' "$name" "$reasons" "${log#$ROOT/}"
+    echo "0 1" >> "$W/logs/totals"
+    return
+  fi
+  passed=$(echo "$closing" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')
+  failed=$(echo "$closing" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+  echo "$passed $failed" >> "$W/logs/totals"
+  if [ "$failed" = 0 ]; then
+    printf '%-40s %s passed, 0 failed\n' "$name" "$passed"
+  else
+    printf '%-40s %s passed, %s failed\n' "$name" "$passed" "$failed"
+    grep -a '^case .*FAILED' "$log" | cut -c1-400 | sed 's/^/    /'
+  fi
+}
+
+run_vm() {
+  local name=$1 dir=$2 log=$3
+  # -accel tcg: software emulation (KVM is present here but does not work).
+  timeout 600 qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m 1G -nographic -no-reboot \
+    -monitor none -serial "file:$log" -kernel "$dir/vmlinuz" -initrd "$W/initramfs.cpio" \
+    -append "console=ttyS0 panic=-1 rdinit=/init quiet loglevel=3" >/dev/null 2>&1 \
+    || echo "vmtest: qemu for $name ended with status $? (timed out at 600 s if 124)" >> "$log"
+}
+
+: > "$W/logs/totals"
+started=$(date +%s)
+build_initramfs "$W/initramfs.cpio"
+echo "vmtest: guest initramfs $(du -m "$W/initramfs.cpio" | cut -f1) MiB" >&2
+
+if [ $HOST = 1 ]; then
+  hlog=$W/logs/host.log
+  if [ $BREAK = 1 ]; then
+    # The host kernel has __state: the broken read must load here.
+    PODTRAIL_BPF_OVERRIDE_DIR=$(mktemp -d) ; cp "$W/stage-break/process.bpf.o" "$PODTRAIL_BPF_OVERRIDE_DIR/" 2>/dev/null || true
+  fi
+  "$BIN/podtrail-vmtest" > "$hlog" 2>&1 || true
+  summarize "$(uname -r) (host)" "$hlog"
+fi
+
+declare -A names
+pids=()
+for s in $SUITES; do
+  dir=$(kernel_for "$s") || { printf '%-40s FAILED before any case: kernel unavailable\n' "$s"; echo "0 1" >> "$W/logs/totals"; continue; }
+  v=$(basename "$dir")
+  log=$W/logs/$v.log
+  : > "$log"
+  names[$v]="$v ($s)"
+  # At most two VMs at once on this 2-core machine.
+  while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n || true; done
+  run_vm "$v" "$dir" "$log" &
+done
+wait
+for v in "${!names[@]}"; do
+  summarize "${names[$v]}" "$W/logs/$v.log"
+done | sort
+
+read -r P F < <(awk '{p+=$1; f+=$2} END {print p+0, f+0}' "$W/logs/totals")
+echo "$P passed, $F failed (kernels x cases; $(( $(date +%s) - started )) s)"
+[ "$F" = 0 ]
