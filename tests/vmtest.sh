@@ -128,9 +128,7 @@ build_initramfs() {
     done
   done
   if [ $BREAK = 1 ]; then
-    mkdir -p "$stage/bpf"
-    clang-19 -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -DPODTRAIL_BREAK_CORE \
-      -I ebpf/include -I ebpf/include/x86_64 -c ebpf/src/process.bpf.c -o "$stage/bpf/process.bpf.o"
+    mkdir -p "$stage/bpf" && cp "$W/break/process.bpf.o" "$stage/bpf/"
   fi
   cat > "$stage/init" <<EOF
 #!/bin/sh
@@ -186,18 +184,24 @@ run_vm() {
 }
 
 : > "$W/logs/totals"
+rm -f "$W"/logs/*.line
 started=$(date +%s)
+if [ $BREAK = 1 ]; then
+  mkdir -p "$W/break"
+  clang-19 -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -DPODTRAIL_BREAK_CORE \
+    -I ebpf/include -I ebpf/include/x86_64 -c ebpf/src/process.bpf.c -o "$W/break/process.bpf.o"
+fi
 build_initramfs "$W/initramfs.cpio"
 echo "vmtest: guest initramfs $(du -m "$W/initramfs.cpio" | cut -f1) MiB" >&2
 
 if [ $HOST = 1 ]; then
   hlog=$W/logs/host.log
   if [ $BREAK = 1 ]; then
-    # The host kernel has __state: the broken read must load here.
-    PODTRAIL_BPF_OVERRIDE_DIR=$(mktemp -d) ; cp "$W/stage-break/process.bpf.o" "$PODTRAIL_BPF_OVERRIDE_DIR/" 2>/dev/null || true
+    PODTRAIL_BPF_OVERRIDE_DIR=$W/break "$BIN/podtrail-vmtest" > "$hlog" 2>&1 || true
+  else
+    "$BIN/podtrail-vmtest" > "$hlog" 2>&1 || true
   fi
-  "$BIN/podtrail-vmtest" > "$hlog" 2>&1 || true
-  summarize "$(uname -r) (host)" "$hlog"
+  summarize "$(uname -r) (host)" "$hlog" | tee "$W/logs/host.line"
 fi
 
 declare -A names
@@ -214,9 +218,29 @@ for s in $SUITES; do
 done
 wait
 for v in "${!names[@]}"; do
-  summarize "${names[$v]}" "$W/logs/$v.log"
-done | sort
+  summarize "${names[$v]}" "$W/logs/$v.log" > "$W/logs/$v.line"
+done
+for v in $(printf '%s\n' "${!names[@]}" | sort -V); do cat "$W/logs/$v.line"; done
 
 read -r P F < <(awk '{p+=$1; f+=$2} END {print p+0, f+0}' "$W/logs/totals")
 echo "$P passed, $F failed (kernels x cases; $(( $(date +%s) - started )) s)"
-[ "$F" = 0 ]
+if [ $BREAK = 0 ]; then
+  [ "$F" = 0 ]
+  exit
+fi
+# --break-core: kernels before 5.14 must fail, naming the kernel and the program
+# (handle_exec); every other kernel must pass.
+bad=0
+for f in "$W"/logs/*.line; do
+  line=$(cat "$f")
+  ver=$(head -1 "$f" | awk '{print $1}')
+  if printf '%s\n%s\n' "$ver" 5.14 | sort -V -C && [ "$ver" != 5.14 ]; then
+    if ! grep -q "FAILED" "$f" || ! grep -q "handle_exec" "$f"; then
+      echo "vmtest --break-core: expected $ver to fail naming handle_exec: $line" >&2; bad=1
+    fi
+  elif grep -q "FAILED\| [1-9][0-9]* failed" "$f"; then
+    echo "vmtest --break-core: expected $ver to load the read of __state: $line" >&2; bad=1
+  fi
+done
+[ $bad = 0 ] && echo "vmtest --break-core: the broken read failed exactly on the kernels without task_struct.__state, naming the kernel and program"
+exit $bad

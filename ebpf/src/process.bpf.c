@@ -50,6 +50,13 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
     e->cap_effective = 0;
     bpf_core_read(&e->cap_effective, sizeof(e->cap_effective), &p->cred->cap_effective);
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
+#ifdef PODTRAIL_BREAK_CORE
+    /* tests/vmtest.sh --break-core only: an unguarded read of a field renamed in
+     * Linux 5.14 (`state` before), to show how the matrix reports a kernel
+     * whose BTF lacks a field. Never in a built object. */
+    volatile unsigned int broken = BPF_CORE_READ(p, __state);
+    (void)broken;
+#endif
 
     const char *filename = BPF_CORE_READ(bprm, filename);
     long n = bpf_probe_read_kernel_str(e->data, PT_FILENAME_MAX, filename);

@@ -135,7 +135,14 @@ pub enum ProbeError {
     Program { program: &'static str, attach_point: String, reason: String },
     #[error("map {map} missing or of the wrong type in {object}: {reason}")]
     Map { object: &'static str, map: &'static str, reason: String },
+    #[error("reading {path} (named by {BPF_OVERRIDE_ENV}): {reason}")]
+    Override { path: String, reason: String },
 }
+
+/// A directory whose `<object>.bpf.o` files replace the built-in objects: how
+/// tests/vmtest.sh --break-core loads a deliberately broken program. Logged, and
+/// recorded in the catalog (`meta` key `bpf_objects_overridden`).
+pub const BPF_OVERRIDE_ENV: &str = "PODTRAIL_BPF_OVERRIDE_DIR";
 
 /// One loaded object: its drop counters (its ring buffer is in [`RingReader`]).
 struct Source {
@@ -156,6 +163,8 @@ pub struct Probes {
     pub missing: Vec<String>,
     /// Optional programs this kernel cannot run: `program (attach point): reason`.
     pub unavailable: Vec<String>,
+    /// Objects loaded from [`BPF_OVERRIDE_ENV`] instead of the built-in ones.
+    pub overridden: Vec<String>,
 }
 
 /// [lo, hi) address ranges of the kernel functions named in `names`, from
@@ -280,12 +289,23 @@ impl Probes {
         if ranges.is_empty() {
             tracing::warn!(functions = ?NOAUDIT_SITES, "none of these kernel functions is in /proc/kallsyms: the kernel's own CAP_SYS_ADMIN probes on memory accounting will be counted as uses of CAP_SYS_ADMIN");
         }
+        let override_dir = std::env::var_os(BPF_OVERRIDE_ENV).filter(|d| !d.is_empty()).map(PathBuf::from);
+        let mut overridden = Vec::new();
         for spec in OBJECTS {
             let object = spec.name;
+            let replacement = match override_dir.as_ref().map(|d| d.join(object)).filter(|p| p.exists()) {
+                Some(path) => {
+                    let bytes = std::fs::read(&path).map_err(|e| ProbeError::Override { path: path.display().to_string(), reason: e.to_string() })?;
+                    tracing::warn!(object, path = %path.display(), "loading this file instead of the built-in object ({BPF_OVERRIDE_ENV}; for testing kernels only)");
+                    overridden.push(format!("{object}: {}", path.display()));
+                    Some(bytes)
+                }
+                None => None,
+            };
             let mut ebpf = EbpfLoader::new()
                 .btf(Some(&btf))
                 .override_global("noaudit_sites", &noaudit, false)
-                .load((spec.bytes)())
+                .load(replacement.as_deref().unwrap_or_else(|| (spec.bytes)()))
                 .map_err(|source| ProbeError::Load { object, source })?;
             for &(program, attach, need) in spec.programs {
                 let point = match attach {
@@ -327,7 +347,7 @@ impl Probes {
         }
         let attached: usize = OBJECTS.iter().map(|o| o.programs.len()).sum::<usize>() - missing.len() - unavailable.len();
         tracing::info!(programs.attached = attached, programs.unavailable = unavailable.len(), programs.missing = missing.len(), "eBPF programs attached");
-        Ok(Probes { sources, reader: Some(RingReader { rings }), missing, unavailable })
+        Ok(Probes { sources, reader: Some(RingReader { rings }), missing, unavailable, overridden })
     }
 
     /// The ring buffers, to be drained on their own thread (once).

@@ -245,6 +245,8 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     // when capability profiling was unavailable rather than guess).
     let unavailable = serde_json::json!({ "since": now_ns(), "programs": probes.unavailable.iter().chain(probes.missing.iter()).collect::<Vec<_>>() });
     store.set_meta(podtrail_schema::catalog::META_CAPTURE_UNAVAILABLE, &unavailable.to_string())?;
+    // Rows of this run come from these objects instead of the built-in ones.
+    store.set_meta("bpf_objects_overridden", &serde_json::json!({ "since": now_ns(), "objects": probes.overridden }).to_string())?;
     let mut cap_counters = crate::privilege::CapCounters::default();
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     if let Some(addr) = cfg.metrics_addr {
