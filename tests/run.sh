@@ -8,4 +8,13 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
 bash tests/setup.sh
 cargo build --release --workspace --all-targets
-cargo test --release --workspace --no-fail-fast "$@"
+rc=0
+cargo test --release --workspace --no-fail-fast "$@" || rc=$?
+if [ $# -eq 0 ]; then
+  # The kernel matrix: the capture cases on this kernel and on Debian's 5.10, 6.1,
+  # 6.12 and newest kernels under QEMU; then proof that a broken CO-RE read is
+  # reported with the kernel and the program.
+  bash tests/vmtest.sh || rc=1
+  bash tests/vmtest.sh --break-core --kernels bullseye || rc=1
+fi
+exit $rc

@@ -25,6 +25,13 @@ command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need_apt+=(runc)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then need_apt+=(busybox-static); fi
 command -v nsenter >/dev/null || need_apt+=(util-linux)
+# The kernel matrix (tests/vmtest.sh): QEMU (software emulation), cpio for the
+# guests' initramfs, nft for the DNAT case, xz/zstd for compressed kernel modules.
+command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
+command -v cpio >/dev/null || need_apt+=(cpio)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
+command -v xz >/dev/null || need_apt+=(xz-utils)
+command -v zstd >/dev/null || need_apt+=(zstd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)" >&2
   apt-get update -qq

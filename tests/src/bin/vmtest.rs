@@ -64,6 +64,10 @@ fn main() {
     let mut results: Vec<(&str, Outcome)> = Vec::new();
     match std::panic::catch_unwind(record) {
         Ok(Ok(run)) => {
+            // What the recorder said this kernel cannot record (the runner shows it).
+            for u in &run.unavailable {
+                println!("unavailable: {}", u.lines().next().unwrap_or(""));
+            }
             for (name, case) in CASES {
                 let outcome = std::panic::catch_unwind(|| case(&run)).unwrap_or_else(|p| Err(panic_text(p)));
                 results.push((name, outcome));
@@ -96,9 +100,11 @@ const CASES: &[(&str, fn(&Run) -> Outcome)] = &[
     ("fork", fork),
     ("tcp4", tcp4),
     ("tcp6", tcp6),
+    ("conntrack", conntrack),
     ("storm", storm),
     ("privilege", privilege),
     ("capabilities", capabilities),
+    ("modules", modules),
 ];
 
 /// What the workloads did and what podtraild stored.
@@ -113,8 +119,14 @@ struct Run {
     killed_pid: u32,
     fork: (u32, u32),
     net: NetFacts,
+    /// The DNAT workload needs nftables in the guest: its failure is the
+    /// `conntrack` case's, not every case's.
+    nat: Result<NatFacts, String>,
     storm_probe: String,
     privilege: PrivFacts,
+    /// The module the guest loaded while recording, and insmod's pid; None where
+    /// there is none to load (the host: a kernel without module support).
+    module: Option<Result<(PathBuf, u32), String>>,
 }
 
 struct ExecFacts {
@@ -132,6 +144,11 @@ struct NetFacts {
     pod_uid: String,
     netns: u64,
     v6_port: u16,
+}
+
+struct NatFacts {
+    pid: u32,
+    cgroup: u64,
 }
 
 struct PrivFacts {
@@ -170,6 +187,9 @@ fn record() -> Result<Run, String> {
     };
     let net = NetFacts { pid: pid as u32, cgroup: ncg.id(), pod_uid: ncg.uid.clone(), netns, v6_port: v6_port as u16 };
 
+    let acg = PodCgroup::new("vm-nat");
+    let nat = self_child("nat", Some(&acg)).and_then(|out| out.parse().map_err(|_| format!("nat child printed {out:?}"))).map(|pid| NatFacts { pid, cgroup: acg.id() });
+
     let storm = copy_true(tmp.path(), "pt-vm-storm")?;
     let (_, status) = sh(&format!("i=0; while [ $i -lt {STORM} ]; do {}; i=$((i+1)); done", storm.display()))?;
     check!(status.success(), "exec storm: {status}");
@@ -181,6 +201,15 @@ fn record() -> Result<Run, String> {
     let granted = in_pod(&pcg, &sysprobe, &["setuid", "0"])?;
     in_pod(&pcg, &sysprobe, &["memfd-exec", "/bin/true", &fileless])?;
     let privilege = PrivFacts { cgroup: pcg.id(), fileless, refused, granted };
+
+    // A module load (tests/vmtest.sh puts `dummy.ko` in the guest; no devices made).
+    let module = guest_module().map(|ko| {
+        let c = Command::new("insmod").arg(&ko).arg("numdummies=0").stderr(Stdio::piped()).spawn().map_err(|e| format!("insmod: {e}"))?;
+        let pid = c.id();
+        let o = c.wait_with_output().map_err(|e| e.to_string())?;
+        check!(o.status.success(), "insmod {} numdummies=0: {}", ko.display(), String::from_utf8_lossy(&o.stderr).trim());
+        Ok((ko, pid))
+    });
 
     // Capability counts are written about once a second.
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -197,8 +226,8 @@ fn record() -> Result<Run, String> {
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .unwrap_or_default();
-    drop((cg, ncg, pcg));
-    Ok(Run { summary, rows, loss, unavailable, exec, exit7_pid, killed_pid, fork, net, storm_probe: storm.display().to_string(), privilege })
+    drop((cg, ncg, acg, pcg));
+    Ok(Run { summary, rows, loss, unavailable, exec, exit7_pid, killed_pid, fork, net, nat, storm_probe: storm.display().to_string(), privilege, module })
 }
 
 /// Every row of `table` in its sealed segments (all of them after a clean stop).
@@ -226,6 +255,12 @@ fn to_json(batches: &[arrow::record_batch::RecordBatch]) -> Result<Rows, String>
         return Ok(Vec::new());
     }
     serde_json::from_slice(&buf).map_err(|e| e.to_string())
+}
+
+/// `/lib/modules/<release>/extra/dummy.ko`, when this system has it.
+fn guest_module() -> Option<PathBuf> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    Some(PathBuf::from(format!("/lib/modules/{}/extra/dummy.ko", release.trim()))).filter(|p| p.exists())
 }
 
 fn copy_true(dir: &Path, name: &str) -> Result<PathBuf, String> {
@@ -266,6 +301,7 @@ fn child(what: &str) {
     let r = match what {
         "tcp" => child_tcp(),
         "fork-connect" => child_fork_connect(),
+        "nat" => child_nat(),
         _ => Err(format!("unknown child workload {what:?}")),
     };
     if let Err(e) = r {
@@ -274,16 +310,22 @@ fn child(what: &str) {
     }
 }
 
-/// In a network namespace of its own (a pod's): a TCP exchange over IPv4 between
-/// two sockets on the pod address, then one IPv6 connection to ::1. Prints
-/// `PID NETNS_INODE V6_PORT`.
-fn child_tcp() -> Outcome {
+/// Into a network namespace of its own (a pod's) with `lo` up and the pod
+/// address on it.
+fn pod_netns() -> Outcome {
     // SAFETY: unshare(2) of this single-threaded process's network namespace.
     check!(unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
     for args in [&["link", "set", "lo", "up"][..], &["addr", "add", &format!("{POD_ADDR}/32"), "dev", "lo"]] {
         let o = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
         check!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
+    Ok(())
+}
+
+/// In a pod's network namespace: a TCP exchange over IPv4 between two sockets on
+/// the pod address, then one IPv6 connection to ::1. Prints `PID NETNS_INODE V6_PORT`.
+fn child_tcp() -> Outcome {
+    pod_netns()?;
     let netns = std::fs::metadata("/proc/self/ns/net").map_err(|e| e.to_string())?.ino();
     let l = TcpListener::bind((POD_ADDR, 8080)).map_err(|e| format!("bind {POD_ADDR}:8080: {e}"))?;
     let server = std::thread::spawn(move || -> Result<usize, String> {
@@ -308,6 +350,41 @@ fn child_tcp() -> Outcome {
     drop(l6.accept().map_err(|e| e.to_string())?);
     drop(c6);
     println!("{} {netns} {port}", std::process::id());
+    Ok(())
+}
+
+/// A ClusterIP the namespace DNATs, like kube-proxy, to the pod's own address.
+const CLUSTER_IP: &str = "10.244.100.10";
+const NFT_DNAT: &str = "table ip podtrail_vmtest {
+  chain out { type nat hook output priority -100; ip daddr 10.244.100.10 tcp dport 80 dnat to 10.244.1.2:8080; }
+}";
+
+/// In a pod's network namespace whose nftables DNAT the ClusterIP
+/// 10.244.100.10:80 to 10.244.1.2:8080: one connection to the ClusterIP, a few
+/// bytes each way. Prints `PID`. Everything goes with the namespace.
+fn child_nat() -> Outcome {
+    pod_netns()?;
+    let o = Command::new("ip").args(["route", "add", &format!("{CLUSTER_IP}/32"), "dev", "lo"]).output().map_err(|e| format!("ip: {e}"))?;
+    check!(o.status.success(), "ip route add {CLUSTER_IP}/32 dev lo: {}", String::from_utf8_lossy(&o.stderr));
+    let mut nft = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("nft (nftables): {e}"))?;
+    nft.stdin.take().expect("piped").write_all(NFT_DNAT.as_bytes()).map_err(|e| e.to_string())?;
+    let o = nft.wait_with_output().map_err(|e| e.to_string())?;
+    check!(o.status.success(), "nft -f: {}", String::from_utf8_lossy(&o.stderr).trim());
+    let l = TcpListener::bind((POD_ADDR, 8080)).map_err(|e| format!("bind {POD_ADDR}:8080: {e}"))?;
+    let server = std::thread::spawn(move || -> Result<(), String> {
+        let (mut c, _) = l.accept().map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).map_err(|e| e.to_string())?;
+        c.write_all(&got).map_err(|e| e.to_string())
+    });
+    let mut c = TcpStream::connect((CLUSTER_IP, 80)).map_err(|e| format!("connect {CLUSTER_IP}:80: {e}"))?;
+    c.write_all(b"through the ClusterIP").map_err(|e| e.to_string())?;
+    c.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).map_err(|e| e.to_string())?;
+    server.join().map_err(|_| "server thread panicked".to_string())??;
+    check!(back == b"through the ClusterIP", "echo through the DNAT: {back:?}");
+    println!("{}", std::process::id());
     Ok(())
 }
 
@@ -435,6 +512,21 @@ fn tcp6(run: &Run) -> Outcome {
     Ok(())
 }
 
+/// The ClusterIP the process asked for and the backend conntrack sent it to.
+fn conntrack(run: &Run) -> Outcome {
+    let n = run.nat.as_ref().map_err(|e| format!("DNAT workload: {e}"))?;
+    let conn = |event: &str| rows(run, "net_conn", |r| r["event"] == event && r["cgroup_id"].as_u64() == Some(n.cgroup) && r["dst_port"] == 80);
+    let connect = conn("connect");
+    check!(connect.len() == 1, "expected one connect to {CLUSTER_IP}:80 in cgroup {}, got {connect:?}", n.cgroup);
+    let c = connect[0];
+    check!(c["pid"].as_u64() == Some(u64::from(n.pid)) && c["src_ip"] == POD_ADDR && c["dst_ip"] == CLUSTER_IP, "connect {c}");
+    check!(c["orig_dst_ip"] == CLUSTER_IP && c["orig_dst_port"] == 80, "what the process asked for: {c}");
+    check!(c["nat_dst_ip"] == POD_ADDR && c["nat_dst_port"] == 8080, "the backend conntrack chose: {c}");
+    let close = conn("close");
+    check!(close.len() == 1 && close[0]["nat_dst_ip"] == POD_ADDR && close[0]["nat_dst_port"] == 8080, "close rows {close:?}");
+    Ok(())
+}
+
 fn storm(run: &Run) -> Outcome {
     let n = rows(run, "process_exec", |r| r["binary"] == run.storm_probe.as_str()).len();
     let lost: u64 = run.loss.iter().filter(|r| r["source"] == "kernel_ringbuf" || r["source"] == "decode").filter_map(|r| r["count"].as_u64()).sum();
@@ -480,5 +572,26 @@ fn capabilities(run: &Run) -> Outcome {
     let granted: u64 = setuid.iter().filter_map(|r| r["granted"].as_u64()).sum();
     let denied: u64 = setuid.iter().filter_map(|r| r["denied"].as_u64()).sum();
     check!(granted >= 1 && denied >= 1, "CAP_SETUID in the privilege pod: granted {granted}, denied {denied} (rows {setuid:?})");
+    Ok(())
+}
+
+/// A module load is one `init_module` or `finit_module` row with its result. On a
+/// kernel without module support (the host here) there are no such syscalls: the
+/// recorder must say both programs are unavailable.
+fn modules(run: &Run) -> Outcome {
+    let Some(module) = &run.module else {
+        // The syscalls (and their tracepoints) exist only with module support.
+        check!(!tracefs_has("syscalls", "sys_enter_init_module"), "this kernel loads modules but there is no module to load here (tests/vmtest.sh puts dummy.ko in the guests): nothing to check the rows against");
+        let listed = ["enter_init_module", "enter_finit_module"].iter().all(|p| run.unavailable.iter().any(|u| u.starts_with(p)));
+        check!(listed, "no module support, yet init_module/finit_module not reported unavailable: {:?}", run.unavailable);
+        return Ok(());
+    };
+    let (ko, pid) = module.as_ref().map_err(|e| format!("module workload: {e}"))?;
+    let loads = rows(run, "privilege", |r| r["pid"].as_u64() == Some(u64::from(*pid)) && (r["kind"] == "init_module" || r["kind"] == "finit_module"));
+    let ok = rows(run, "privilege", |r| r["pid"].as_u64() == Some(u64::from(*pid)) && r["result"] == 0 && (r["kind"] == "init_module" || r["kind"] == "finit_module"));
+    check!(ok.len() == 1, "insmod (pid {pid}) loaded {}: expected one successful module-load row, got {loads:?}", ko.display());
+    let file = ok[0]["file"].as_str().unwrap_or("");
+    let want = if ok[0]["kind"] == "init_module" { "numdummies=0" } else { "dummy.ko" };
+    check!(file.contains(want), "{} row: file {file:?}, expected it to contain {want:?}", ok[0]["kind"]);
     Ok(())
 }
