@@ -27,6 +27,8 @@ pub struct Metrics {
     pub segments_shipped: AtomicU64,
     pub ship_failures: AtomicU64,
     pub ship_backlog: AtomicU64,
+    /// The kernel ring buffers' fill, set once the probes are loaded.
+    pub rings: std::sync::OnceLock<Vec<Arc<crate::probes::RingGauge>>>,
 }
 
 impl Metrics {
@@ -37,8 +39,21 @@ impl Metrics {
             .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
             .map(|kib| kib * 1024)
             .unwrap_or(0);
+        let mut rings = String::from(
+            "# HELP podtrail_ringbuf_fill_ratio Fraction of a kernel ring buffer holding unread records when the reader last woke up.\n\
+             # TYPE podtrail_ringbuf_fill_ratio gauge\n",
+        );
+        let mut peaks = String::from(
+            "# HELP podtrail_ringbuf_fill_peak_ratio Highest podtrail_ringbuf_fill_ratio since podtraild started (1 means records were being dropped).\n\
+             # TYPE podtrail_ringbuf_fill_peak_ratio gauge\n",
+        );
+        for r in self.rings.get().map(Vec::as_slice).unwrap_or_default() {
+            let ratio = |bytes: u64| if r.size == 0 { 0.0 } else { bytes as f64 / r.size as f64 };
+            rings.push_str(&format!("podtrail_ringbuf_fill_ratio{{object=\"{}\"}} {:.6}\n", r.object, ratio(g(&r.pending))));
+            peaks.push_str(&format!("podtrail_ringbuf_fill_peak_ratio{{object=\"{}\"}} {:.6}\n", r.object, ratio(g(&r.peak))));
+        }
         format!(
-            "# HELP podtrail_rows_total Event rows handed to the store, per table.\n\
+            "{rings}{peaks}# HELP podtrail_rows_total Event rows handed to the store, per table.\n\
              # TYPE podtrail_rows_total counter\n\
              podtrail_rows_total{{table=\"process_exec\"}} {}\n\
              podtrail_rows_total{{table=\"process_exit\"}} {}\n\

@@ -331,7 +331,12 @@ impl Probes {
                 }
             }
             let map_err = |map: &'static str, reason: String| ProbeError::Map { object, map, reason };
-            let ring = RingBuf::try_from(ebpf.take_map("events").ok_or_else(|| map_err("events", "absent".into()))?)
+            let events = ebpf.take_map("events").ok_or_else(|| map_err("events", "absent".into()))?;
+            let size = match &events {
+                aya::maps::Map::RingBuf(d) => d.info().map(|i| u64::from(i.max_entries())).map_err(|e| map_err("events", e.to_string()))?,
+                _ => return Err(map_err("events", "not a ring buffer".into())),
+            };
+            let ring = RingBuf::try_from(events)
                 .map_err(|e| map_err("events", e.to_string()))?;
             let drops = PerCpuArray::try_from(ebpf.take_map("drops").ok_or_else(|| map_err("drops", "absent".into()))?)
                 .map_err(|e| map_err("drops", e.to_string()))?;
@@ -339,7 +344,9 @@ impl Probes {
                 Some(m) => Some(BpfHashMap::try_from(m).map_err(|e| map_err("cap_usage", e.to_string()))?),
                 None => None,
             };
-            rings.push((object, ring));
+            let positions = RingPositions::map(ring.as_fd().as_raw_fd()).map_err(|e| map_err("events", format!("mapping its positions read-only: {e}")))?;
+            let gauge = std::sync::Arc::new(RingGauge { object, size, pending: Default::default(), peak: Default::default() });
+            rings.push(Ring { ring, positions, gauge });
             sources.push(Source { object, what: spec.drops, drops, cap_usage, _ebpf: ebpf });
         }
         if !syscall_tracepoints {
@@ -403,14 +410,90 @@ impl Probes {
 /// The ring buffers of every object. Drained on a thread of its own, so the
 /// kernel's buffers keep emptying while the pipeline builds and writes a flush.
 pub struct RingReader {
-    rings: Vec<(&'static str, RingBuf<MapData>)>,
+    rings: Vec<Ring>,
+}
+
+struct Ring {
+    ring: RingBuf<MapData>,
+    positions: RingPositions,
+    gauge: std::sync::Arc<RingGauge>,
+}
+
+/// How full one ring buffer was when the reader woke up to drain it: the bytes
+/// the kernel had written that userspace had not consumed yet.
+#[derive(Debug)]
+pub struct RingGauge {
+    pub object: &'static str,
+    /// Data area size in bytes.
+    pub size: u64,
+    /// Pending bytes at the latest wakeup.
+    pub pending: std::sync::atomic::AtomicU64,
+    /// Highest pending bytes at any wakeup since the recorder started.
+    pub peak: std::sync::atomic::AtomicU64,
+}
+
+/// Read-only mappings of a BPF ring buffer's consumer and producer position
+/// pages (the kernel allows mapping them without write access).
+struct RingPositions {
+    consumer: *mut libc::c_void,
+    producer: *mut libc::c_void,
+    page: usize,
+}
+
+// SAFETY: the mappings are owned by this value and only read with atomic loads.
+unsafe impl Send for RingPositions {}
+
+impl RingPositions {
+    fn map(fd: std::os::fd::RawFd) -> std::io::Result<Self> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let map = |offset: usize| {
+            // SAFETY: a new read-only shared mapping of the map fd; checked below.
+            let p = unsafe { libc::mmap(std::ptr::null_mut(), page, libc::PROT_READ, libc::MAP_SHARED, fd, offset as libc::off_t) };
+            if p == libc::MAP_FAILED { Err(std::io::Error::last_os_error()) } else { Ok(p) }
+        };
+        let consumer = map(0)?;
+        let producer = match map(page) {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: unmapping the mapping made just above.
+                unsafe { libc::munmap(consumer, page) };
+                return Err(e);
+            }
+        };
+        Ok(RingPositions { consumer, producer, page })
+    }
+
+    /// Bytes written by the kernel and not yet consumed.
+    fn pending(&self) -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // SAFETY: each mapping is a page whose first 8 bytes are the kernel's
+        // 64-bit position, updated atomically; it lives as long as `self`.
+        let (c, p) = unsafe { ((*(self.consumer as *const AtomicU64)).load(Ordering::Acquire), (*(self.producer as *const AtomicU64)).load(Ordering::Acquire)) };
+        p.saturating_sub(c)
+    }
+}
+
+impl Drop for RingPositions {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the two pages mapped in `map`.
+        unsafe {
+            libc::munmap(self.consumer, self.page);
+            libc::munmap(self.producer, self.page);
+        }
+    }
 }
 
 impl RingReader {
+    /// Fill gauges of every ring buffer, updated at each [`RingReader::poll`].
+    pub fn gauges(&self) -> Vec<std::sync::Arc<RingGauge>> {
+        self.rings.iter().map(|r| std::sync::Arc::clone(&r.gauge)).collect()
+    }
+
     /// Wait up to `timeout_ms` for records, then hand every available one to
     /// `each` (borrowed from the ring buffer: no copy). Returns how many.
     pub fn poll(&mut self, timeout_ms: i32, mut each: impl FnMut(&[u8])) -> usize {
-        let mut fds: Vec<libc::pollfd> = self.rings.iter().map(|(_, r)| libc::pollfd { fd: r.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        let mut fds: Vec<libc::pollfd> = self.rings.iter().map(|r| libc::pollfd { fd: r.ring.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         let mut n = 0;
@@ -418,7 +501,10 @@ impl RingReader {
         // an exec that happened before a connect is then always in the same
         // pass (or an earlier one), and passes are ordered by kernel time, so
         // the connect finds the process image it ran in.
-        for (_, ring) in self.rings.iter_mut().rev() {
+        for Ring { ring, positions, gauge } in self.rings.iter_mut().rev() {
+            let pending = positions.pending();
+            gauge.pending.store(pending, std::sync::atomic::Ordering::Relaxed);
+            gauge.peak.fetch_max(pending, std::sync::atomic::Ordering::Relaxed);
             while let Some(item) = ring.next() {
                 each(&item);
                 n += 1;

@@ -89,6 +89,9 @@ pub struct RunSummary {
     pub segments_already_shipped: u64,
     pub ship_failures: u64,
     pub ship_backlog: u64,
+    /// Per ring buffer (object name): the highest fraction of it holding unread
+    /// records at any reader wakeup (1.0: the kernel was dropping records).
+    pub ringbuf_fill_peak: std::collections::BTreeMap<String, f64>,
 }
 
 /// Rows held before a flush comes early (bounds memory under event storms).
@@ -260,6 +263,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     // Decoded events of the passes taken since the last loop.
     let mut events_in: Vec<RawEvent> = Vec::new();
     let reader = probes.take_reader().expect("the ring buffers are taken once, here");
+    let _ = metrics.rings.set(reader.gauges());
     let (passes, reader_thread) = spawn_ring_reader(reader).map_err(RunError::Reader)?;
     let mut reader_thread = Some(reader_thread);
     let mut last_drops: Vec<Vec<u64>> = probes.drops_per_cpu().into_iter().map(|(_, v)| vec![0; v.len()]).collect();
@@ -463,5 +467,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
         summary.ship_backlog = ss.backlog.load(Ordering::Relaxed);
     }
     tracing::info!(?summary, "stopped: drained, flushed and sealed");
+    for r in metrics.rings.get().map(Vec::as_slice).unwrap_or_default() {
+        let peak = if r.size == 0 { 0.0 } else { r.peak.load(Ordering::Relaxed) as f64 / r.size as f64 };
+        summary.ringbuf_fill_peak.insert(r.object.to_string(), peak);
+    }
     Ok(summary)
 }

@@ -311,6 +311,14 @@ fn metrics_endpoint_counts_rows_on_loopback() {
     assert!(value(&body, "podtrail_rows_total{table=\"process_exec\"}") > 0, "{body}");
     assert!(value(&body, "podtrail_process_resident_memory_bytes") > 1 << 20, "{body}");
     assert_eq!(value(&body, "podtrail_dropped_total{source=\"kernel_ringbuf\"}"), 0);
+    // One fill gauge per kernel ring buffer, a fraction of its size.
+    for object in ["process.bpf.o", "net.bpf.o", "privilege.bpf.o"] {
+        for gauge in ["podtrail_ringbuf_fill_ratio", "podtrail_ringbuf_fill_peak_ratio"] {
+            let name = format!("{gauge}{{object=\"{object}\"}}");
+            let v: f64 = body.lines().find(|l| l.starts_with(&name)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("{name} not in:\n{body}"));
+            assert!((0.0..=1.0).contains(&v), "{name} = {v}");
+        }
+    }
     let summary = rec.stop();
     assert!(summary["exec_rows"].as_u64().unwrap() >= value(&body, "podtrail_rows_total{table=\"process_exec\"}"));
 }

@@ -463,5 +463,6 @@ fn capture(execs: u64, connects: u64, runs: usize) -> anyhow::Result<()> {
         (cpu1 - cpu0) / (events as f64 / 1e6),
         rss_kib as f64 / 1024.0
     );
+    println!("podtraild: ring buffer fill peak (fraction of its size unread at a reader wakeup): {}", summary["ringbuf_fill_peak"]);
     Ok(())
 }
