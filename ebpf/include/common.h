@@ -19,4 +19,12 @@ static __always_inline void count_drop(void)
         __sync_fetch_and_add(n, 1);
 }
 
+/* Bytes of records pooled in a ring buffer before the reader is woken. Below
+ * it the reader finds them at its poll timeout (recorder/src/run.rs
+ * READER_POLL_MS): a trickle of events costs no wakeup per record, a storm wakes
+ * the reader every PT_WAKEUP_BYTES (the buffers hold megabytes). */
+#define PT_WAKEUP_BYTES (256 * 1024)
+#define pt_submit_flags(rb) \
+    (bpf_ringbuf_query((rb), BPF_RB_AVAIL_DATA) >= PT_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP)
+
 #endif

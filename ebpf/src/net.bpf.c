@@ -298,6 +298,6 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
         break;
     }
     }
-    bpf_ringbuf_submit(e, 0);
+    bpf_ringbuf_submit(e, pt_submit_flags(&events));
     return 0;
 }

@@ -213,7 +213,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 o
     bpf_map_delete_elem(&pending, &id);
     /* Most calls carry no string: send the record without the string slots. */
     __u64 size = (e->str_len[0] | e->str_len[1] | e->str_len[2]) ? sizeof(*e) : __builtin_offsetof(struct pt_priv_event, str);
-    if (bpf_ringbuf_output(&events, e, size, 0) != 0)
+    if (bpf_ringbuf_output(&events, e, size, pt_submit_flags(&events)) != 0)
         count_drop();
     return 0;
 }
@@ -312,6 +312,6 @@ int BPF_PROG(cap_check, const struct cred *cred, struct user_namespace *target_n
     e->time_ns = now;
     e->cgroup_id = key.cgroup_id;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
-    bpf_ringbuf_submit(e, 0);
+    bpf_ringbuf_submit(e, pt_submit_flags(&events));
     return 0;
 }

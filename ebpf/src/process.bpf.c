@@ -96,7 +96,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
     __u64 size = __builtin_offsetof(struct pt_exec_event, data) + fn_len + args_len;
     if (size > sizeof(*e))
         size = sizeof(*e);
-    if (bpf_ringbuf_output(&events, e, size, 0) != 0)
+    if (bpf_ringbuf_output(&events, e, size, pt_submit_flags(&events)) != 0)
         count_drop();
     return 0;
 }
@@ -120,7 +120,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
     e->time_ns = bpf_ktime_get_boot_ns();
     e->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
-    bpf_ringbuf_submit(e, 0);
+    bpf_ringbuf_submit(e, pt_submit_flags(&events));
     return 0;
 }
 
@@ -140,6 +140,6 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
     e->child_pid = child_pid;
     e->reserved = 0;
     e->time_ns = bpf_ktime_get_boot_ns();
-    bpf_ringbuf_submit(e, 0);
+    bpf_ringbuf_submit(e, pt_submit_flags(&events));
     return 0;
 }

@@ -133,6 +133,10 @@ fn now_ns() -> i64 {
 /// counted as loss).
 const READER_QUEUE_PASSES: usize = 8;
 
+/// How long the ring reader waits for the kernel's wakeup before draining
+/// anyway: the most a trickle of events waits before it enters the pipeline.
+const READER_POLL_MS: i32 = 50;
+
 /// One drain of the ring buffers, decoded.
 #[derive(Default)]
 struct Pass {
@@ -174,13 +178,9 @@ fn spawn_ring_reader(mut reader: crate::probes::RingReader) -> std::io::Result<(
                     }
                 }
             };
-            let got = reader.poll(if stopping { 0 } else { 100 }, &mut take);
-            if got > 0 && got < 512 && !stopping {
-                // A trickle wakes us per record; let records pool for a moment
-                // (the ring buffers hold megabytes).
-                std::thread::sleep(Duration::from_millis(10));
-                reader.poll(0, &mut take);
-            }
+            // The kernel wakes us only once PT_WAKEUP_BYTES are pooled
+            // (ebpf/include/common.h); a trickle is read at the timeout.
+            reader.poll(if stopping { 0 } else { READER_POLL_MS }, &mut take);
             if (!pass.events.is_empty() || pass.decode_errors > 0) && tx.send(pass).is_err() {
                 return; // the pipeline is gone
             }

@@ -30,17 +30,20 @@ pub enum HotError {
 
 /// Serialize one batch as a frame.
 pub fn encode_frame(batch: &RecordBatch) -> Result<Vec<u8>, HotError> {
-    let mut body = Vec::with_capacity(batch.get_array_memory_size() / 2 + 256);
+    // The body is written in place after a header filled in last: no second
+    // copy of a storm's flush.
+    let mut frame = Vec::with_capacity(HEADER + batch.get_array_memory_size() / 2 + 256);
+    frame.extend_from_slice(&[0u8; HEADER]);
     {
-        let mut w = StreamWriter::try_new(&mut body, &batch.schema()).map_err(HotError::Encode)?;
+        let mut w = StreamWriter::try_new(&mut frame, &batch.schema()).map_err(HotError::Encode)?;
         w.write(batch).map_err(HotError::Encode)?;
         w.finish().map_err(HotError::Encode)?;
     }
-    let mut frame = Vec::with_capacity(HEADER + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&(batch.num_rows() as u32).to_le_bytes());
-    frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    frame.extend_from_slice(&body);
+    let body_len = (frame.len() - HEADER) as u32;
+    let crc = crc32fast::hash(&frame[HEADER..]);
+    frame[0..4].copy_from_slice(&body_len.to_le_bytes());
+    frame[4..8].copy_from_slice(&(batch.num_rows() as u32).to_le_bytes());
+    frame[8..12].copy_from_slice(&crc.to_le_bytes());
     Ok(frame)
 }
 
