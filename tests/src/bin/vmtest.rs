@@ -74,8 +74,7 @@ fn main() {
             }
         }
         Ok(Err(why)) => results.push(("record", Err(why))),
-        // podtraild's own log: keep what it said went wrong, not its progress lines.
-        Err(p) => results.push(("record", Err(panic_text(p).lines().filter(|l| !l.contains(" INFO ")).collect::<Vec<_>>().join("\n")))),
+        Err(p) => results.push(("record", Err(why_podtraild_failed(&panic_text(p))))),
     }
     let failed = results.iter().filter(|(_, o)| o.is_err()).count();
     for (name, outcome) in &results {
@@ -87,6 +86,15 @@ fn main() {
     }
     println!("podtrail-vmtest: {} passed, {failed} failed", results.len() - failed);
     std::process::exit(i32::from(failed > 0));
+}
+
+/// From a failed start's message with podtraild's log in it: the error lines
+/// first (they name the program and the kernel's reason), then its warnings.
+fn why_podtraild_failed(text: &str) -> String {
+    let (head, log) = text.split_once('\n').unwrap_or((text, ""));
+    let errors = log.lines().filter(|l| l.contains("error"));
+    let warnings = log.lines().filter(|l| l.contains(" WARN ") && !l.contains("error"));
+    std::iter::once(head).chain(errors).chain(warnings).collect::<Vec<_>>().join("\n")
 }
 
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
