@@ -94,8 +94,12 @@ pub struct RunSummary {
     pub ringbuf_fill_peak: std::collections::BTreeMap<String, f64>,
 }
 
+/// Arrow memory of an open segment before it is sealed, in the recorder (the
+/// store's default, 64 MiB, suits bulk writers such as podtrail-synth).
+const RECORDER_SEGMENT_BYTES: usize = 16 << 20;
+
 /// Rows held before a flush comes early (bounds memory under event storms).
-const MAX_PENDING_ROWS: usize = 100_000;
+const MAX_PENDING_ROWS: usize = 25_000;
 
 /// Capability counter pairs kept before idle ones are pruned (map size 16384).
 const CAP_KEYS_PRUNE_AT: usize = 12_000;
@@ -130,8 +134,10 @@ fn now_ns() -> i64 {
 
 /// Passes of raw records the reader may hold before it waits for the pipeline
 /// (while it waits, the kernel's buffers fill, and what they cannot take is
-/// counted as loss).
-const READER_QUEUE_PASSES: usize = 8;
+/// counted as loss). A pass holds at most what the ring buffers held, decoded:
+/// the kernel's buffers absorb bursts at a fraction of the memory, so the queue
+/// is short (8 passes let RSS pass 300 MiB in an 85,000 rows/s storm).
+const READER_QUEUE_PASSES: usize = 2;
 
 /// How long the ring reader waits for the kernel's wakeup before draining
 /// anyway: the most a trickle of events waits before it enters the pipeline.
@@ -198,6 +204,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     install_signals()?;
     let mut store_cfg = StoreConfig::new(&cfg.data_dir, &cfg.node);
     store_cfg.disk_budget_bytes = cfg.disk_budget_bytes;
+    // An open segment's rows stay in memory until it is sealed (they are also in
+    // its hot file): under an event storm this bounds the recorder's RSS.
+    store_cfg.max_segment_bytes = RECORDER_SEGMENT_BYTES;
     store_cfg.ship_target = cfg.ship.as_ref().map(|s| s.target.to_string());
     if let Some(age) = cfg.segment_max_age {
         store_cfg.max_segment_age = age;
@@ -244,6 +253,8 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
     let mut probes = Probes::load(cfg.allow_partial, cfg.syscall_tracepoints, &cgroup_root)?;
+    // Parsing the kernel's BTF to load the programs took tens of MiB, now free.
+    crate::segments::release_freed_memory();
     // What this run cannot record, for the readers (`podtrail profile` says
     // when capability profiling was unavailable rather than guess).
     let unavailable = serde_json::json!({ "since": now_ns(), "programs": probes.unavailable.iter().chain(probes.missing.iter()).collect::<Vec<_>>() });

@@ -57,6 +57,16 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Connections on 127.0.0.1 at fixed rates while `podtraild run` records
+    /// (needs root): rows/s reached, daemon CPU per million rows (sealing
+    /// included), RSS idle and at most while sustained, kernel drops per rate.
+    Sustained {
+        /// Connections per second, comma-separated (each gives 4 net_conn rows).
+        #[arg(long, default_value = "6250,12500,25000")]
+        rates: String,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+    },
     /// A traced syscall (setuid to the same uid) and an untraced one (getpid) in
     /// tight loops, with and without `podtraild run` (needs root): ns per call,
     /// the ratio, and what the recorder stored for the traced calls.
@@ -118,6 +128,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Size { hours } => size(hours),
         Cmd::Query { dir, runs } => query(&dir, runs),
         Cmd::Capture { execs, connects, runs } => capture(execs, connects, runs),
+        Cmd::Sustained { rates, secs } => sustained(&rates, secs),
         Cmd::Identity { dir, runs, pods } => identity::run(&dir, runs, pods),
         Cmd::Lake { dir, runs } => lake::run(&dir, runs),
         Cmd::Privilege { setuid_calls, getpid_calls, runs } => privilege(setuid_calls, getpid_calls, runs),
@@ -338,6 +349,73 @@ fn cpu_and_rss(pid: u32) -> anyhow::Result<(f64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).context("VmHWM")?.parse()?;
     Ok((cpu, hwm))
+}
+
+fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).context("VmRSS")?.parse()?)
+}
+
+/// `rate` connections per second to a listener on 127.0.0.1 for `secs`, from
+/// this process (accepted and closed on both sides). Returns how many were made.
+fn connect_at_rate(rate: u64, secs: u64) -> anyhow::Result<u64> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        while n < due {
+            let c = std::net::TcpStream::connect(addr)?;
+            drop(l.accept()?);
+            drop(c);
+            n += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(n)
+}
+
+fn sustained(rates: &str, secs: u64) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the sustained benchmark runs podtraild and needs root");
+    let rates: Vec<u64> = rates.split(',').map(|r| r.trim().parse().with_context(|| format!("--rates: {r:?} is not a number"))).collect::<anyhow::Result<_>>()?;
+    println!("sustained: {secs} s of TCP connections on 127.0.0.1 per rate (4 net_conn rows each), podtraild --no-cri, RSS (VmRSS) sampled every 200 ms");
+    println!("{:>12} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9}", "conns/s", "rows/s", "CPU s/M", "RSS idle", "RSS max", "VmHWM", "drops", "segments");
+    for rate in rates {
+        let tmp = tempfile::tempdir()?;
+        let data = tmp.path().join("data");
+        let rec = start_podtraild(&data, &["--no-cri"])?;
+        std::thread::sleep(Duration::from_secs(3));
+        let pid = rec.id();
+        let idle = vm_rss_kib(pid)?;
+        let (cpu0, _) = cpu_and_rss(pid)?;
+        let load = std::thread::spawn(move || connect_at_rate(rate, secs));
+        let mut max = 0;
+        while !load.is_finished() {
+            max = max.max(vm_rss_kib(pid)?);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let made = load.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+        std::thread::sleep(Duration::from_millis(1500));
+        let (cpu1, hwm) = cpu_and_rss(pid)?;
+        let summary = stop_podtraild(rec)?;
+        let rows = summary["conn_rows"].as_u64().unwrap_or(0);
+        let catalog = podtrail_schema::catalog::Catalog::open_ro(&podtrail_schema::layout::catalog_path(&data))?;
+        let segments = catalog.segments()?.iter().filter(|s| s.table_name == "net_conn").count();
+        println!(
+            "{:>12} {:>10.0} {:>10.2} {:>9.0} MiB {:>6.0} MiB {:>6.0} MiB {:>8} {:>9}",
+            made / secs,
+            rows as f64 / secs as f64,
+            (cpu1 - cpu0) / (rows as f64 / 1e6),
+            idle as f64 / 1024.0,
+            max as f64 / 1024.0,
+            hwm as f64 / 1024.0,
+            summary["kernel_drops"],
+            segments
+        );
+    }
+    Ok(())
 }
 
 /// `podtraild run` on `data` (warnings to stderr, the JSON summary piped).
