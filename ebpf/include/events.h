@@ -15,6 +15,8 @@
 /* pt_exec_event.flags */
 #define PT_EXEC_ARGS_TRUNCATED 1 /* argv was longer than PT_ARGS_MAX */
 #define PT_EXEC_FILELESS 2       /* the executed file has no link (memfd, deleted) */
+#define PT_EXEC_CWD_TRUNCATED 4  /* cwd[] misses the components nearest the root
+                                    (deeper than PT_CWD_DEPTH or longer than kept) */
 
 /* pt_priv_event.op: one per traced syscall */
 #define PT_PRIV_SETUID 1
@@ -50,6 +52,8 @@
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */
 #define PT_ARGS_MAX 3584      /* bytes of argv kept (NUL-separated) */
 #define PT_PRIV_STR_MAX 256   /* bytes kept of each string argument, with its NUL */
+#define PT_CWD_MAX 512        /* bytes of cwd[]; components start in its first half */
+#define PT_CWD_DEPTH 32       /* path components walked up from the working directory */
 
 /* Every record starts with its kind. */
 struct pt_header {
@@ -74,6 +78,11 @@ struct pt_exec_event {
     __u64 cgroup_id;
     __u64 cap_effective;
     char comm[PT_COMM_LEN];
+    __u32 cwd_len;        /* bytes of cwd[] used */
+    __u32 reserved;
+    char cwd[PT_CWD_MAX]; /* the working directory's path components, leaf
+                             first, each with its NUL, up to the process's root
+                             (a container's own root inside it); empty: "/" */
     char data[PT_FILENAME_MAX + PT_ARGS_MAX];
 };
 

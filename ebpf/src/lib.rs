@@ -66,6 +66,7 @@ pub const KIND_CAP: u32 = 6;
 
 pub const EXEC_ARGS_TRUNCATED: u32 = 1;
 pub const EXEC_FILELESS: u32 = 2;
+pub const EXEC_CWD_TRUNCATED: u32 = 4;
 
 pub const PRIV_SETUID: u32 = 1;
 pub const PRIV_SETGID: u32 = 2;
@@ -97,6 +98,7 @@ pub const CONN_HAS_BYTES: u32 = 8;
 pub const COMM_LEN: usize = 16;
 pub const FILENAME_MAX: usize = 512;
 pub const ARGS_MAX: usize = 3584;
+pub const CWD_MAX: usize = 512;
 
 /// Mirror of `struct pt_exec_event` (fixed part; `data` follows, variable length).
 #[repr(C)]
@@ -117,6 +119,11 @@ pub struct ExecEvent {
     pub cgroup_id: u64,
     pub cap_effective: u64,
     pub comm: [u8; COMM_LEN],
+    /// Bytes of `cwd` used.
+    pub cwd_len: u32,
+    pub reserved: u32,
+    /// The working directory's components, leaf first, each NUL-terminated.
+    pub cwd: [u8; CWD_MAX],
     pub data: [u8; FILENAME_MAX + ARGS_MAX],
 }
 
@@ -290,7 +297,7 @@ mod tests {
         let obj = process_object();
         assert_eq!(
             btf_layout(obj, "pt_exec_event"),
-            layout!(ExecEvent, kind, pid, tid, ppid, uid, gid, netns, filename_len, args_len, flags, time_ns, cgroup_id, cap_effective, comm, data),
+            layout!(ExecEvent, kind, pid, tid, ppid, uid, gid, netns, filename_len, args_len, flags, time_ns, cgroup_id, cap_effective, comm, cwd_len, reserved, cwd, data),
             "ExecEvent drifted from struct pt_exec_event"
         );
         assert_eq!(

@@ -33,6 +33,49 @@ struct {
     __type(value, struct pt_exec_event);
 } exec_scratch SEC(".maps");
 
+/* Fill e->cwd with the components of p's working directory, leaf first, walking
+ * up to p's root and across mounts (struct mount: the mount's parent and where
+ * it is mounted). Bounded: PT_CWD_DEPTH steps, components starting in the first
+ * half of cwd[]. The offset lives in e->cwd_len (map memory, unknown to the
+ * verifier) rather than a register: the two kinds of step then leave the same
+ * verifier state, which keeps the walk verifiable (a register offset made it
+ * explode past a million instructions). Returns PT_EXEC_CWD_TRUNCATED when the
+ * walk stopped short of the root. */
+static __always_inline __u32 read_cwd(struct pt_exec_event *e, struct task_struct *p)
+{
+    struct fs_struct *fs = BPF_CORE_READ(p, fs);
+    struct dentry *dentry = BPF_CORE_READ(fs, pwd.dentry);
+    struct vfsmount *vfsmnt = BPF_CORE_READ(fs, pwd.mnt);
+    struct dentry *root = BPF_CORE_READ(fs, root.dentry);
+    struct vfsmount *root_mnt = BPF_CORE_READ(fs, root.mnt);
+    e->cwd_len = 0;
+    e->reserved = 0;
+    for (int i = 0; i < PT_CWD_DEPTH; i++) {
+        if (dentry == root && vfsmnt == root_mnt)
+            return 0;
+        struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+        if (dentry == BPF_CORE_READ(vfsmnt, mnt_root) || dentry == parent) {
+            struct mount *mnt = (struct mount *)((void *)vfsmnt - bpf_core_field_offset(struct mount, mnt));
+            struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+            if (up == mnt)
+                return 0; /* the root of the mount namespace */
+            dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+            vfsmnt = (struct vfsmount *)((void *)up + bpf_core_field_offset(struct mount, mnt));
+            continue;
+        }
+        __u32 off = e->cwd_len;
+        if (off >= PT_CWD_MAX / 2)
+            break;
+        const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+        long n = bpf_probe_read_kernel_str(&e->cwd[off & (PT_CWD_MAX / 2 - 1)], PT_CWD_MAX / 2, name);
+        if (n <= 0)
+            break;
+        e->cwd_len = off + n;
+        dentry = parent;
+    }
+    return PT_EXEC_CWD_TRUNCATED;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -70,7 +113,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 
     /* A file with no link left: a memfd (or a file deleted before its exec).
      * Its own name (`memfd:<name>`) says more than the /dev/fd path given. */
-    __u32 flags = 0;
+    __u32 flags = read_cwd(e, p);
     struct file *file = BPF_CORE_READ(bprm, file);
     if (BPF_CORE_READ(file, f_inode, __i_nlink) == 0) {
         flags |= PT_EXEC_FILELESS;

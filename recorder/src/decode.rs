@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use podtrail_ebpf::{
     ARGS_MAX, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
-    EXEC_ARGS_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
+    CWD_MAX, EXEC_ARGS_TRUNCATED, EXEC_CWD_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
     KIND_FORK, KIND_PRIV, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
 };
 
@@ -28,6 +28,9 @@ pub struct ExecRaw {
     pub args_truncated: bool,
     /// The file had no link left (memfd, deleted); `filename` is then its own name.
     pub fileless: bool,
+    /// Working directory at exec, relative to the process's root; `.../` first
+    /// when the kernel side kept only the components nearest the directory.
+    pub cwd: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +128,15 @@ fn read<T: Copy>(b: &[u8]) -> T {
     unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) }
 }
 
+/// A path from the kernel's components, leaf first, each NUL-terminated: `/a/b`
+/// from `b\0a\0`; `/` from none; `.../a/b` when the walk stopped short of the root.
+fn cwd_path(components: &[u8], truncated: bool) -> String {
+    let mut parts: Vec<String> = components.split(|&c| c == 0).filter(|p| !p.is_empty()).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    parts.reverse();
+    let path = format!("/{}", parts.join("/"));
+    if truncated { format!("...{path}") } else { path }
+}
+
 pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
     if b.len() < 4 {
         return Err(DecodeError::Short(b.len()));
@@ -154,6 +166,11 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
             if argv.last() == Some(&0) {
                 args.pop();
             }
+            let cwd_len = e.cwd_len as usize;
+            if cwd_len > CWD_MAX {
+                return Err(DecodeError::Length { kind: "exec cwd", len: cwd_len, want: CWD_MAX });
+            }
+            let cwd = cwd_path(&e.cwd[..cwd_len], e.flags & EXEC_CWD_TRUNCATED != 0);
             Ok(RawEvent::Exec(ExecRaw {
                 pid: e.pid,
                 tid: e.tid,
@@ -169,6 +186,7 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 args,
                 args_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
                 fileless: e.flags & EXEC_FILELESS != 0,
+                cwd,
             }))
         }
         KIND_EXIT => {

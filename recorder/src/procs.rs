@@ -98,7 +98,7 @@ mod tests {
     use super::*;
 
     fn exec(pid: u32, ppid: u32, t: u64) -> ExecRaw {
-        ExecRaw { pid, tid: pid, ppid, uid: 0, gid: 0, netns: 0, time_boot_ns: t, cgroup_id: 1, cap_effective: 0, comm: "x".into(), filename: "/x".into(), args: vec![], args_truncated: false, fileless: false }
+        ExecRaw { pid, tid: pid, ppid, uid: 0, gid: 0, netns: 0, time_boot_ns: t, cgroup_id: 1, cap_effective: 0, comm: "x".into(), filename: "/x".into(), args: vec![], args_truncated: false, fileless: false, cwd: "/".into() }
     }
 
     #[test]

@@ -330,7 +330,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                         time: e.time_boot_ns as i64 + boot_to_wall,
                         exec_id: img.exec_id,
                         parent_exec_id: parent,
-                        cwd: None, // not captured yet
+                        cwd: Some(e.cwd.clone()),
                         identity: None, // stamped by the identity stage
                         raw: e,
                     });

@@ -130,7 +130,7 @@ pub const PROCESS_EXEC: TableDef = TableDef {
         col("binary", ColType::Text, "Path of the executed file, as passed to execve."),
         col("args", ColType::TextList, "argv, including argv[0]; bounded, see `args_truncated`."),
         col("args_truncated", ColType::Bool, "True when argv was longer than the recorder keeps."),
-        opt("cwd", ColType::Text, "Working directory at exec, when known."),
+        opt("cwd", ColType::Text, "Working directory at exec, as a path from the process's own root (inside a container: from the container's root), walked up in the kernel across mounts. Starts with `.../` when the directory is deeper than the 32 components (or 256 bytes of names) kept; null for rows written before it was captured."),
         col("cap_effective", ColType::U64, "Effective capability set (bit mask, CAP_* bit numbers)."),
         col("netns", ColType::U32, "Network namespace inode number."),
         opt("fileless", ColType::Bool, "True when the executed file had no link left: a memfd (fileless execution; `binary` is then `memfd:<name>`) or a file deleted before the exec. Null in rows recorded before this column existed."),

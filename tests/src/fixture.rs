@@ -94,6 +94,7 @@ impl Builder {
             args: argv.iter().map(|a| a.to_string()).collect(),
             args_truncated: false,
             fileless: false,
+            cwd: "/".into(),
         };
         self.b.exec.push(ExecRow { time: t, raw, exec_id, parent_exec_id: parent.map(|p| p.exec_id), cwd: Some("/".into()), identity: pod.and_then(ident) });
         Proc { exec_id, pid }

@@ -702,6 +702,7 @@ impl Synth {
                 args: r.args,
                 args_truncated: false,
                 fileless: false,
+                cwd: r.cwd.to_string(),
             },
         }
     }

@@ -43,20 +43,24 @@ fn exec_row_has_exact_args_uid_parent_and_pod_cgroup() {
     // The shell moves itself into the pod cgroup, then forks the probe (not the
     // last command, so the shell forks rather than exec'ing in place).
     let script = format!("echo $$ > {}/cgroup.procs && {} a 'b c' d; true", cg.path().display(), probe.display());
-    let (sh_pid, status) = sh(&script);
+    let workdir = std::fs::canonicalize(tmp.path()).unwrap();
+    let mut c = Command::new("/bin/sh").args(["-c", &script]).current_dir(&workdir).spawn().unwrap();
+    let sh_pid = c.id();
+    let status = c.wait().unwrap();
     assert!(status.success());
     let summary = rec.stop();
     let d = &rec.data_dir;
 
     let rows = rows_or_explain(
         d,
-        &format!("SELECT pid, ppid, uid, args, cgroup_id, parent_exec_id, node, pod_uid, container_id FROM process_exec WHERE binary = '{}'", probe.display()),
+        &format!("SELECT pid, ppid, uid, args, cgroup_id, parent_exec_id, node, pod_uid, container_id, cwd FROM process_exec WHERE binary = '{}'", probe.display()),
         "the probe's exec",
     );
     assert_eq!(rows.len(), 1, "exactly one exec row: {rows:?}");
     let r = &rows[0];
     assert_eq!(r["args"], serde_json::json!([probe.to_str().unwrap(), "a", "b c", "d"]));
     assert_eq!(r["uid"], 0);
+    assert_eq!(r["cwd"], workdir.to_str().unwrap(), "the working directory the shell ran it from");
     assert_eq!(r["ppid"].as_u64(), Some(u64::from(sh_pid)));
     assert_eq!(r["cgroup_id"].as_u64(), Some(cg.id()), "cgroup_id must be the inode of {}", cg.path().display());
     assert_eq!(r["node"], "test-node");

@@ -42,6 +42,7 @@ fn exec(cgroup_id: u64, time: i64) -> ExecRow {
         args: vec![],
         args_truncated: false,
         fileless: false,
+        cwd: "/".into(),
     };
     ExecRow { time, raw, exec_id: 1, parent_exec_id: None, cwd: None, identity: None }
 }

@@ -104,6 +104,7 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 const CASES: &[(&str, fn(&Run) -> Outcome)] = &[
     ("programs", programs),
     ("exec", exec),
+    ("cwd", cwd),
     ("exit", exit),
     ("fork", fork),
     ("tcp4", tcp4),
@@ -139,6 +140,11 @@ struct Run {
 
 struct ExecFacts {
     probe: String,
+    /// Where the shell ran the probe from (a directory of the temp dir).
+    dir: String,
+    /// A probe run 40 directories deep, and that directory.
+    deep_probe: String,
+    deep_dir: Vec<String>,
     sh_pid: u32,
     script: String,
     cgroup: u64,
@@ -174,10 +180,29 @@ fn record() -> Result<Run, String> {
     // kubelet-named pod cgroup (not the shell's last command, so it forks).
     let cg = PodCgroup::new("vm-exec");
     let probe = copy_true(tmp.path(), "pt-vm-args")?;
-    let script = format!("echo $$ > {}/cgroup.procs && {} a 'b c' d; true", cg.path().display(), probe.display());
+    let dir = std::fs::canonicalize(tmp.path()).map_err(|e| e.to_string())?.join("pt-vm-cwd");
+    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let script = format!("cd {} && echo $$ > {}/cgroup.procs && {} a 'b c' d; true", dir.display(), cg.path().display(), probe.display());
     let (sh_pid, status) = sh(&script)?;
     check!(status.success(), "exec workload: {script}: {status}");
-    let exec = ExecFacts { probe: probe.display().to_string(), sh_pid, script, cgroup: cg.id(), pod_uid: cg.uid.clone(), container_id: cg.container_id.clone() };
+    // Deeper than the 32 components the kernel side walks.
+    let deep_dir: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
+    let deep = deep_dir.iter().fold(dir.clone(), |p, c| p.join(c));
+    std::fs::create_dir_all(&deep).map_err(|e| format!("{}: {e}", deep.display()))?;
+    let deep_probe = copy_true(tmp.path(), "pt-vm-deep")?;
+    let (_, status) = sh(&format!("cd {} && {}; true", deep.display(), deep_probe.display()))?;
+    check!(status.success(), "deep exec workload: {status}");
+    let exec = ExecFacts {
+        probe: probe.display().to_string(),
+        dir: dir.display().to_string(),
+        deep_probe: deep_probe.display().to_string(),
+        deep_dir,
+        sh_pid,
+        script,
+        cgroup: cg.id(),
+        pod_uid: cg.uid.clone(),
+        container_id: cg.container_id.clone(),
+    };
 
     let (exit7_pid, status) = sh("exit 7")?;
     check!(status.code() == Some(7), "sh -c 'exit 7': {status}");
@@ -459,6 +484,19 @@ fn exec(run: &Run) -> Outcome {
     check!(shell.len() == 1, "the shell's exec rows: {shell:?}");
     check!(shell[0]["args"] == json!(["/bin/sh", "-c", f.script]), "shell args {}", shell[0]["args"]);
     check!(r["parent_exec_id"] == shell[0]["exec_id"], "parent_exec_id {} vs the shell's exec_id {}", r["parent_exec_id"], shell[0]["exec_id"]);
+    Ok(())
+}
+
+/// The working directory at exec, walked up across mounts (the guest's /tmp is
+/// a tmpfs on the initramfs root); a directory deeper than the walk keeps its
+/// 32 nearest components after `...`.
+fn cwd(run: &Run) -> Outcome {
+    let f = &run.exec;
+    let probe = rows(run, "process_exec", |r| r["binary"] == f.probe.as_str());
+    check!(probe.len() == 1 && probe[0]["cwd"] == f.dir.as_str(), "cwd {:?}, expected {}", probe.iter().map(|r| &r["cwd"]).collect::<Vec<_>>(), f.dir);
+    let deep = rows(run, "process_exec", |r| r["binary"] == f.deep_probe.as_str());
+    let want = format!(".../{}", f.deep_dir[f.deep_dir.len() - 32..].join("/"));
+    check!(deep.len() == 1 && deep[0]["cwd"] == want.as_str(), "deep cwd {:?}, expected {want}", deep.iter().map(|r| &r["cwd"]).collect::<Vec<_>>());
     Ok(())
 }
 
