@@ -94,6 +94,17 @@ pub struct RunSummary {
     pub ringbuf_fill_peak: std::collections::BTreeMap<String, f64>,
 }
 
+/// Return freed heap pages to the kernel. Once, after loading the programs:
+/// after every seal it cost the bulk store a fifth of its ingest rate for a few
+/// MiB of RSS.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Arrow memory of an open segment before it is sealed, in the recorder (the
 /// store's default, 64 MiB, suits bulk writers such as podtrail-synth).
 const RECORDER_SEGMENT_BYTES: usize = 16 << 20;
@@ -253,8 +264,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
     let mut probes = Probes::load(cfg.allow_partial, cfg.syscall_tracepoints, &cgroup_root)?;
-    // Parsing the kernel's BTF to load the programs took tens of MiB, now free.
-    crate::segments::release_freed_memory();
+    // Parsing the kernel's BTF to load the programs took tens of MiB, now free:
+    // hand it back (glibc keeps freed heap), idle RSS 85 -> 42 MiB.
+    release_freed_memory();
     // What this run cannot record, for the readers (`podtrail profile` says
     // when capability profiling was unavailable rather than guess).
     let unavailable = serde_json::json!({ "since": now_ns(), "programs": probes.unavailable.iter().chain(probes.missing.iter()).collect::<Vec<_>>() });

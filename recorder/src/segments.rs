@@ -291,11 +291,7 @@ impl SegmentStore {
     pub fn seal(&mut self, table: &str) -> Result<Option<SealedSegment>> {
         let Some(seg) = self.open.remove(table) else { return Ok(None) };
         match self.write_sealed(&seg.id, seg.def, &seg.batches, seg.hot.is_some()) {
-            Ok(sealed) => {
-                drop(seg);
-                release_freed_memory();
-                Ok(Some(sealed))
-            }
+            Ok(sealed) => Ok(Some(sealed)),
             Err(e) => {
                 self.open.insert(seg.def.name, seg);
                 Err(e)
@@ -349,17 +345,6 @@ impl SegmentStore {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         self.last_id_ns = now.max(self.last_id_ns + 1);
         self.last_id_ns
-    }
-}
-
-/// Hand memory freed by a seal (the segment's rows, its sort and Parquet
-/// buffers: tens of MiB under a storm) back to the system; glibc keeps freed
-/// heap otherwise, and the recorder's RSS would stay at its peak.
-pub fn release_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
