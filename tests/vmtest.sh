@@ -11,15 +11,19 @@
 # Kernels: for each Debian suite, the version its `linux-image-cloud-amd64` points
 # to, fetched with `apt-get download` through a private apt configuration under
 # target/vmtest/apt (its own sources list, lists and cache; the system's apt
-# sources are never touched). Only vmlinuz and config are kept, cached under
-# target/vmtest/kernels/<version>/. When the mirror cannot be reached, the cached
-# kernels are used and the script says so.
+# sources are never touched). Only vmlinuz, config and the few modules the
+# guest loads (netfilter for the DNAT case, dummy for the module-load case) are
+# kept, cached under target/vmtest/kernels/<version>/. When the mirror cannot be
+# reached, the cached kernels are used and the script says so.
 #
 # Guest: an uncompressed initramfs with static busybox, the release binaries
-# (podtraild, podtrail-vmtest, podtrail-sysprobe, stripped) and the host's
-# shared libraries they need; /init mounts proc, sysfs, devtmpfs, bpffs, tracefs
-# and cgroup2, brings up lo, runs the cases, prints a marker with the exit code
-# and powers off. At most two VMs at once (2 cores).
+# (podtraild, podtrail-vmtest, podtrail-sysprobe, stripped), the host's
+# /bin/true and nft, and the shared libraries they need (the same binaries the
+# suite tests on the host; a static build for an explicit target would compile
+# every dependency a second time), then that kernel's modules. /init mounts
+# proc, sysfs, devtmpfs, bpffs, tracefs and cgroup2, brings up lo, loads the
+# modules, runs the cases, prints a marker with the exit code and powers off.
+# At most two VMs at once (2 cores).
 #
 # --break-core: build the guests with a deliberately broken CO-RE read (the
 # exec program reads task_struct.__state, called `state` before Linux 5.14) to
@@ -37,7 +41,7 @@ while [ $# -gt 0 ]; do
     --kernels) SUITES=$2; shift 2 ;;
     --no-host) HOST=0; shift ;;
     --break-core) BREAK=1; shift ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "vmtest: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
