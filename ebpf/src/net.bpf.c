@@ -77,15 +77,16 @@ struct {
     __type(value, struct conn_state);
 } established SEC(".maps");
 
-/* DNAT seen by conntrack: original (saddr, daddr, sport, dport) -> reply source. */
+/* DNAT seen by conntrack: original (saddr, daddr, sport, dport) -> reply
+ * source. Addresses as in pt_conn_event: IPv4 in the first 4 bytes, the rest 0. */
 struct nat_key {
-    __u32 saddr;
-    __u32 daddr;
+    __u8 saddr[16];
+    __u8 daddr[16];
     __u16 sport;
     __u16 dport;
 };
 struct nat_val {
-    __u32 addr;
+    __u8 addr[16];
     __u16 port;
     __u16 pad;
 };
@@ -139,19 +140,25 @@ int BPF_PROG(nat_xmit, struct sk_buff *skb, struct net_device *dev)
     unsigned long status = BPF_CORE_READ(ct, status);
     if (!(status & IPS_DST_NAT))
         return 0;
-    if (BPF_CORE_READ(ct, tuplehash[0].tuple.src.l3num) != AF_INET ||
-        BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum) != IPPROTO_TCP)
+    __u16 l3 = BPF_CORE_READ(ct, tuplehash[0].tuple.src.l3num);
+    if ((l3 != AF_INET && l3 != AF_INET6) || BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum) != IPPROTO_TCP)
         return 0;
     struct nat_key k = {
-        .saddr = BPF_CORE_READ(ct, tuplehash[0].tuple.src.u3.ip),
-        .daddr = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.u3.ip),
         .sport = bpf_ntohs(BPF_CORE_READ(ct, tuplehash[0].tuple.src.u.tcp.port)),
         .dport = bpf_ntohs(BPF_CORE_READ(ct, tuplehash[0].tuple.dst.u.tcp.port)),
     };
     struct nat_val v = {
-        .addr = BPF_CORE_READ(ct, tuplehash[1].tuple.src.u3.ip),
         .port = bpf_ntohs(BPF_CORE_READ(ct, tuplehash[1].tuple.src.u.tcp.port)),
     };
+    if (l3 == AF_INET) {
+        BPF_CORE_READ_INTO((__u32 *)k.saddr, ct, tuplehash[0].tuple.src.u3.ip);
+        BPF_CORE_READ_INTO((__u32 *)k.daddr, ct, tuplehash[0].tuple.dst.u3.ip);
+        BPF_CORE_READ_INTO((__u32 *)v.addr, ct, tuplehash[1].tuple.src.u3.ip);
+    } else {
+        BPF_CORE_READ_INTO(&k.saddr, ct, tuplehash[0].tuple.src.u3.all);
+        BPF_CORE_READ_INTO(&k.daddr, ct, tuplehash[0].tuple.dst.u3.all);
+        BPF_CORE_READ_INTO(&v.addr, ct, tuplehash[1].tuple.src.u3.all);
+    }
     bpf_map_update_elem(&nat, &k, &v, BPF_NOEXIST);
     return 0;
 }
@@ -246,16 +253,16 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
             e->orig_dport = ci->dport;
         }
     }
-    if (e->family == AF_INET && (event == PT_CONN_CONNECT || event == PT_CONN_CLOSE)) {
+    if (event == PT_CONN_CONNECT || event == PT_CONN_CLOSE) {
         struct nat_key k = {};
-        __builtin_memcpy(&k.saddr, e->saddr, 4);
-        __builtin_memcpy(&k.daddr, e->daddr, 4);
+        __builtin_memcpy(k.saddr, e->saddr, 16);
+        __builtin_memcpy(k.daddr, e->daddr, 16);
         k.sport = e->sport;
         k.dport = e->dport;
         struct nat_val *v = bpf_map_lookup_elem(&nat, &k);
         if (v) {
             e->flags |= PT_CONN_HAS_NAT;
-            __builtin_memcpy(e->nat_daddr, &v->addr, 4);
+            __builtin_memcpy(e->nat_daddr, v->addr, 16);
             e->nat_dport = v->port;
         }
     }

@@ -110,6 +110,7 @@ const CASES: &[(&str, fn(&Run) -> Outcome)] = &[
     ("tcp4", tcp4),
     ("tcp6", tcp6),
     ("conntrack", conntrack),
+    ("conntrack6", conntrack6),
     ("storm", storm),
     ("privilege", privilege),
     ("capabilities", capabilities),
@@ -390,11 +391,15 @@ fn child_tcp() -> Outcome {
 const CLUSTER_IP: &str = "10.244.100.10";
 const NFT_DNAT: &str = "table ip podtrail_vmtest {
   chain out { type nat hook output priority -100; ip daddr 10.244.100.10 tcp dport 80 dnat to 10.244.1.2:8080; }
+}
+table ip6 podtrail_vmtest6 {
+  chain out { type nat hook output priority -100; ip6 daddr ::1 tcp dport 81 dnat to [::1]:8081; }
 }";
 
 /// In a pod's network namespace whose nftables DNAT the ClusterIP
-/// 10.244.100.10:80 to 10.244.1.2:8080: one connection to the ClusterIP, a few
-/// bytes each way. Prints `PID`. Everything goes with the namespace.
+/// 10.244.100.10:80 to 10.244.1.2:8080 (and, over IPv6 on loopback only, [::1]:81
+/// to [::1]:8081): one connection to each, a few bytes each way. Prints `PID`.
+/// Everything goes with the namespace.
 fn child_nat() -> Outcome {
     pod_netns()?;
     let o = Command::new("ip").args(["route", "add", &format!("{CLUSTER_IP}/32"), "dev", "lo"]).output().map_err(|e| format!("ip: {e}"))?;
@@ -417,6 +422,10 @@ fn child_nat() -> Outcome {
     c.read_to_end(&mut back).map_err(|e| e.to_string())?;
     server.join().map_err(|_| "server thread panicked".to_string())??;
     check!(back == b"through the ClusterIP", "echo through the DNAT: {back:?}");
+    let l6 = TcpListener::bind("[::1]:8081").map_err(|e| format!("bind [::1]:8081: {e}"))?;
+    let c6 = TcpStream::connect(("::1", 81)).map_err(|e| format!("connect [::1]:81 (DNAT to 8081): {e}"))?;
+    drop(l6.accept().map_err(|e| e.to_string())?);
+    drop(c6);
     println!("{}", std::process::id());
     Ok(())
 }
@@ -570,6 +579,20 @@ fn conntrack(run: &Run) -> Outcome {
     check!(c["nat_dst_ip"] == POD_ADDR && c["nat_dst_port"] == 8080, "the backend conntrack chose: {c}");
     let close = conn("close");
     check!(close.len() == 1 && close[0]["nat_dst_ip"] == POD_ADDR && close[0]["nat_dst_port"] == 8080, "close rows {close:?}");
+    Ok(())
+}
+
+/// The same join over IPv6: [::1]:81 asked for, [::1]:8081 reached.
+fn conntrack6(run: &Run) -> Outcome {
+    let n = run.nat.as_ref().map_err(|e| format!("DNAT workload: {e}"))?;
+    let conn = |event: &str| rows(run, "net_conn", |r| r["event"] == event && r["cgroup_id"].as_u64() == Some(n.cgroup) && r["dst_port"] == 81);
+    let connect = conn("connect");
+    check!(connect.len() == 1, "expected one connect to [::1]:81 in cgroup {}, got {connect:?}", n.cgroup);
+    let c = connect[0];
+    check!(c["orig_dst_ip"] == "::1" && c["orig_dst_port"] == 81, "what the process asked for: {c}");
+    check!(c["nat_dst_ip"] == "::1" && c["nat_dst_port"] == 8081, "the backend conntrack chose: {c}");
+    let close = conn("close");
+    check!(close.len() == 1 && close[0]["nat_dst_port"] == 8081, "close rows {close:?}");
     Ok(())
 }
 
