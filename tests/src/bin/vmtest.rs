@@ -567,33 +567,33 @@ fn tcp6(run: &Run) -> Outcome {
     Ok(())
 }
 
-/// The ClusterIP the process asked for and the backend conntrack sent it to.
-fn conntrack(run: &Run) -> Outcome {
+/// The one connect (and close) of the DNAT workload to `asked`: the destination
+/// the process asked for and `reached`, the backend conntrack sent it to.
+fn dnat_join<'a>(run: &'a Run, asked: (&str, u16), reached: (&str, u16)) -> Result<&'a Value, String> {
     let n = run.nat.as_ref().map_err(|e| format!("DNAT workload: {e}"))?;
-    let conn = |event: &str| rows(run, "net_conn", |r| r["event"] == event && r["cgroup_id"].as_u64() == Some(n.cgroup) && r["dst_port"] == 80);
+    let conn = |event: &str| rows(run, "net_conn", |r| r["event"] == event && r["cgroup_id"].as_u64() == Some(n.cgroup) && r["dst_port"] == asked.1);
     let connect = conn("connect");
-    check!(connect.len() == 1, "expected one connect to {CLUSTER_IP}:80 in cgroup {}, got {connect:?}", n.cgroup);
+    check!(connect.len() == 1, "expected one connect to {}:{} in cgroup {}, got {connect:?}", asked.0, asked.1, n.cgroup);
     let c = connect[0];
-    check!(c["pid"].as_u64() == Some(u64::from(n.pid)) && c["src_ip"] == POD_ADDR && c["dst_ip"] == CLUSTER_IP, "connect {c}");
-    check!(c["orig_dst_ip"] == CLUSTER_IP && c["orig_dst_port"] == 80, "what the process asked for: {c}");
-    check!(c["nat_dst_ip"] == POD_ADDR && c["nat_dst_port"] == 8080, "the backend conntrack chose: {c}");
+    check!(c["pid"].as_u64() == Some(u64::from(n.pid)) && c["dst_ip"] == asked.0, "connect {c}");
+    check!(c["orig_dst_ip"] == asked.0 && c["orig_dst_port"] == asked.1, "what the process asked for: {c}");
+    check!(c["nat_dst_ip"] == reached.0 && c["nat_dst_port"] == reached.1, "the backend conntrack chose: {c}");
     let close = conn("close");
-    check!(close.len() == 1 && close[0]["nat_dst_ip"] == POD_ADDR && close[0]["nat_dst_port"] == 8080, "close rows {close:?}");
+    check!(close.len() == 1 && close[0]["nat_dst_ip"] == reached.0 && close[0]["nat_dst_port"] == reached.1, "close rows {close:?}");
+    Ok(c)
+}
+
+/// The ClusterIP the process asked for and the backend conntrack sent it to,
+/// from the pod's own address.
+fn conntrack(run: &Run) -> Outcome {
+    let c = dnat_join(run, (CLUSTER_IP, 80), (POD_ADDR, 8080))?;
+    check!(c["src_ip"] == POD_ADDR, "the pod's own pre-NAT address: {c}");
     Ok(())
 }
 
 /// The same join over IPv6: [::1]:81 asked for, [::1]:8081 reached.
 fn conntrack6(run: &Run) -> Outcome {
-    let n = run.nat.as_ref().map_err(|e| format!("DNAT workload: {e}"))?;
-    let conn = |event: &str| rows(run, "net_conn", |r| r["event"] == event && r["cgroup_id"].as_u64() == Some(n.cgroup) && r["dst_port"] == 81);
-    let connect = conn("connect");
-    check!(connect.len() == 1, "expected one connect to [::1]:81 in cgroup {}, got {connect:?}", n.cgroup);
-    let c = connect[0];
-    check!(c["orig_dst_ip"] == "::1" && c["orig_dst_port"] == 81, "what the process asked for: {c}");
-    check!(c["nat_dst_ip"] == "::1" && c["nat_dst_port"] == 8081, "the backend conntrack chose: {c}");
-    let close = conn("close");
-    check!(close.len() == 1 && close[0]["nat_dst_port"] == 8081, "close rows {close:?}");
-    Ok(())
+    dnat_join(run, ("::1", 81), ("::1", 8081)).map(|_| ())
 }
 
 fn storm(run: &Run) -> Outcome {
