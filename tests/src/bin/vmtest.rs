@@ -6,17 +6,20 @@
 //! SHA-256, read without DataFusion so the guest stays small and quick under
 //! software emulation.
 //!
-//! Output, one line per case and a closing line (the runner parses them):
+//! Output: what the recorder reported it cannot record here, one line per case,
+//! and a closing line (the runner parses them):
 //! ```text
+//! unavailable: cap_check (tp_btf/cap_capable): unknown BTF type `btf_trace_cap_capable`
 //! case exec: ok
-//! case tcp4: FAILED: no accept row with cgroup 1234 ...
-//! podtrail-vmtest: 9 passed, 1 failed
+//! case tcp4: FAILED: expected one accept row in cgroup 1234, got [] ...
+//! podtrail-vmtest: 12 passed, 1 failed
 //! ```
 //! Exit status 0 only when every case passed. Where the kernel lacks a feature the
 //! recorder treats as optional (the `cap_capable` tracepoint), the case checks that
 //! the recorder said so and recorded everything else, instead of skipping.
 //!
-//! `podtrail-vmtest child tcp|fork-connect` are workloads it re-executes itself for.
+//! `podtrail-vmtest child tcp|fork-connect|nat` are workloads it re-executes
+//! itself for.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
