@@ -152,7 +152,10 @@ const READER_QUEUE_PASSES: usize = 2;
 
 /// How long the ring reader waits for the kernel's wakeup before draining
 /// anyway: the most a trickle of events waits before it enters the pipeline.
-const READER_POLL_MS: i32 = 50;
+/// Short, because a new pod's first event is what asks the CRI runtime for its
+/// metadata: at 50 ms a pod whose container ran and was deleted within that
+/// window could lose its container record (seen in identity_e2e).
+const READER_POLL_MS: i32 = 10;
 
 /// One drain of the ring buffers, decoded.
 #[derive(Default)]
