@@ -48,9 +48,8 @@ impl Metrics {
              # TYPE podtrail_ringbuf_fill_peak_ratio gauge\n",
         );
         for r in self.rings.get().map(Vec::as_slice).unwrap_or_default() {
-            let ratio = |bytes: u64| if r.size == 0 { 0.0 } else { bytes as f64 / r.size as f64 };
-            rings.push_str(&format!("podtrail_ringbuf_fill_ratio{{object=\"{}\"}} {:.6}\n", r.object, ratio(g(&r.pending))));
-            peaks.push_str(&format!("podtrail_ringbuf_fill_peak_ratio{{object=\"{}\"}} {:.6}\n", r.object, ratio(g(&r.peak))));
+            rings.push_str(&format!("podtrail_ringbuf_fill_ratio{{object=\"{}\"}} {:.6}\n", r.object, r.fill()));
+            peaks.push_str(&format!("podtrail_ringbuf_fill_peak_ratio{{object=\"{}\"}} {:.6}\n", r.object, r.peak_fill()));
         }
         format!(
             "{rings}{peaks}# HELP podtrail_rows_total Event rows handed to the store, per table.\n\

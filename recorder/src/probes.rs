@@ -432,6 +432,20 @@ pub struct RingGauge {
     pub peak: std::sync::atomic::AtomicU64,
 }
 
+impl RingGauge {
+    /// `pending` as a fraction of the ring's size.
+    pub fn fill(&self) -> f64 {
+        self.ratio(self.pending.load(std::sync::atomic::Ordering::Relaxed))
+    }
+    /// `peak` as a fraction of the ring's size (1.0: records were being dropped).
+    pub fn peak_fill(&self) -> f64 {
+        self.ratio(self.peak.load(std::sync::atomic::Ordering::Relaxed))
+    }
+    fn ratio(&self, bytes: u64) -> f64 {
+        if self.size == 0 { 0.0 } else { bytes as f64 / self.size as f64 }
+    }
+}
+
 /// Read-only mappings of a BPF ring buffer's consumer and producer position
 /// pages (the kernel allows mapping them without write access).
 struct RingPositions {

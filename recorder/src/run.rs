@@ -494,8 +494,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     }
     tracing::info!(?summary, "stopped: drained, flushed and sealed");
     for r in metrics.rings.get().map(Vec::as_slice).unwrap_or_default() {
-        let peak = if r.size == 0 { 0.0 } else { r.peak.load(Ordering::Relaxed) as f64 / r.size as f64 };
-        summary.ringbuf_fill_peak.insert(r.object.to_string(), peak);
+        summary.ringbuf_fill_peak.insert(r.object.to_string(), r.peak_fill());
     }
     Ok(summary)
 }
