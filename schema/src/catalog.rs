@@ -228,6 +228,19 @@ impl Catalog {
         &mut self.conn
     }
 
+    /// Begin a write transaction that takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), waiting up to the busy timeout for another writer.
+    ///
+    /// The recorder's writer and its shipping thread share the catalog. A
+    /// deferred transaction that reads first and writes later cannot wait: if the
+    /// other connection commits in between, SQLite fails the write at once with
+    /// "database is locked" (its read snapshot is stale), and podtraild stopped
+    /// on exactly that. Every multi-statement write goes through here.
+    pub fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        let path = self.path.clone();
+        self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| sql_err(&path, e))
+    }
+
     pub fn err(&self, e: rusqlite::Error) -> CatalogError {
         sql_err(&self.path, e)
     }
@@ -247,7 +260,7 @@ impl Catalog {
         // All pending migrations in one transaction: a reader sees the catalog
         // before or after, never between two versions.
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        let tx = self.write_tx()?;
         for sql in MIGRATIONS.iter().skip(v as usize) {
             tx.execute_batch(sql).map_err(|e| sql_err(&path, e))?;
         }
@@ -524,6 +537,27 @@ mod tests {
         // v2: a pod known only by UID (observed) has no name.
         rw.conn().execute("INSERT INTO pods VALUES ('uid-b', NULL, NULL, 'node1', NULL, NULL, 'burstable', 6, NULL, 'observed')", []).unwrap();
         assert_eq!(rw.load_table(&crate::tables::PODS).unwrap().num_rows(), 2);
+    }
+
+    #[test]
+    fn a_read_then_write_transaction_waits_for_another_writer_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let mut recorder = Catalog::open_rw(&path).unwrap();
+        let shipper = Catalog::open_rw(&path).unwrap();
+        // commit_segment's shape: read the chain head, then insert.
+        let tx = recorder.write_tx().unwrap();
+        let before: i64 = tx.query_row("SELECT count(*) FROM meta", [], |r| r.get(0)).unwrap();
+        // The shipping thread writes between that read and that insert.
+        let other = std::thread::spawn(move || {
+            shipper.conn().execute("INSERT INTO meta (key, value) VALUES ('from_shipper', '1')", []).map_err(|e| e.to_string())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        tx.execute("INSERT INTO meta (key, value) VALUES ('from_recorder', ?1)", [before]).expect("the recorder's write must not fail with 'database is locked'");
+        tx.commit().unwrap();
+        other.join().unwrap().expect("the other writer waits for the lock, then writes");
+        let keys: i64 = recorder.conn().query_row("SELECT count(*) FROM meta WHERE key IN ('from_shipper', 'from_recorder')", [], |r| r.get(0)).unwrap();
+        assert_eq!(keys, 2);
     }
 
     #[test]

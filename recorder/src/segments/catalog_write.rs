@@ -72,7 +72,7 @@ pub fn set_meta(cat: &Catalog, key: &str, value: &str) -> Result<()> {
 pub fn commit_segment(cat: &mut Catalog, s: &WrittenSegment) -> Result<()> {
     let path = cat.path().to_owned();
     let e = |e| podtrail_schema::CatalogError::Sqlite { path: path.clone(), source: e };
-    let tx = cat.conn_mut().transaction().map_err(e)?;
+    let tx = cat.write_tx()?;
     let prev: Option<String> = tx
         .query_row("SELECT chain_sha256 FROM segments ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
         .optional()
@@ -134,7 +134,7 @@ pub fn enforce_budget(cat: &mut Catalog, data_dir: &Path, budget: u64, ship_targ
             )
             .map_err(|e| cat.err(e))?;
         // Catalog first: a reader must never be sent to a file that is gone.
-        let tx = cat.conn_mut().transaction().map_err(|e| sql_err_of(data_dir, e))?;
+        let tx = cat.write_tx()?;
         tx.execute("UPDATE segments SET state = 'expired' WHERE seq = ?1", [seq]).map_err(|e| sql_err_of(data_dir, e))?;
         if let (Some(target), false) = (ship_target, shipped) {
             tx.execute(
@@ -163,7 +163,7 @@ fn sql_err_of(data_dir: &Path, source: rusqlite::Error) -> crate::segments::Segm
 pub fn write_identity(cat: &mut Catalog, pods: &[PodRecord], containers: &[ContainerRecord], ips: &[IpOwnerRecord]) -> Result<()> {
     let path = cat.path().to_owned();
     let e = |e| podtrail_schema::CatalogError::Sqlite { path: path.clone(), source: e };
-    let tx = cat.conn_mut().transaction().map_err(e)?;
+    let tx = cat.write_tx()?;
     {
         let mut st = tx
             .prepare_cached(
