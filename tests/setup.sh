@@ -54,6 +54,8 @@ command -v duckdb >/dev/null || pip_need+=(duckdb-cli)
 # into it, as an independent client.
 python3 -c 'import moto.server, flask' 2>/dev/null || pip_need+=('moto[server]')
 python3 -c 'import boto3' 2>/dev/null || pip_need+=(boto3)
+# The Kubernetes API metadata source's tests: kmock's KubernetesEmulator.
+python3 -c 'import kmock' 2>/dev/null || pip_need+=(kmock)
 if [ ${#pip_need[@]} -gt 0 ]; then
   echo "setup: installing ${pip_need[*]} (pip)" >&2
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_need[@]}"

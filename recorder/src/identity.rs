@@ -26,6 +26,7 @@
 
 pub mod cgroup_path;
 pub mod cri;
+pub mod kube;
 mod metadata;
 
 use std::collections::HashMap;
@@ -80,6 +81,9 @@ pub struct IdentityStats {
     /// Metadata refreshes from the CRI runtime, and the ones that failed.
     pub cri_polls: u64,
     pub cri_errors: u64,
+    /// Snapshots from the Kubernetes API source (one per pod change), and its failures.
+    pub kube_updates: u64,
+    pub kube_errors: u64,
     pub tracked_cgroups: usize,
     pub open_pods: usize,
     pub open_ips: usize,
@@ -117,7 +121,7 @@ pub struct Identity {
     meta_seen: HashMap<String, i64>,
     /// Pods seen without a name while a metadata source is configured, since when.
     nameless_since: HashMap<String, i64>,
-    cri: Option<metadata::CriState>,
+    sources: Vec<metadata::SourceState>,
 }
 
 impl Identity {
@@ -140,7 +144,7 @@ impl Identity {
             meta: HashMap::new(),
             meta_seen: HashMap::new(),
             nameless_since: HashMap::new(),
-            cri: None,
+            sources: Vec::new(),
         }
     }
 
@@ -215,7 +219,7 @@ impl Identity {
             }
             // New pods: their names come from the metadata source, asked now;
             // their rows wait for the answer (bounded, see `should_wait`).
-            if self.cri.is_some() {
+            if self.has_metadata_source() {
                 let nameless: Vec<String> = missing.iter().filter_map(|id| self.cgroups.get(id)?.parsed.pod_uid.clone()).filter(|uid| !self.meta.contains_key(uid)).collect();
                 if !nameless.is_empty() {
                     for uid in nameless {

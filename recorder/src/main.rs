@@ -46,6 +46,21 @@ enum Cmd {
         /// Do not use a CRI runtime even when its socket exists.
         #[arg(long)]
         no_cri: bool,
+        /// Watch this node's pods (spec.nodeName = --node) on the Kubernetes API
+        /// at URL, without credentials (e.g. `kubectl proxy`): names, namespaces,
+        /// labels, owner, pod IPs, container ids and images, as `kubernetes` intervals.
+        /// Default: the pod's service account when podtraild runs in a pod
+        /// (KUBERNETES_SERVICE_HOST set), else no Kubernetes API source. Works
+        /// alongside CRI; an unreachable API server is retried, recording goes on.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["kubeconfig", "no_kube"])]
+        kube_api: Option<String>,
+        /// Like --kube-api, with the server and credentials of this kubeconfig's
+        /// current context.
+        #[arg(long, value_name = "PATH", conflicts_with = "no_kube")]
+        kubeconfig: Option<PathBuf>,
+        /// Do not use the Kubernetes API even when running in a pod.
+        #[arg(long)]
+        no_kube: bool,
         /// Do not trace the privilege syscalls (set*id, capset, setns, unshare,
         /// mount, umount, ptrace, bpf, module loads, memfd_create): no `privilege`
         /// rows for them. While any syscall tracepoint is on, the kernel sends
@@ -101,12 +116,29 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, no_syscall_tracepoints, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age } => {
+        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, kube_api, kubeconfig, no_kube, no_syscall_tracepoints, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age } => {
             use podtrail_recorder::run::CriChoice;
             let cri = match (cri_socket, no_cri) {
                 (_, true) => CriChoice::Off,
                 (Some(p), false) => CriChoice::Socket(p),
                 (None, false) => CriChoice::Auto,
+            };
+            use podtrail_recorder::identity::kube::KubeChoice;
+            let kube = match (kube_api, kubeconfig, no_kube) {
+                (_, _, true) => None,
+                (Some(url), _, false) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        anyhow::bail!("--kube-api {url}: expected an http:// or https:// URL");
+                    }
+                    Some(KubeChoice::Url(url))
+                }
+                (None, Some(path), false) => {
+                    if !path.is_file() {
+                        anyhow::bail!("--kubeconfig {}: no such file", path.display());
+                    }
+                    Some(KubeChoice::Kubeconfig(path))
+                }
+                (None, None, false) => std::env::var_os("KUBERNETES_SERVICE_HOST").map(|_| KubeChoice::InCluster),
             };
             let ship = match ship_to {
                 None => None,
@@ -127,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_partial,
                 metrics_addr,
                 cri,
+                kube,
                 syscall_tracepoints: !no_syscall_tracepoints,
                 ship,
                 disk_budget_bytes: disk_budget,

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub identity_unresolved: AtomicU64,
     pub tracked_pods: AtomicU64,
     pub cri_errors: AtomicU64,
+    pub kube_errors: AtomicU64,
     pub segments_shipped: AtomicU64,
     pub ship_failures: AtomicU64,
     pub ship_backlog: AtomicU64,
@@ -81,6 +82,9 @@ impl Metrics {
              # HELP podtrail_cri_errors_total Failed CRI metadata refreshes (recording goes on).\n\
              # TYPE podtrail_cri_errors_total counter\n\
              podtrail_cri_errors_total {}\n\
+             # HELP podtrail_kube_errors_total Failed Kubernetes API lists or watches (retried; recording goes on).\n\
+             # TYPE podtrail_kube_errors_total counter\n\
+             podtrail_kube_errors_total {}\n\
              # HELP podtrail_segments_shipped_total Segments uploaded to the --ship-to lake.\n\
              # TYPE podtrail_segments_shipped_total counter\n\
              podtrail_segments_shipped_total {}\n\
@@ -106,6 +110,7 @@ impl Metrics {
             g(&self.identity_unresolved),
             g(&self.tracked_pods),
             g(&self.cri_errors),
+            g(&self.kube_errors),
             g(&self.segments_shipped),
             g(&self.ship_failures),
             g(&self.ship_backlog),

@@ -29,6 +29,8 @@ pub struct RunConfig {
     /// Serve Prometheus metrics here (off when None).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub cri: CriChoice,
+    /// Watch this node's pods on the Kubernetes API (off when None).
+    pub kube: Option<crate::identity::kube::KubeChoice>,
     /// Trace the privilege syscalls (see `podtraild run --help`).
     pub syscall_tracepoints: bool,
     /// Ship sealed segments and identity snapshots to a lake (`--ship-to`).
@@ -82,6 +84,10 @@ pub struct RunSummary {
     pub cgroup_walks: u64,
     pub cri_polls: u64,
     pub cri_errors: u64,
+    /// Snapshots from the Kubernetes API source (one per pod change) and failed
+    /// lists/watches.
+    pub kube_updates: u64,
+    pub kube_errors: u64,
     /// Shipping (`--ship-to`): segments uploaded, found already there, failed
     /// attempts, and sealed segments still waiting at exit.
     pub segments_shipped: u64,
@@ -92,6 +98,21 @@ pub struct RunSummary {
     /// Per ring buffer (object name): the highest fraction of it holding unread
     /// records at any reader wakeup (1.0: the kernel was dropping records).
     pub ringbuf_fill_peak: std::collections::BTreeMap<String, f64>,
+}
+
+/// A previous run's intervals from a metadata source that is off now cannot be
+/// followed any more: they end no later than now, rather than staying open for ever.
+fn close_orphaned_intervals(store: &mut SegmentStore, source: &str) -> Result<(), RunError> {
+    let (mut pods, mut containers, mut ips) = store.open_intervals(source)?;
+    if !(pods.is_empty() && containers.is_empty() && ips.is_empty()) {
+        let now = now_ns();
+        pods.iter_mut().for_each(|p| p.valid_to = Some(now.max(p.valid_from)));
+        containers.iter_mut().for_each(|c| c.valid_to = Some(now.max(c.valid_from)));
+        ips.iter_mut().for_each(|i| i.valid_to = Some(now.max(i.valid_from)));
+        tracing::warn!(source, pods = pods.len(), ip_owners = ips.len(), "closing the open intervals of a previous run at this start: that metadata source is off now");
+        store.write_identity(&pods, &containers, &ips)?;
+    }
+    Ok(())
 }
 
 /// Return freed heap pages to the kernel. Once, after loading the programs:
@@ -246,22 +267,22 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
         Some(socket) => {
             identity.with_cri(socket);
             let (pods, containers, ips) = store.open_intervals(crate::identity::cri::SOURCE_CRI)?;
-            identity.resume_cri(pods, containers, ips);
+            identity.resume_source(crate::identity::cri::SOURCE_CRI, pods, containers, ips);
         }
         None => {
-            tracing::info!("no CRI socket: pods are identified by their cgroup path (UID), without names");
-            // A previous run's runtime intervals cannot be followed any more: they
-            // end no later than now, rather than staying open for ever.
-            let (mut pods, mut containers, mut ips) = store.open_intervals(crate::identity::cri::SOURCE_CRI)?;
-            if !(pods.is_empty() && containers.is_empty() && ips.is_empty()) {
-                let now = now_ns();
-                pods.iter_mut().for_each(|p| p.valid_to = Some(now.max(p.valid_from)));
-                containers.iter_mut().for_each(|c| c.valid_to = Some(now.max(c.valid_from)));
-                ips.iter_mut().for_each(|i| i.valid_to = Some(now.max(i.valid_from)));
-                tracing::warn!(pods = pods.len(), ip_owners = ips.len(), "closing the open CRI intervals of a previous run at this start: no CRI source now");
-                store.write_identity(&pods, &containers, &ips)?;
+            if cfg.kube.is_none() {
+                tracing::info!("no CRI socket and no Kubernetes API: pods are identified by their cgroup path (UID), without names");
             }
+            close_orphaned_intervals(&mut store, crate::identity::cri::SOURCE_CRI)?;
         }
+    }
+    match &cfg.kube {
+        Some(choice) => {
+            identity.with_kube(choice.clone());
+            let (pods, containers, ips) = store.open_intervals(crate::identity::kube::SOURCE_KUBE)?;
+            identity.resume_source(crate::identity::kube::SOURCE_KUBE, pods, containers, ips);
+        }
+        None => close_orphaned_intervals(&mut store, crate::identity::kube::SOURCE_KUBE)?,
     }
     let mut procs = ProcTable::new(boot_id());
     let seeded = procs.seed_from_proc();
@@ -420,10 +441,13 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             metrics.identity_unresolved.store(ids.unresolved_rows, Ordering::Relaxed);
             metrics.tracked_pods.store(ids.open_pods as u64, Ordering::Relaxed);
             metrics.cri_errors.store(ids.cri_errors, Ordering::Relaxed);
+            metrics.kube_errors.store(ids.kube_errors, Ordering::Relaxed);
             summary.identity_unresolved = ids.unresolved_rows;
             summary.cgroup_walks = ids.cgroup_walks;
             summary.cri_polls = ids.cri_polls;
             summary.cri_errors = ids.cri_errors;
+            summary.kube_updates = ids.kube_updates;
+            summary.kube_errors = ids.kube_errors;
             let sealed = store.seal_aged()?;
             if let Some(sh) = &shipper {
                 if !sealed.is_empty() {

@@ -3,6 +3,7 @@
 
 pub mod containerd;
 pub mod fixture;
+pub mod kmock;
 pub mod lake;
 pub mod privileged;
 pub mod synth;

@@ -262,3 +262,83 @@ fn a_hung_cri_runtime_never_stops_recording() {
     assert_eq!(rows, vec![serde_json::json!({"pod_uid": cg.uid})], "recorded, with the UID from the cgroup path and no name: {summary}");
     drop(hung);
 }
+
+#[test]
+fn ip_reuse_with_the_kubernetes_api_names_pods_and_keeps_their_owner_after_deletion() {
+    use podtrail_tests::kmock::{KubeApi, running_pod};
+    let mut api = KubeApi::start();
+    // Through a kubeconfig, as outside a cluster (the URL form is in the next test).
+    let kc_dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kc_dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let mut rec = Recorder::start_with(&["--no-cri", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert!(rec.log.contains("Kubernetes API metadata source"), "{}", rec.log);
+    let node = Node::new();
+    // Pod A: in the API with its cgroup's UID and container id, owns 10.244.1.5.
+    let mut cga = PodCgroup::new("kubea");
+    api.create_pod(running_pod("web-a", "shop", &cga.uid, &cga.container_id, "10.244.1.5"));
+    let a_ns = PodNetns(node.attach("a", "10.244.1.5"));
+    assert_eq!(connect_from(&a_ns.0, &cga, 1111), "1111");
+    let uid_a = cga.uid.clone();
+    // Deleted from the API, then its sandbox goes.
+    api.delete_pod("shop", "web-a");
+    drop(a_ns);
+    cga.remove();
+    std::thread::sleep(Duration::from_millis(2500));
+    let cgb = PodCgroup::new("kubeb");
+    api.create_pod(running_pod("web-b", "shop", &cgb.uid, &cgb.container_id, "10.244.1.5"));
+    let b_ns = PodNetns(node.attach("b", "10.244.1.5"));
+    assert_eq!(connect_from(&b_ns.0, &cgb, 2222), "2222");
+    std::thread::sleep(Duration::from_millis(300));
+    let summary = rec.stop();
+    assert!(summary["kube_updates"].as_u64() >= Some(3) && summary["kube_errors"] == 0, "ADDED A, DELETED A, ADDED B at least, no failure: {summary}");
+    let d = &rec.data_dir;
+    let dir = d.to_str().unwrap();
+
+    let conns = sql_json(d, "SELECT time, pod_uid, pod_name, pod_namespace FROM net_conn WHERE src_ip = '10.244.1.5' AND event = 'connect' ORDER BY time");
+    assert_eq!(conns.len(), 2, "one connect per pod: {conns:#?}");
+    for (row, uid, name) in [(&conns[0], &uid_a, "web-a"), (&conns[1], &cgb.uid, "web-b")] {
+        assert_eq!((row["pod_uid"].as_str(), row["pod_name"].as_str(), row["pod_namespace"].as_str()), (Some(uid.as_str()), Some(name), Some("shop")), "{conns:#?}");
+        let t = row["time"].as_str().unwrap();
+        let owners = sql_json(d, &format!("SELECT pod_uid, pod_name, source FROM who_owned('10.244.1.5', TIMESTAMP '{t}') ORDER BY source"));
+        assert!(!owners.is_empty() && owners.iter().all(|o| o["pod_uid"] == uid.as_str() && o["pod_name"] == name), "who_owned at {t}: {owners:#?}");
+        assert!(owners.iter().any(|o| o["source"] == "kubernetes"), "the API's record is among the answers: {owners:#?}");
+    }
+    // A's API interval ended when it was deleted, before B's first use.
+    let tb = conns[1]["time"].as_str().unwrap();
+    let ips = sql_json(d, &format!("SELECT valid_to FROM ip_owners WHERE source = 'kubernetes' AND pod_uid = '{uid_a}'"));
+    assert_eq!(ips.len(), 1, "{ips:?}");
+    assert!(ips[0]["valid_to"].as_str().is_some_and(|end| end <= tb), "A's ownership ends before B's first use ({tb}): {ips:?}");
+    let pods = sql_json(d, &format!("SELECT pod_name, owner, labels, valid_to FROM pods WHERE source = 'kubernetes' AND pod_uid = '{uid_a}'"));
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_eq!((pods[0]["owner"].as_str(), pods[0]["labels"].as_str()), (Some("ReplicaSet/web-7d9c"), Some(r#"{"app":"web"}"#)), "{pods:?}");
+    assert!(pods[0]["valid_to"].is_string(), "A was deleted: {pods:?}");
+    let containers = sql_json(d, &format!("SELECT pod_uid, container_name, image, runtime FROM containers WHERE source = 'kubernetes' AND container_id = '{}'", cga.container_id));
+    assert_eq!(containers, vec![serde_json::json!({"pod_uid": uid_a, "container_name": "app", "image": "podtrail.test/web:1", "runtime": "containerd"})]);
+    let text = run_ok("podtrail", &["--data-dir", dir, "who-owned", "10.244.1.5", "--at", conns[0]["time"].as_str().unwrap()]);
+    assert!(text.contains("pod shop/web-a"), "{text}");
+    let tl = run_ok("podtrail", &["--data-dir", dir, "timeline", "--pod", "web-a", "--namespace", "shop"]);
+    assert!(tl.contains("pod shop/web-a") && tl.contains("connect") && tl.contains("exec"), "{tl}");
+    drop(b_ns);
+    drop(node);
+}
+
+#[test]
+fn an_unreachable_kubernetes_api_is_retried_and_never_stops_recording() {
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut rec = Recorder::start_with(&["--no-cri", "--kube-api", &format!("http://127.0.0.1:{port}")]);
+    let cg = PodCgroup::new("kubedown");
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("pt-kube-marker");
+    std::fs::copy("/bin/true", &marker).unwrap();
+    let st = Command::new("/bin/sh").args(["-c", &format!("echo $$ > {}/cgroup.procs && {} && true", cg.path().display(), marker.display())]).status().unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    let t0 = std::time::Instant::now();
+    let summary = rec.stop();
+    assert!(t0.elapsed() < Duration::from_secs(10), "stopping took {:?}", t0.elapsed());
+    assert!(summary["kube_errors"].as_u64() >= Some(1), "the failure is counted: {summary}");
+    let rows = sql_json(&rec.data_dir, &format!("SELECT pod_uid, pod_name FROM process_exec WHERE binary = '{}'", marker.display()));
+    assert_eq!(rows, vec![serde_json::json!({"pod_uid": cg.uid})], "recorded, with the UID from the cgroup path and no name: {summary}");
+}

@@ -31,7 +31,8 @@ pub enum CriError {
     Call { socket: PathBuf, what: String },
 }
 
-/// One pod sandbox as the runtime reports it.
+/// One pod sandbox as the runtime reports it (or a Pod as the Kubernetes API
+/// does, see [`super::kube`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CriPod {
     pub sandbox_id: String,
@@ -43,6 +44,11 @@ pub struct CriPod {
     pub created_at: i64,
     pub ready: bool,
     pub ips: Vec<String>,
+    /// Controlling owner, `Kind/name` (the API knows it; the runtime does not).
+    pub owner: Option<String>,
+    /// Since when the pod had its network (its IPs are owned from then): the
+    /// sandbox's creation for CRI.
+    pub network_from: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +59,8 @@ pub struct CriContainer {
     pub image: String,
     pub created_at: i64,
     pub running: bool,
+    /// e.g. `containerd`, `cri-o`.
+    pub runtime: String,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -116,6 +124,7 @@ impl CriClient {
         let err = |what: String| CriError::Call { socket: socket.clone(), what };
         let client = &mut self.client;
         let known_ips = &mut self.ips;
+        let runtime = &self.runtime_name;
         self.rt.block_on(async {
             let sandboxes = client.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await.map_err(|e| err(format!("ListPodSandbox: {}", e.message())))?.into_inner().items;
             let mut pods = Vec::with_capacity(sandboxes.len());
@@ -146,6 +155,8 @@ impl CriClient {
                     created_at: s.created_at,
                     ready,
                     ips,
+                    owner: None,
+                    network_from: s.created_at,
                 });
             }
             known_ips.retain(|id, _| pods.iter().any(|p| p.sandbox_id == *id && p.ready));
@@ -159,6 +170,7 @@ impl CriClient {
                     id: c.id,
                     sandbox_id: c.pod_sandbox_id,
                     created_at: c.created_at,
+                    runtime: runtime.clone(),
                 })
                 .collect();
             Ok(Snapshot { pods, containers })
@@ -173,9 +185,10 @@ pub struct PodMeta {
     pub namespace: String,
 }
 
-/// Turns successive snapshots into intervals: what is new, what ended.
-#[derive(Default)]
+/// Turns successive snapshots of one source into intervals: what is new, what ended.
 pub struct CriTracker {
+    /// The intervals' `source` (`cri`, `kubernetes`).
+    source: &'static str,
     /// sandbox id -> (pod record, its IP records); only sandboxes still open.
     pods: HashMap<String, (PodRecord, Vec<IpOwnerRecord>)>,
     containers: HashMap<String, ContainerRecord>,
@@ -194,6 +207,10 @@ pub struct Changes {
 }
 
 impl CriTracker {
+    pub fn new(source: &'static str) -> Self {
+        CriTracker { source, pods: HashMap::new(), containers: HashMap::new(), closed_containers: Default::default() }
+    }
+
     /// Continue intervals a previous run left open (source `cri`, this node).
     pub fn resume(&mut self, pods: Vec<PodRecord>, containers: Vec<ContainerRecord>, ips: Vec<IpOwnerRecord>, snapshot: &Snapshot) {
         // Match by UID to the sandboxes of the first snapshot; the rest close on apply.
@@ -207,7 +224,7 @@ impl CriTracker {
         }
     }
 
-    pub fn apply(&mut self, s: &Snapshot, node: &str, runtime: &str, qos: impl Fn(&str) -> Option<String>, now: i64) -> Changes {
+    pub fn apply(&mut self, s: &Snapshot, node: &str, qos: impl Fn(&str) -> Option<String>, now: i64) -> Changes {
         let mut out = Changes::default();
         let by_sandbox: HashMap<&str, &CriPod> = s.pods.iter().map(|p| (p.sandbox_id.as_str(), p)).collect();
         for p in &s.pods {
@@ -221,11 +238,11 @@ impl CriTracker {
                 pod_name: Some(p.name.clone()),
                 node: node.into(),
                 labels: Some(p.labels.clone()),
-                owner: None,
+                owner: p.owner.clone(),
                 qos_class: qos(&p.uid),
                 valid_from: p.created_at,
                 valid_to: None,
-                source: SOURCE_CRI.into(),
+                source: self.source.into(),
             };
             let ips: Vec<IpOwnerRecord> = p
                 .ips
@@ -236,9 +253,9 @@ impl CriTracker {
                     pod_namespace: Some(p.namespace.clone()),
                     pod_name: Some(p.name.clone()),
                     node: node.into(),
-                    valid_from: p.created_at,
+                    valid_from: p.network_from,
                     valid_to: None,
-                    source: SOURCE_CRI.into(),
+                    source: self.source.into(),
                 })
                 .collect();
             out.pods.push(record.clone());
@@ -268,11 +285,11 @@ impl CriTracker {
                 pod_uid: by_sandbox.get(c.sandbox_id.as_str()).map(|p| p.uid.clone()),
                 container_name: Some(c.name.clone()),
                 image: Some(c.image.clone()),
-                runtime: Some(runtime.into()),
+                runtime: Some(c.runtime.clone()),
                 cgroup_id: None,
                 valid_from: c.created_at,
                 valid_to: (!c.running).then_some(now.max(c.created_at)),
-                source: SOURCE_CRI.into(),
+                source: self.source.into(),
             };
             out.containers.push(record.clone());
             if c.running {
@@ -300,34 +317,34 @@ mod tests {
     use super::*;
 
     fn pod(sid: &str, uid: &str, ready: bool, ip: &str, created: i64) -> CriPod {
-        CriPod { sandbox_id: sid.into(), uid: uid.into(), name: format!("n-{uid}"), namespace: "ns".into(), labels: "{}".into(), created_at: created, ready, ips: vec![ip.into()] }
+        CriPod { sandbox_id: sid.into(), uid: uid.into(), name: format!("n-{uid}"), namespace: "ns".into(), labels: "{}".into(), created_at: created, ready, ips: vec![ip.into()], owner: None, network_from: created }
     }
 
     #[test]
     fn sandbox_lifecycle_becomes_intervals_and_a_stop_releases_the_ip() {
-        let mut t = CriTracker::default();
-        let s1 = Snapshot { pods: vec![pod("s1", "u1", true, "10.244.60.5", 100)], containers: vec![CriContainer { id: "c1".into(), sandbox_id: "s1".into(), name: "app".into(), image: "img:1".into(), created_at: 110, running: true }] };
-        let c = t.apply(&s1, "n", "containerd", |_| Some("besteffort".into()), 1_000);
+        let mut t = CriTracker::new(SOURCE_CRI);
+        let s1 = Snapshot { pods: vec![pod("s1", "u1", true, "10.244.60.5", 100)], containers: vec![CriContainer { id: "c1".into(), sandbox_id: "s1".into(), name: "app".into(), image: "img:1".into(), created_at: 110, running: true, runtime: "containerd".into() }] };
+        let c = t.apply(&s1, "n", |_| Some("besteffort".into()), 1_000);
         assert_eq!(c.pods.iter().map(|p| (p.pod_uid.as_str(), p.valid_from, p.valid_to)).collect::<Vec<_>>(), vec![("u1", 100, None)]);
         assert_eq!(c.ips.iter().map(|i| (i.ip.as_str(), i.valid_from, i.valid_to, i.pod_name.as_deref())).collect::<Vec<_>>(), vec![("10.244.60.5", 100, None, Some("n-u1"))]);
         assert_eq!(c.containers[0].pod_uid.as_deref(), Some("u1"));
-        assert!(t.apply(&s1, "n", "containerd", |_| None, 2_000).pods.is_empty(), "unchanged: nothing to write");
+        assert!(t.apply(&s1, "n", |_| None, 2_000).pods.is_empty(), "unchanged: nothing to write");
         // A container that started and exited between two polls is recorded, once.
-        let quick = CriContainer { id: "c2".into(), sandbox_id: "s1".into(), name: "job".into(), image: "img:1".into(), created_at: 1_500, running: false };
+        let quick = CriContainer { id: "c2".into(), sandbox_id: "s1".into(), name: "job".into(), image: "img:1".into(), created_at: 1_500, running: false, runtime: "containerd".into() };
         let s1b = Snapshot { pods: s1.pods.clone(), containers: vec![s1.containers[0].clone(), quick] };
-        let c = t.apply(&s1b, "n", "containerd", |_| None, 2_500);
+        let c = t.apply(&s1b, "n", |_| None, 2_500);
         assert_eq!(c.containers.iter().map(|c| (c.container_id.as_str(), c.valid_to)).collect::<Vec<_>>(), vec![("c2", Some(2_500))]);
-        assert!(t.apply(&s1b, "n", "containerd", |_| None, 2_600).containers.is_empty());
+        assert!(t.apply(&s1b, "n", |_| None, 2_600).containers.is_empty());
         // Stopped: the pod and its IP end now; its metadata stays for late events.
         let s2 = Snapshot { pods: vec![pod("s1", "u1", false, "", 100)], containers: vec![] };
-        let c = t.apply(&s2, "n", "containerd", |_| None, 3_000);
+        let c = t.apply(&s2, "n", |_| None, 3_000);
         assert_eq!(c.pods.iter().map(|p| p.valid_to).collect::<Vec<_>>(), vec![Some(3_000)]);
         assert_eq!(c.ips.iter().map(|i| (i.ip.as_str(), i.valid_to)).collect::<Vec<_>>(), vec![("10.244.60.5", Some(3_000))]);
         assert_eq!(c.containers.iter().map(|c| c.valid_to).collect::<Vec<_>>(), vec![Some(3_000)]);
         assert_eq!(c.meta.len(), 1);
         // A new pod gets the same address.
         let s3 = Snapshot { pods: vec![pod("s2", "u2", true, "10.244.60.5", 4_000)], containers: vec![] };
-        let c = t.apply(&s3, "n", "containerd", |_| None, 5_000);
+        let c = t.apply(&s3, "n", |_| None, 5_000);
         assert_eq!(c.ips.iter().map(|i| (i.pod_uid.as_str(), i.valid_from, i.valid_to)).collect::<Vec<_>>(), vec![("u2", 4_000, None)]);
     }
 }

@@ -1,17 +1,18 @@
-//! The identity stage's side of metadata sources (today: CRI): refreshing them,
-//! naming the pods that cgroup paths identify, and turning their reports into
-//! catalog intervals. The recorder works with no source at all.
+//! The identity stage's side of metadata sources (CRI, the Kubernetes API):
+//! refreshing them, naming the pods that cgroup paths identify, and turning their
+//! reports into catalog intervals. The recorder works with no source at all.
 //!
-//! The runtime is asked on a thread of its own: the recording loop only sends
-//! requests and picks up snapshots, so a slow or hung runtime never stalls it
-//! (rows of pods waiting for their names wait at most [`META_WAIT_NS`]).
+//! Each source runs on a thread of its own: the recording loop only sends
+//! requests and picks up snapshots, so a slow or hung runtime or API server never
+//! stalls it (rows of pods waiting for their names wait at most [`META_WAIT_NS`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::Duration;
 
-use super::cri::{CriClient, CriError, CriTracker, Snapshot};
+use super::cri::{CriClient, CriTracker, SOURCE_CRI, Snapshot};
+use super::kube::{KubeChoice, SOURCE_KUBE};
 use super::{Identity, IdentityWrites};
 use crate::batch::PodIdentity;
 use crate::segments::{ContainerRecord, IpOwnerRecord, PodRecord};
@@ -26,17 +27,27 @@ const MIN_REFRESH_NS: i64 = 100_000_000;
 /// (from the pod's first event) for its name before they are written without.
 pub const META_WAIT_NS: i64 = 3_000_000_000;
 
-/// What the CRI thread reports: a snapshot with the runtime's name, or why not.
-type Report = Result<(Snapshot, String), CriError>;
+/// What a source's thread reports: a full snapshot, or why not (one line that
+/// names the source).
+type Report = Result<Snapshot, String>;
 
-pub(super) struct CriState {
-    requests: SyncSender<()>,
+pub(super) struct SourceState {
+    /// `cri` or `kubernetes`: the intervals' source.
+    name: &'static str,
+    /// On-demand refreshes (CRI; the API source pushes every change).
+    requests: Option<SyncSender<()>>,
     reports: Receiver<Report>,
     tracker: CriTracker,
     last_request: i64,
-    /// Open `cri` intervals of a previous run, matched on the first snapshot.
+    /// Open intervals of this source from a previous run, matched on the first snapshot.
     resume: Option<(Vec<PodRecord>, Vec<ContainerRecord>, Vec<IpOwnerRecord>)>,
     pending: IdentityWrites,
+}
+
+impl SourceState {
+    fn new(name: &'static str, requests: Option<SyncSender<()>>, reports: Receiver<Report>) -> Self {
+        SourceState { name, requests, reports, tracker: CriTracker::new(name), last_request: i64::MIN / 2, resume: None, pending: IdentityWrites::default() }
+    }
 }
 
 impl Identity {
@@ -62,25 +73,45 @@ impl Identity {
             tracing::warn!("recording without CRI pod names: starting its thread: {e}");
             return;
         }
-        self.cri = Some(CriState { requests, reports, tracker: CriTracker::default(), last_request: i64::MIN / 2, resume: None, pending: IdentityWrites::default() });
+        self.sources.push(SourceState::new(SOURCE_CRI, Some(requests), reports));
     }
 
-    /// Continue the `cri` intervals a previous run left open.
-    pub fn resume_cri(&mut self, pods: Vec<PodRecord>, containers: Vec<ContainerRecord>, ips: Vec<IpOwnerRecord>) {
-        if let Some(st) = &mut self.cri {
+    /// Use the Kubernetes API (the pods of this node) as a metadata source. Its
+    /// thread connects, lists and watches; failures are logged and retried,
+    /// recording goes on.
+    pub fn with_kube(&mut self, choice: KubeChoice) {
+        // Deep enough that a burst of pod changes never blocks the watch for
+        // long; it blocks rather than drop a snapshot (a short-lived pod).
+        let (report, reports) = std::sync::mpsc::sync_channel::<Report>(256);
+        tracing::info!(kube.api = %choice, node = %self.node, "Kubernetes API metadata source: watching this node's pods");
+        if let Err(e) = super::kube::spawn(choice, self.node.clone(), report) {
+            tracing::warn!("recording without Kubernetes API pod metadata: starting its thread: {e}");
+            return;
+        }
+        self.sources.push(SourceState::new(SOURCE_KUBE, None, reports));
+    }
+
+    /// Continue the intervals a previous run of source `name` left open.
+    pub fn resume_source(&mut self, name: &str, pods: Vec<PodRecord>, containers: Vec<ContainerRecord>, ips: Vec<IpOwnerRecord>) {
+        if let Some(st) = self.sources.iter_mut().find(|s| s.name == name) {
             st.resume = Some((pods, containers, ips));
         }
+    }
+
+    pub(super) fn has_metadata_source(&self) -> bool {
+        !self.sources.is_empty()
     }
 
     /// Ask the source for a fresh snapshot (rate-limited, never blocks), and
     /// apply the snapshots that have arrived.
     pub(super) fn poll_metadata(&mut self, now: i64) {
-        if let Some(st) = &mut self.cri {
+        for st in &mut self.sources {
+            let Some(requests) = &st.requests else { continue };
             if now - st.last_request >= MIN_REFRESH_NS {
                 st.last_request = now;
                 // Full: a request is already waiting, which is as good.
-                if let Err(TrySendError::Disconnected(())) = st.requests.try_send(()) {
-                    tracing::warn!("the CRI thread is gone: no more pod names");
+                if let Err(TrySendError::Disconnected(())) = requests.try_send(()) {
+                    tracing::warn!(source = st.name, "the metadata source's thread is gone: no more pod names from it");
                 }
             }
         }
@@ -89,29 +120,37 @@ impl Identity {
 
     /// Apply the snapshots that have arrived, without asking for a new one.
     fn drain_metadata(&mut self, now: i64) {
-        let Some(mut st) = self.cri.take() else { return };
-        loop {
-            match st.reports.try_recv() {
-                Ok(Ok((snapshot, runtime))) => {
-                    self.stats.cri_polls += 1;
-                    if let Some((p, c, i)) = st.resume.take() {
-                        st.tracker.resume(p, c, i, &snapshot);
+        let mut sources = std::mem::take(&mut self.sources);
+        for st in &mut sources {
+            loop {
+                match st.reports.try_recv() {
+                    Ok(Ok(snapshot)) => {
+                        match st.name {
+                            SOURCE_CRI => self.stats.cri_polls += 1,
+                            _ => self.stats.kube_updates += 1,
+                        }
+                        if let Some((p, c, i)) = st.resume.take() {
+                            st.tracker.resume(p, c, i, &snapshot);
+                        }
+                        self.apply_snapshot(st, &snapshot, now);
                     }
-                    self.apply_snapshot(&mut st, &snapshot, &runtime, now);
+                    Ok(Err(e)) => {
+                        match st.name {
+                            SOURCE_CRI => self.stats.cri_errors += 1,
+                            _ => self.stats.kube_errors += 1,
+                        }
+                        tracing::warn!(source = st.name, "metadata refresh failed, recording goes on without new pod names from it: {e}");
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
-                Ok(Err(e)) => {
-                    self.stats.cri_errors += 1;
-                    tracing::warn!("CRI refresh failed, recording goes on without new pod names: {e}");
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        self.cri = Some(st);
+        self.sources = sources;
     }
 
-    fn apply_snapshot(&mut self, st: &mut CriState, snapshot: &Snapshot, runtime: &str, now: i64) {
+    fn apply_snapshot(&mut self, st: &mut SourceState, snapshot: &Snapshot, now: i64) {
         let qos_of = |uid: &str| self.cgroups.values().find(|r| r.parsed.pod_uid.as_deref() == Some(uid)).and_then(|r| r.parsed.qos).map(|q| q.as_str().to_string());
-        let changes = st.tracker.apply(snapshot, &self.node, runtime, qos_of, now);
+        let changes = st.tracker.apply(snapshot, &self.node, qos_of, now);
         st.pending.pods.extend(changes.pods);
         st.pending.containers.extend(changes.containers);
         st.pending.ips.extend(changes.ips);
@@ -157,7 +196,7 @@ impl Identity {
     /// the names a refresh has learned since (refreshing once more if some are
     /// still nameless).
     pub fn name_pending(&mut self, b: &mut crate::batch::Batcher, now: i64) {
-        if self.cri.is_none() {
+        if !self.has_metadata_source() {
             return;
         }
         let nameless = |i: &Option<Arc<PodIdentity>>| i.as_ref().is_some_and(|i| i.pod_name.is_none());
@@ -198,7 +237,7 @@ impl Identity {
     /// `MIN_REFRESH_NS` at most): a short-lived pod may be listed only for a
     /// moment between its first event and its deletion.
     pub fn refresh_waiting(&mut self, now: i64) {
-        if self.cri.is_some() && !self.nameless_since.is_empty() {
+        if self.has_metadata_source() && !self.nameless_since.is_empty() {
             self.poll_metadata(now);
         }
     }
@@ -208,22 +247,20 @@ impl Identity {
     /// pod was first seen less than [`META_WAIT_NS`] ago.
     pub fn should_wait(&self, id: Option<&PodIdentity>, now: i64) -> bool {
         let Some(id) = id else { return false };
-        self.cri.is_some() && id.pod_name.is_none() && self.nameless_since.get(&id.pod_uid).is_some_and(|&t| now - t < META_WAIT_NS)
+        self.has_metadata_source() && id.pod_name.is_none() && self.nameless_since.get(&id.pod_uid).is_some_and(|&t| now - t < META_WAIT_NS)
     }
 
     /// Periodic refresh; hands over what the source changed.
     pub(super) fn tick_metadata(&mut self, now: i64, out: &mut IdentityWrites) {
-        // The thread polls on its own every `POLL`; pick up what it sent.
-        if self.cri.is_some() {
-            self.drain_metadata(now);
-        }
+        // The threads poll (or watch) on their own; pick up what they sent.
+        self.drain_metadata(now);
         // Names of pods the runtime no longer lists stay for late events, then go.
         let forget: Vec<String> = self.meta_seen.iter().filter(|&(_, &t)| now - t > super::GONE_GRACE_NS).map(|(u, _)| u.clone()).collect();
         for uid in forget {
             self.meta_seen.remove(&uid);
             self.meta.remove(&uid);
         }
-        if let Some(st) = &mut self.cri {
+        for st in &mut self.sources {
             let p = std::mem::take(&mut st.pending);
             out.pods.extend(p.pods);
             out.containers.extend(p.containers);
@@ -271,7 +308,7 @@ fn cri_thread(socket: PathBuf, mut client: Option<CriClient>, requested: Receive
             }
         }
         let c = client.as_mut().expect("connected");
-        let result = c.snapshot().map(|s| (s, c.runtime_name.clone()));
+        let result = c.snapshot().map_err(|e| e.to_string());
         if result.is_err() {
             client = None;
             last_connect = std::time::Instant::now();
