@@ -2,10 +2,13 @@
 /* Privilege and capability events.
  *
  * - Per-syscall tracepoints (syscalls/sys_enter_X + sys_exit_X), never
- *   raw_syscalls: only the traced syscalls pay anything; getpid() and the other
- *   hot syscalls run untouched. The entry stores the caller's credentials and
- *   arguments per thread; the exit sends one record with the result, so refused
- *   attempts are recorded too.
+ *   raw_syscalls: no program runs for an untraced syscall. The kernel still
+ *   sends every syscall of every task through its tracing entry path while any
+ *   syscall tracepoint is enabled (a per-task work flag, set for all tasks):
+ *   getpid() costs 8-33 ns more (BENCHMARKS.md); `podtraild run
+ *   --no-syscall-tracepoints` leaves these programs out. The entry stores the
+ *   caller's credentials and arguments per thread; the exit sends one record
+ *   with the result, so refused attempts are recorded too.
  * - tp_btf/cap_capable (kernels that have it): every capability check is counted
  *   in the cap_usage map per (cgroup, capability); refused checks are also sent
  *   as records, at most CAP_ROWS_PER_SEC per key and second (the rest counted).
