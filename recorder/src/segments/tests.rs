@@ -130,6 +130,41 @@ fn sealed_segment_is_sorted_by_pod_then_time() {
 }
 
 #[test]
+fn rows_of_many_appended_batches_are_sealed_once_each_in_key_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    // Later batches first and overlapping in time: the order comes from the sort alone.
+    for (t0, n) in [(T0 + 500_000, 70), (T0, 50), (T0 + 250_000, 0), (T0 + 1_000, 31)] {
+        if n > 0 {
+            s.append("process_exit", exits(t0, 10_000, n)).unwrap();
+        }
+    }
+    let sealed = s.close().unwrap();
+    assert_eq!(sealed.len(), 1);
+    let f = std::fs::File::open(&sealed[0].path).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let batch = arrow::compute::concat_batches(&PROCESS_EXIT.arrow_schema(), &r.map(|b| b.unwrap()).collect::<Vec<_>>()).unwrap();
+    let uid = batch.column_by_name("pod_uid").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+    let cg = batch.column_by_name("cgroup_id").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
+    let time = batch.column(0).as_any().downcast_ref::<arrow::array::TimestampNanosecondArray>().unwrap();
+    let exec = batch.column_by_name("exec_id").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
+    let keys: Vec<(Option<&str>, u64, i64)> = (0..batch.num_rows()).map(|i| (uid.is_valid(i).then(|| uid.value(i)), cg.value(i), time.value(i))).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "sorted by (pod_uid, cgroup_id, time)");
+    // Every appended row exactly once: (time, exec_id) pairs are unique per batch.
+    let mut got: Vec<(i64, u64)> = (0..batch.num_rows()).map(|i| (time.value(i), exec.value(i))).collect();
+    got.sort();
+    let mut want: Vec<(i64, u64)> = [(T0 + 500_000, 70), (T0, 50), (T0 + 1_000, 31)].iter().flat_map(|&(t0, n)| (0..n).map(move |i| (t0 + i as i64 * 10_000, i as u64))).collect();
+    want.sort();
+    assert_eq!(got, want);
+    let (lo, hi) = (T0, T0 + 500_000 + 69 * 10_000);
+    let cat = Catalog::open_ro(&layout::catalog_path(tmp.path())).unwrap();
+    let seg = &cat.segments().unwrap()[0];
+    assert_eq!((seg.time_min, seg.time_max, seg.rows), (lo, hi, 151));
+}
+
+#[test]
 fn crash_after_flush_recovers_every_flushed_row() {
     let tmp = tempfile::tempdir().unwrap();
     let mut s = store(tmp.path());
