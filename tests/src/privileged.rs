@@ -46,40 +46,15 @@ impl Recorder {
         require_privileges();
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
-        let mut child = Command::new(bin("podtraild"))
-            .args(["--data-dir", data_dir.to_str().unwrap(), "run", "--node", "test-node"])
-            .args(extra)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn podtraild");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let full_log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let full = Arc::clone(&full_log);
-        std::thread::spawn(move || {
-            let mut log = Vec::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // The lifecycle line `run: recording node=...`, not warnings that
-                // mention recording.
-                let ready = line.contains("podtrail_recorder::run: recording");
-                full.lock().unwrap().push(line.clone());
-                log.push(line);
-                if ready {
-                    let _ = tx.send(Ok(log.join("\n")));
-                }
-            }
-            let _ = tx.send(Err(log.join("\n")));
-        });
-        let log = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(log)) => log,
-            Ok(Err(log)) => panic!("podtraild exited before recording:\n{log}"),
-            Err(_) => panic!("podtraild not recording after 30 s"),
-        };
+        let (child, log, full_log) = spawn_recorder(&data_dir, extra, env);
         Recorder { child: Some(child), data_dir, log, full_log, _tmp: tmp }
+    }
+
+    /// Start again on the same data dir after [`Recorder::stop`].
+    pub fn restart(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "stop it first");
+        let (child, log, full_log) = spawn_recorder(&self.data_dir, extra, &[]);
+        (self.child, self.log, self.full_log) = (Some(child), log, full_log);
     }
 
     /// SIGTERM, then require a clean exit: drained, flushed, sealed.
@@ -97,6 +72,45 @@ impl Recorder {
         }
         serde_json::from_slice(&out.stdout).expect("podtraild prints a JSON summary")
     }
+}
+
+/// Spawn podtraild on `data_dir` and wait until it records; its log so far, and
+/// a handle on every line it logs.
+fn spawn_recorder(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(bin("podtraild"))
+        .args(["--data-dir", data_dir.to_str().unwrap(), "run", "--node", "test-node"])
+        .args(extra)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn podtraild");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let full_log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let full = Arc::clone(&full_log);
+    std::thread::spawn(move || {
+        let mut log = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // The lifecycle line `run: recording node=...`, not warnings that
+            // mention recording.
+            let ready = line.contains("podtrail_recorder::run: recording");
+            full.lock().unwrap().push(line.clone());
+            log.push(line);
+            if ready {
+                let _ = tx.send(Ok(log.join("\n")));
+            }
+        }
+        let _ = tx.send(Err(log.join("\n")));
+    });
+    let log = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(log)) => log,
+        Ok(Err(log)) => panic!("podtraild exited before recording:\n{log}"),
+        Err(_) => panic!("podtraild not recording after 30 s"),
+    };
+    (child, log, full_log)
 }
 
 impl Drop for Recorder {

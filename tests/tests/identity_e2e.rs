@@ -342,3 +342,37 @@ fn an_unreachable_kubernetes_api_is_retried_and_never_stops_recording() {
     let rows = sql_json(&rec.data_dir, &format!("SELECT pod_uid, pod_name FROM process_exec WHERE binary = '{}'", marker.display()));
     assert_eq!(rows, vec![serde_json::json!({"pod_uid": cg.uid})], "recorded, with the UID from the cgroup path and no name: {summary}");
 }
+
+#[test]
+fn kubernetes_intervals_continue_across_a_restart_and_close_for_pods_deleted_meanwhile() {
+    use podtrail_tests::kmock::{KubeApi, running_pod};
+    let mut api = KubeApi::start();
+    // Names only: these pods have no cgroups here; the API alone is the source.
+    api.create_pod(running_pod("keep", "shop", "7e7e7e7e-0000-4000-8000-00000000000a", "c0ffee01", "10.244.2.10"));
+    api.create_pod(running_pod("gone", "shop", "7e7e7e7e-0000-4000-8000-00000000000b", "c0ffee02", "10.244.2.11"));
+    let url = api.url.clone();
+    let args = ["--no-cri", "--kube-api", url.as_str()];
+    let mut rec = Recorder::start_with(&args);
+    std::thread::sleep(Duration::from_millis(1500));
+    let first = rec.stop();
+    assert!(first["kube_updates"].as_u64() >= Some(1), "{first}");
+    // Deleted while no recorder ran: its intervals end at the next start.
+    api.delete_pod("shop", "gone");
+    let before_restart = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    rec.restart(&args);
+    std::thread::sleep(Duration::from_millis(1500));
+    rec.stop();
+    let d = &rec.data_dir;
+    let pods = sql_json(d, "SELECT pod_name, valid_to, owner FROM pods WHERE source = 'kubernetes' ORDER BY pod_name");
+    assert_eq!(pods.len(), 2, "one interval per pod across both runs, none duplicated: {pods:#?}");
+    assert_eq!((pods[0]["pod_name"].as_str(), pods[1]["pod_name"].as_str()), (Some("gone"), Some("keep")), "{pods:#?}");
+    assert!(pods[0]["valid_to"].as_str().is_some_and(|t| t >= before_restart.as_str()), "closed at the restart that found it gone: {pods:#?}");
+    assert!(pods[1]["valid_to"].is_null(), "still running: still open: {pods:#?}");
+    let ips = sql_json(d, "SELECT ip, pod_name, valid_to FROM ip_owners WHERE source = 'kubernetes' ORDER BY ip");
+    assert_eq!(ips.len(), 2, "{ips:#?}");
+    assert!(ips[0]["pod_name"] == "keep" && ips[0]["valid_to"].is_null(), "{ips:#?}");
+    assert!(ips[1]["pod_name"] == "gone" && ips[1]["valid_to"].is_string(), "{ips:#?}");
+    let ctrs = sql_json(d, "SELECT container_id, valid_to FROM containers WHERE source = 'kubernetes' ORDER BY container_id");
+    assert_eq!(ctrs.len(), 2, "{ctrs:#?}");
+    assert!(ctrs[0]["valid_to"].is_null() && ctrs[1]["valid_to"].is_string(), "{ctrs:#?}");
+}
