@@ -214,7 +214,7 @@ summarize() {
   printf '%-40s %s passed, %s failed\n' "$name" "$passed" "$failed"
   grep -a '^case .*FAILED' "$log" | cut -c1-400 | sed 's/^/    /' || true
   # Degraded, by design: what the recorder reported it cannot record here.
-  grep -a '^unavailable: ' "$log" | cut -c1-200 | sed 's/^/    /' || true
+  grep -a -e '^unavailable: ' -e '^privilege syscalls: ' "$log" | cut -c1-200 | sed 's/^/    /' || true
 }
 
 run_vm() {

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Privilege and capability events.
  *
- * - Per-syscall tracepoints (syscalls/sys_enter_X + sys_exit_X), never
- *   raw_syscalls: no program runs for an untraced syscall. The kernel still
+ * - Each traced syscall has an entry and an exit program, in two forms the
+ *   loader chooses between: fentry/fexit on the syscall's entry wrappers (no
+ *   cost to any other syscall; used when the kernel lets all of them attach),
+ *   or per-syscall tracepoints (syscalls/sys_enter_X + sys_exit_X, never
+ *   raw_syscalls: no program runs for an untraced syscall, but the kernel
  *   sends every syscall of every task through its tracing entry path while any
- *   syscall tracepoint is enabled (a per-task work flag, set for all tasks):
- *   getpid() costs 8-33 ns more (BENCHMARKS.md); `podtraild run
- *   --no-syscall-tracepoints` leaves these programs out. The entry stores the
- *   caller's credentials and arguments per thread; the exit sends one record
- *   with the result, so refused attempts are recorded too.
+ *   syscall tracepoint is enabled, a per-task work flag set for all tasks:
+ *   getpid() costs 8-33 ns more, BENCHMARKS.md). The entry stores the caller's
+ *   credentials and arguments per thread; the exit sends one record with the
+ *   result, so refused attempts are recorded too.
  * - tp_btf/cap_capable (kernels that have it): every capability check is counted
  *   in the cap_usage map per (cgroup, capability); refused checks are also sent
  *   as records, at most CAP_ROWS_PER_SEC per key and second (the rest counted).
@@ -85,10 +87,12 @@ struct {
     __type(value, struct pt_cap_val);
 } cap_usage SEC(".maps");
 
-static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32 op, int nargs)
+/* A traced syscall's entry: the caller's credentials before the call and its
+ * arguments, kept per thread until the exit. */
+static __always_inline int enter_common(__u32 op, const __u64 *args)
 {
     if (op == PT_PRIV_BPF) {
-        long cmd = ctx->args[0];
+        long cmd = args[0];
         if (cmd != BPF_CMD_PROG_LOAD && cmd != BPF_CMD_PROG_ATTACH && cmd != BPF_CMD_RAW_TRACEPOINT_OPEN && cmd != BPF_CMD_LINK_CREATE)
             return 0; /* map operations and queries: not a privilege event */
     }
@@ -103,17 +107,26 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32
     bpf_core_read(&p.cap_effective, sizeof(p.cap_effective), &cred->cap_effective);
     p.time_ns = bpf_ktime_get_boot_ns();
     p.cgroup_id = bpf_get_current_cgroup_id();
-    /* Constant offsets only: the verifier refuses a computed ctx pointer. */
-    if (nargs > 0) p.args[0] = ctx->args[0];
-    if (nargs > 1) p.args[1] = ctx->args[1];
-    if (nargs > 2) p.args[2] = ctx->args[2];
-    if (nargs > 3) p.args[3] = ctx->args[3];
-    if (nargs > 4) p.args[4] = ctx->args[4];
-    if (nargs > 5) p.args[5] = ctx->args[5];
+    for (int i = 0; i < 6; i++)
+        p.args[i] = args[i];
     __u64 id = bpf_get_current_pid_tgid();
     if (bpf_map_update_elem(&pending, &id, &p, BPF_ANY) != 0)
         count_drop();
     return 0;
+}
+
+static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32 op, int nargs)
+{
+    __u64 a[6] = {};
+    /* Constant offsets only: the verifier refuses a computed ctx pointer, and a
+     * syscall's tracepoint context holds only its own arguments. */
+    if (nargs > 0) a[0] = ctx->args[0];
+    if (nargs > 1) a[1] = ctx->args[1];
+    if (nargs > 2) a[2] = ctx->args[2];
+    if (nargs > 3) a[3] = ctx->args[3];
+    if (nargs > 4) a[4] = ctx->args[4];
+    if (nargs > 5) a[5] = ctx->args[5];
+    return enter_common(op, a);
 }
 
 static __always_inline void user_str(struct pt_priv_event *e, int i, __u64 uptr)
@@ -140,7 +153,7 @@ static __always_inline void fd_name(struct pt_priv_event *e, int i, __u64 fd)
     e->str_len[i] = n > 0 ? (__u16)n : 0;
 }
 
-static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 op)
+static __always_inline int exit_common(long ret, __u32 op)
 {
     __u64 id = bpf_get_current_pid_tgid();
     struct pending *p = bpf_map_lookup_elem(&pending, &id);
@@ -165,7 +178,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 o
     e->euid = p->euid;
     e->gid = p->gid;
     e->egid = p->egid;
-    e->ret = ctx->ret;
+    e->ret = ret;
     e->time_ns = p->time_ns;
     e->cgroup_id = p->cgroup_id;
     e->cap_effective = p->cap_effective;
@@ -223,11 +236,59 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 o
     return 0;
 }
 
+static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 op)
+{
+    return exit_common(ctx->ret, op);
+}
+
+/* Tracepoint mode (every kernel): syscalls/sys_enter_X + sys_exit_X.
+ *
+ * fentry mode (kernels where fentry/fexit attach; not the 6.18 host of the
+ * tests): the same entry/exit pair on the syscall's x86-64 wrapper
+ * __x64_sys_X(regs), its 32-bit ones __ia32_sys_X (and the 16-bit-id variants,
+ * and compat ptrace), with the arguments from the caller's registers. No
+ * syscall tracepoint is enabled then, so untraced syscalls pay nothing; the
+ * loader uses this mode only when every one of these attaches. */
 #define PRIV_SYSCALL(name, op, nargs)                                           \
     SEC("tracepoint/syscalls/sys_enter_" #name)                                 \
     int enter_##name(struct trace_event_raw_sys_enter *ctx) { return on_enter(ctx, op, nargs); } \
     SEC("tracepoint/syscalls/sys_exit_" #name)                                  \
-    int exit_##name(struct trace_event_raw_sys_exit *ctx) { return on_exit(ctx, op); }
+    int exit_##name(struct trace_event_raw_sys_exit *ctx) { return on_exit(ctx, op); } \
+    SEC("fentry/__x64_sys_" #name)                                             \
+    int BPF_PROG(fentry_##name, struct pt_regs *regs)                           \
+    {                                                                           \
+        __u64 a[6] = { BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx), \
+                       BPF_CORE_READ(regs, r10), BPF_CORE_READ(regs, r8), BPF_CORE_READ(regs, r9) }; \
+        return enter_common(op, a);                                             \
+    }                                                                           \
+    SEC("fexit/__x64_sys_" #name)                                              \
+    int BPF_PROG(fexit_##name, struct pt_regs *regs, long ret) { return exit_common(ret, op); }
+
+/* The 32-bit entry (int 0x80, sysenter) of the same syscall: arguments in
+ * ebx, ecx, edx, esi, edi, ebp (zero-extended). `id16`: the 16-bit-id variant,
+ * whose -1 ("unchanged") is 0xffff. */
+static __always_inline __u64 ia32_arg(__u64 v, int id16)
+{
+    v &= 0xffffffffULL;
+    if (id16) {
+        v &= 0xffff;
+        if (v == 0xffff)
+            v = 0xffffffffULL;
+    }
+    return v;
+}
+
+#define PRIV_SYSCALL32(fn, prog, op, id16)                                      \
+    SEC("fentry/" fn)                                                           \
+    int BPF_PROG(fentry32_##prog, struct pt_regs *regs)                         \
+    {                                                                           \
+        __u64 a[6] = { ia32_arg(BPF_CORE_READ(regs, bx), id16), ia32_arg(BPF_CORE_READ(regs, cx), id16), \
+                       ia32_arg(BPF_CORE_READ(regs, dx), id16), ia32_arg(BPF_CORE_READ(regs, si), 0), \
+                       ia32_arg(BPF_CORE_READ(regs, di), 0), ia32_arg(BPF_CORE_READ(regs, bp), 0) }; \
+        return enter_common(op, a);                                             \
+    }                                                                           \
+    SEC("fexit/" fn)                                                            \
+    int BPF_PROG(fexit32_##prog, struct pt_regs *regs, long ret) { return exit_common(ret, op); }
 
 PRIV_SYSCALL(setuid, PT_PRIV_SETUID, 1)
 PRIV_SYSCALL(setgid, PT_PRIV_SETGID, 1)
@@ -245,6 +306,29 @@ PRIV_SYSCALL(bpf, PT_PRIV_BPF, 3)
 PRIV_SYSCALL(init_module, PT_PRIV_INIT_MODULE, 3)
 PRIV_SYSCALL(finit_module, PT_PRIV_FINIT_MODULE, 3)
 PRIV_SYSCALL(memfd_create, PT_PRIV_MEMFD_CREATE, 2)
+
+PRIV_SYSCALL32("__ia32_sys_setuid", setuid, PT_PRIV_SETUID, 0)
+PRIV_SYSCALL32("__ia32_sys_setgid", setgid, PT_PRIV_SETGID, 0)
+PRIV_SYSCALL32("__ia32_sys_setreuid", setreuid, PT_PRIV_SETREUID, 0)
+PRIV_SYSCALL32("__ia32_sys_setregid", setregid, PT_PRIV_SETREGID, 0)
+PRIV_SYSCALL32("__ia32_sys_setresuid", setresuid, PT_PRIV_SETRESUID, 0)
+PRIV_SYSCALL32("__ia32_sys_setresgid", setresgid, PT_PRIV_SETRESGID, 0)
+PRIV_SYSCALL32("__ia32_sys_setuid16", setuid16, PT_PRIV_SETUID, 1)
+PRIV_SYSCALL32("__ia32_sys_setgid16", setgid16, PT_PRIV_SETGID, 1)
+PRIV_SYSCALL32("__ia32_sys_setreuid16", setreuid16, PT_PRIV_SETREUID, 1)
+PRIV_SYSCALL32("__ia32_sys_setregid16", setregid16, PT_PRIV_SETREGID, 1)
+PRIV_SYSCALL32("__ia32_sys_setresuid16", setresuid16, PT_PRIV_SETRESUID, 1)
+PRIV_SYSCALL32("__ia32_sys_setresgid16", setresgid16, PT_PRIV_SETRESGID, 1)
+PRIV_SYSCALL32("__ia32_sys_capset", capset, PT_PRIV_CAPSET, 0)
+PRIV_SYSCALL32("__ia32_sys_setns", setns, PT_PRIV_SETNS, 0)
+PRIV_SYSCALL32("__ia32_sys_unshare", unshare, PT_PRIV_UNSHARE, 0)
+PRIV_SYSCALL32("__ia32_sys_mount", mount, PT_PRIV_MOUNT, 0)
+PRIV_SYSCALL32("__ia32_sys_umount", umount, PT_PRIV_UMOUNT, 0)
+PRIV_SYSCALL32("__ia32_compat_sys_ptrace", ptrace, PT_PRIV_PTRACE, 0)
+PRIV_SYSCALL32("__ia32_sys_bpf", bpf, PT_PRIV_BPF, 0)
+PRIV_SYSCALL32("__ia32_sys_init_module", init_module, PT_PRIV_INIT_MODULE, 0)
+PRIV_SYSCALL32("__ia32_sys_finit_module", finit_module, PT_PRIV_FINIT_MODULE, 0)
+PRIV_SYSCALL32("__ia32_sys_memfd_create", memfd_create, PT_PRIV_MEMFD_CREATE, 0)
 
 static __always_inline int noaudit_call_site(void *ctx)
 {

@@ -63,10 +63,14 @@ enum Cmd {
         no_kube: bool,
         /// Do not trace the privilege syscalls (set*id, capset, setns, unshare,
         /// mount, umount, ptrace, bpf, module loads, memfd_create): no `privilege`
-        /// rows for them. While any syscall tracepoint is on, the kernel sends
-        /// every syscall of every process through its tracing entry path, which
-        /// costs each untraced syscall 8-33 ns (BENCHMARKS.md); this removes
-        /// that cost. Capability counting (`cap_usage`) stays on.
+        /// rows for them. They are traced with fentry/fexit where the kernel
+        /// allows it (no cost to other syscalls), else with syscall tracepoints,
+        /// and while any syscall tracepoint is on the kernel sends every syscall
+        /// of every process through its tracing entry path, which costs each
+        /// untraced syscall 8-33 ns (BENCHMARKS.md); this removes that cost.
+        /// The log and the catalog (`meta` `privilege_syscalls`) say which mode
+        /// is in use. Capability
+        /// counting (`cap_usage`) stays on.
         #[arg(long)]
         no_syscall_tracepoints: bool,
         /// Ship every sealed segment and this node's identity snapshots to a lake

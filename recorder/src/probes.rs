@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramError, TracePoint};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, FEntry, FExit, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Pod};
 use podtrail_ebpf::{CapKey, CapVal};
 
@@ -23,6 +23,9 @@ enum Attach {
     CgroupRoot(&'static str),
     /// `tracepoint/<category>/<name>` (perf event; needs tracefs)
     Tracepoint(&'static str, &'static str),
+    /// `fentry/<kernel function>` / `fexit/<kernel function>`
+    FEntry(&'static str),
+    FExit(&'static str),
 }
 
 /// Whether a program the kernel cannot attach stops the recorder.
@@ -100,6 +103,90 @@ const OBJECTS: &[ObjectSpec] = &[
     },
 ];
 
+/// How the privilege syscalls are traced: `fentry` on their x86-64 and 32-bit
+/// wrappers when every one of [`FENTRY_PROGRAMS`] attaches (no cost to other
+/// syscalls), else the syscall tracepoints (every syscall of every task takes
+/// the kernel's tracing entry path while one is enabled), or `off`
+/// (`--no-syscall-tracepoints`). Recorded in the catalog `meta` under this key.
+pub const META_PRIVILEGE_SYSCALLS: &str = "privilege_syscalls";
+
+macro_rules! fentry_programs {
+    ([$($x64:literal),*] [$(($fn32:literal, $p32:literal, $sys32:literal)),*]) => {
+        &[
+            $(
+                (concat!("fentry_", $x64), Attach::FEntry(concat!("__x64_sys_", $x64)), $x64),
+                (concat!("fexit_", $x64), Attach::FExit(concat!("__x64_sys_", $x64)), $x64),
+            )*
+            $(
+                (concat!("fentry32_", $p32), Attach::FEntry($fn32), $sys32),
+                (concat!("fexit32_", $p32), Attach::FExit($fn32), $sys32),
+            )*
+        ]
+    };
+}
+
+/// privilege.bpf.o's fentry/fexit pairs with the syscall each traces: the
+/// x86-64 wrapper of each traced syscall, then its 32-bit entries (skipped
+/// together on a kernel without 32-bit emulation, i.e. without `__ia32_sys_setuid`).
+const FENTRY_PROGRAMS: &[(&str, Attach, &str)] = fentry_programs!(
+    ["setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset", "setns", "unshare", "mount", "umount", "ptrace",
+     "init_module", "finit_module", "memfd_create", "bpf"]
+    [("__ia32_sys_setuid", "setuid", "setuid"), ("__ia32_sys_setgid", "setgid", "setgid"), ("__ia32_sys_setreuid", "setreuid", "setreuid"),
+     ("__ia32_sys_setregid", "setregid", "setregid"), ("__ia32_sys_setresuid", "setresuid", "setresuid"), ("__ia32_sys_setresgid", "setresgid", "setresgid"),
+     ("__ia32_sys_setuid16", "setuid16", "setuid"), ("__ia32_sys_setgid16", "setgid16", "setgid"), ("__ia32_sys_setreuid16", "setreuid16", "setreuid"),
+     ("__ia32_sys_setregid16", "setregid16", "setregid"), ("__ia32_sys_setresuid16", "setresuid16", "setresuid"),
+     ("__ia32_sys_setresgid16", "setresgid16", "setresgid"), ("__ia32_sys_capset", "capset", "capset"), ("__ia32_sys_setns", "setns", "setns"),
+     ("__ia32_sys_unshare", "unshare", "unshare"), ("__ia32_sys_mount", "mount", "mount"), ("__ia32_sys_umount", "umount", "umount"),
+     ("__ia32_compat_sys_ptrace", "ptrace", "ptrace"), ("__ia32_sys_init_module", "init_module", "init_module"),
+     ("__ia32_sys_finit_module", "finit_module", "finit_module"), ("__ia32_sys_memfd_create", "memfd_create", "memfd_create"),
+     ("__ia32_sys_bpf", "bpf", "bpf")]
+);
+
+/// Attach every fentry/fexit pair of privilege.bpf.o, or none: on the first
+/// failure the ones attached are detached again and the reason returned.
+/// `kallsyms`: the kernel's symbols. A syscall the kernel does not have at all
+/// (no `__x64_sys_<name>`, e.g. module loading without module support) is
+/// skipped and listed in `absent`; its 32-bit entries are required whenever the
+/// kernel has 32-bit emulation (`__ia32_sys_setuid`), else a 32-bit caller
+/// would go unseen.
+fn attach_fentry_mode(ebpf: &mut Ebpf, btf: &Btf, kallsyms: &std::collections::HashSet<&str>, absent: &mut Vec<String>) -> Result<usize, String> {
+    let ia32 = kallsyms.contains("__ia32_sys_setuid");
+    let mut attached: Vec<&'static str> = Vec::new();
+    let mut skipped = Vec::new();
+    for &(program, attach, syscall) in FENTRY_PROGRAMS {
+        let (Attach::FEntry(function) | Attach::FExit(function)) = attach else { continue };
+        let point = match attach {
+            Attach::FEntry(_) => format!("fentry/{function}"),
+            _ => format!("fexit/{function}"),
+        };
+        if !kallsyms.contains(format!("__x64_sys_{syscall}").as_str()) {
+            skipped.push(format!("{program} ({point}): this kernel has no {syscall} syscall"));
+            continue;
+        }
+        let is32 = program.starts_with("fentry32_") || program.starts_with("fexit32_");
+        if is32 && !ia32 {
+            continue;
+        }
+        if let Err(reason) = attach_one(ebpf, program, attach, btf, Path::new("/")) {
+            for p in attached {
+                let Some(prog) = ebpf.program_mut(p) else { continue };
+                let undone = match prog {
+                    aya::programs::Program::FEntry(f) => f.unload(),
+                    aya::programs::Program::FExit(f) => f.unload(),
+                    _ => Ok(()),
+                };
+                if let Err(e) = undone {
+                    tracing::warn!(program.name = p, error = %e, "detaching an fentry program again");
+                }
+            }
+            return Err(format!("{program} ({point}): {reason}"));
+        }
+        attached.push(program);
+    }
+    absent.extend(skipped);
+    Ok(attached.len())
+}
+
 /// The program that counts capability checks: without it there is no
 /// capability profile (`podtrail profile` says so).
 pub const CAP_CHECK_PROGRAM: &str = "cap_check";
@@ -165,6 +252,10 @@ pub struct Probes {
     pub unavailable: Vec<String>,
     /// Objects loaded from [`BPF_OVERRIDE_ENV`] instead of the built-in ones.
     pub overridden: Vec<String>,
+    /// `fentry`, `tracepoints` or `off`: see [`META_PRIVILEGE_SYSCALLS`].
+    pub privilege_syscalls: &'static str,
+    /// Why fentry mode was not used (the first program that failed), if tried.
+    pub fentry_refused: Option<String>,
 }
 
 /// [lo, hi) address ranges of the kernel functions named in `names`, from
@@ -280,7 +371,11 @@ impl Probes {
         // The kernel's own CAP_SYS_ADMIN probes, by address (root reads real
         // addresses from kallsyms). Without them every fork and mmap of every
         // process would count as a use of CAP_SYS_ADMIN.
-        let ranges = kallsyms_ranges(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default(), NOAUDIT_SITES);
+        let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        let ranges = kallsyms_ranges(&kallsyms, NOAUDIT_SITES);
+        // The syscall wrappers the kernel has, for the fentry mode of the privilege syscalls.
+        let wrappers: std::collections::HashSet<&str> =
+            kallsyms.lines().filter_map(|l| l.rsplit(' ').next()).filter(|n| n.starts_with("__x64_sys_") || n.starts_with("__ia32_")).collect();
         let mut noaudit = [0u64; 4];
         for (i, (lo, hi)) in ranges.iter().take(2).enumerate() {
             noaudit[2 * i] = *lo;
@@ -291,6 +386,9 @@ impl Probes {
         }
         let override_dir = std::env::var_os(BPF_OVERRIDE_ENV).filter(|d| !d.is_empty()).map(PathBuf::from);
         let mut overridden = Vec::new();
+        let mut attached = 0usize;
+        let mut privilege_syscalls = "tracepoints";
+        let mut fentry_refused = None;
         for spec in OBJECTS {
             let object = spec.name;
             let replacement = match override_dir.as_ref().map(|d| d.join(object)).filter(|p| p.exists()) {
@@ -307,18 +405,56 @@ impl Probes {
                 .override_global("noaudit_sites", &noaudit, false)
                 .load(replacement.as_deref().unwrap_or_else(|| (spec.bytes)()))
                 .map_err(|source| ProbeError::Load { object, source })?;
+            // The privilege syscalls: fentry when the kernel allows it, so that
+            // no syscall tracepoint puts every syscall on the tracing path.
+            let mut syscalls_by_fentry = false;
+            if spec.programs.iter().any(|(_, a, _)| matches!(a, Attach::Tracepoint("syscalls", _))) {
+                if !syscall_tracepoints {
+                    privilege_syscalls = "off";
+                } else if override_dir.is_some() && replacement.is_some() {
+                    // A replaced object is tested as given, through its tracepoints.
+                    privilege_syscalls = "tracepoints";
+                } else {
+                    let mut absent = Vec::new();
+                    match attach_fentry_mode(&mut ebpf, &btf, &wrappers, &mut absent) {
+                        Ok(n) => {
+                            for a in absent {
+                                tracing::warn!(reason = %a, "unavailable on this kernel: its events will not be recorded; everything else is");
+                                unavailable.push(a);
+                            }
+                            tracing::info!(programs = n, "privilege syscalls traced with fentry/fexit: no syscall tracepoint, other syscalls pay nothing");
+                            attached += n;
+                            syscalls_by_fentry = true;
+                            privilege_syscalls = "fentry";
+                        }
+                        Err(reason) => {
+                            fentry_refused = Some(reason.clone());
+                            tracing::info!(%reason, "fentry unavailable on this kernel: privilege syscalls traced with syscall tracepoints (every syscall then takes the kernel's tracing entry path; --no-syscall-tracepoints turns them off)");
+                            privilege_syscalls = "tracepoints";
+                        }
+                    }
+                }
+            }
             for &(program, attach, need) in spec.programs {
                 let point = match attach {
                     Attach::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
                     Attach::CgroupRoot(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
                     Attach::Tracepoint(cat, name) => format!("tracepoint/{cat}/{name}"),
+                    Attach::FEntry(f) => format!("fentry/{f}"),
+                    Attach::FExit(f) => format!("fexit/{f}"),
                 };
+                if syscalls_by_fentry && matches!(attach, Attach::Tracepoint("syscalls", _)) {
+                    continue;
+                }
                 if !syscall_tracepoints && matches!(attach, Attach::Tracepoint("syscalls", _)) {
                     unavailable.push(format!("{program} ({point}): disabled by --no-syscall-tracepoints"));
                     continue;
                 }
                 match attach_one(&mut ebpf, program, attach, &btf, cgroup_root) {
-                    Ok(()) => tracing::debug!(program.name = program, attach_point = %point, "attached"),
+                    Ok(()) => {
+                        attached += 1;
+                        tracing::debug!(program.name = program, attach_point = %point, "attached");
+                    }
                     Err(reason) if need == Need::Optional => {
                         tracing::warn!(program.name = program, attach_point = %point, %reason, "unavailable on this kernel: its events will not be recorded; everything else is");
                         unavailable.push(format!("{program} ({point}): {reason}"));
@@ -352,9 +488,8 @@ impl Probes {
         if !syscall_tracepoints {
             tracing::info!("privilege syscalls not traced (--no-syscall-tracepoints): no privilege rows for them; capability counting stays on");
         }
-        let attached: usize = OBJECTS.iter().map(|o| o.programs.len()).sum::<usize>() - missing.len() - unavailable.len();
-        tracing::info!(programs.attached = attached, programs.unavailable = unavailable.len(), programs.missing = missing.len(), "eBPF programs attached");
-        Ok(Probes { sources, reader: Some(RingReader { rings }), missing, unavailable, overridden })
+        tracing::info!(programs.attached = attached, programs.unavailable = unavailable.len(), programs.missing = missing.len(), privilege_syscalls, "eBPF programs attached");
+        Ok(Probes { sources, reader: Some(RingReader { rings }), missing, unavailable, overridden, privilege_syscalls, fentry_refused })
     }
 
     /// The ring buffers, to be drained on their own thread (once).
@@ -541,6 +676,16 @@ fn attach_one(ebpf: &mut Ebpf, program: &'static str, attach: Attach, btf: &Btf,
             p.load().map_err(|e| program_error_reason(&e))?;
             p.attach(category, name).map_err(|e| program_error_reason(&e))?;
         }
+        Attach::FEntry(function) => {
+            let p: &mut FEntry = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load(function, btf).map_err(|e| program_error_reason(&e))?;
+            p.attach().map_err(|e| program_error_reason(&e))?;
+        }
+        Attach::FExit(function) => {
+            let p: &mut FExit = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load(function, btf).map_err(|e| program_error_reason(&e))?;
+            p.attach().map_err(|e| program_error_reason(&e))?;
+        }
         Attach::CgroupRoot(_) => {
             let p: &mut CgroupSockAddr = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
             p.load().map_err(|e| program_error_reason(&e))?;
@@ -617,6 +762,41 @@ mod tests {
             assert!(names.contains(&format!("enter_{sys}").as_str()) && names.contains(&format!("exit_{sys}").as_str()), "no program pair for {sys}");
         }
         assert_eq!(names.len(), 2 * podtrail_ebpf::PRIV_SYSCALLS.len() + 1);
+    }
+
+    #[test]
+    fn every_privilege_syscall_has_fentry_pairs_for_its_64_and_32_bit_entries_in_the_object() {
+        let obj = aya_obj_names(podtrail_ebpf::privilege_object());
+        for &(program, _, _) in FENTRY_PROGRAMS {
+            assert!(obj.iter().any(|n| n == program), "{program} is not in privilege.bpf.o");
+        }
+        for (sys, _) in podtrail_ebpf::PRIV_SYSCALLS {
+            let of = |prefix: &str| FENTRY_PROGRAMS.iter().filter(|(p, _, s)| p.starts_with(prefix) && s == sys).count();
+            assert_eq!((of("fentry_"), of("fexit_")), (1, 1), "x86-64 pair of {sys}");
+            assert!(of("fentry32_") >= 1 && of("fentry32_") == of("fexit32_"), "32-bit pairs of {sys}");
+        }
+    }
+
+    /// Program names in an object file (its ELF symbol table, functions only).
+    fn aya_obj_names(bytes: &[u8]) -> Vec<String> {
+        // Enough ELF for a relocatable BPF object: find .symtab and .strtab.
+        let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
+        let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap()) as usize;
+        let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap()) as usize;
+        let (shoff, shentsize, shnum) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c));
+        let sec = |i: usize| shoff + i * shentsize;
+        let symtab = (0..shnum).find(|&i| u32_at(sec(i) + 4) == 2).expect("a symbol table");
+        let strtab = u32_at(sec(symtab) + 0x28);
+        let (sym_off, sym_size, str_off) = (u64_at(sec(symtab) + 0x18), u64_at(sec(symtab) + 0x20), u64_at(sec(strtab) + 0x18));
+        (0..sym_size / 24)
+            .map(|k| sym_off + k * 24)
+            .filter(|&s| bytes[s + 4] & 0xf == 2) // STT_FUNC
+            .map(|s| {
+                let name = str_off + u32_at(s);
+                let end = bytes[name..].iter().position(|&b| b == 0).unwrap();
+                String::from_utf8_lossy(&bytes[name..name + end]).into_owned()
+            })
+            .collect()
     }
 
     #[test]

@@ -296,6 +296,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let unavailable = serde_json::json!({ "since": now_ns(), "programs": probes.unavailable.iter().chain(probes.missing.iter()).collect::<Vec<_>>() });
     store.set_meta(podtrail_schema::catalog::META_CAPTURE_UNAVAILABLE, &unavailable.to_string())?;
     // Rows of this run come from these objects instead of the built-in ones.
+    store.set_meta(crate::probes::META_PRIVILEGE_SYSCALLS, &serde_json::json!({ "since": now_ns(), "mode": probes.privilege_syscalls, "fentry_refused": probes.fentry_refused }).to_string())?;
     store.set_meta("bpf_objects_overridden", &serde_json::json!({ "since": now_ns(), "objects": probes.overridden }).to_string())?;
     let mut cap_counters = crate::privilege::CapCounters::default();
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());

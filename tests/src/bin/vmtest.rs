@@ -71,6 +71,7 @@ fn main() {
             for u in &run.unavailable {
                 println!("unavailable: {}", u.lines().next().unwrap_or(""));
             }
+            println!("privilege syscalls: {}", run.privilege_syscalls);
             for (name, case) in CASES {
                 let outcome = std::panic::catch_unwind(|| case(&run)).unwrap_or_else(|p| Err(panic_text(p)));
                 results.push((name, outcome));
@@ -127,6 +128,8 @@ struct Run {
     rows: BTreeMap<&'static str, Rows>,
     loss: Rows,
     unavailable: Vec<String>,
+    /// How the recorder traced the privilege syscalls (`fentry`, `tracepoints`).
+    privilege_syscalls: String,
     exec: ExecFacts,
     exit7_pid: u32,
     killed_pid: u32,
@@ -263,8 +266,17 @@ fn record() -> Result<Run, String> {
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .unwrap_or_default();
+    let mode_meta = catalog.meta(podtrail_recorder::probes::META_PRIVILEGE_SYSCALLS).map_err(|e| e.to_string())?.unwrap_or_default();
+    let privilege_syscalls = match serde_json::from_str::<Value>(&mode_meta) {
+        Ok(v) => match (v["mode"].as_str(), v["fentry_refused"].as_str()) {
+            (Some(mode), Some(why)) => format!("{mode} (fentry: {why})"),
+            (Some(mode), None) => mode.to_string(),
+            _ => format!("unknown ({mode_meta:?})"),
+        },
+        Err(_) => format!("unknown ({mode_meta:?})"),
+    };
     drop((cg, ncg, acg, pcg));
-    Ok(Run { summary, rows, loss, unavailable, exec, exit7_pid, killed_pid, fork, net, nat, storm_probe: storm.display().to_string(), privilege, module })
+    Ok(Run { summary, rows, loss, unavailable, privilege_syscalls, exec, exit7_pid, killed_pid, fork, net, nat, storm_probe: storm.display().to_string(), privilege, module })
 }
 
 /// Every row of `table` in its sealed segments (all of them after a clean stop).
@@ -474,6 +486,8 @@ fn programs(run: &Run) -> Outcome {
         } else if let Some(rest) = point.strip_prefix("tracepoint/") {
             let (c, e) = rest.split_once('/').unwrap_or((rest, ""));
             tracefs_has(c, e)
+        } else if let Some(function) = point.strip_prefix("fentry/").or_else(|| point.strip_prefix("fexit/")) {
+            std::fs::read_to_string("/proc/kallsyms").unwrap_or_default().lines().any(|l| l.rsplit(' ').next() == Some(function))
         } else {
             true
         };
@@ -654,7 +668,8 @@ fn modules(run: &Run) -> Outcome {
     let Some(module) = &run.module else {
         // The syscalls (and their tracepoints) exist only with module support.
         check!(!tracefs_has("syscalls", "sys_enter_init_module"), "this kernel loads modules but there is no module to load here (tests/vmtest.sh puts dummy.ko in the guests): nothing to check the rows against");
-        let listed = ["enter_init_module", "enter_finit_module"].iter().all(|p| run.unavailable.iter().any(|u| u.starts_with(p)));
+        // Through syscall tracepoints or fentry, whichever the recorder used.
+        let listed = ["init_module", "finit_module"].iter().all(|p| run.unavailable.iter().any(|u| u.starts_with(&format!("enter_{p} ")) || u.starts_with(&format!("fentry_{p} "))));
         check!(listed, "no module support, yet init_module/finit_module not reported unavailable: {:?}", run.unavailable);
         return Ok(());
     };
