@@ -704,8 +704,13 @@ fn program_error_reason(e: &ProgramError) -> String {
     match e {
         ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
-            format!("{io_error}; verifier log (last lines): {}", tail.join(" | "))
+            let tail: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+            if tail.is_empty() {
+                // Refused before the verifier ran (e.g. fentry not permitted).
+                format!("{io_error}")
+            } else {
+                format!("{io_error}; verifier log (last lines): {}", tail.join(" | "))
+            }
         }
         other => {
             // Include the source chain: aya's Display alone omits the errno.

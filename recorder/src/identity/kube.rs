@@ -133,6 +133,7 @@ async fn watch_node(choice: KubeChoice, node: String, report: SyncSender<Report>
         let mut version = list.metadata.resource_version.unwrap_or_default();
         // Watch until the server ends it or the version is too old, then resume.
         loop {
+            let started = tokio::time::Instant::now();
             let params = WatchParams::default().fields(&selector).timeout(WATCH_TIMEOUT_S);
             let mut stream = match api.watch(&params, &version).await {
                 Ok(s) => Box::pin(s),
@@ -186,6 +187,10 @@ async fn watch_node(choice: KubeChoice, node: String, report: SyncSender<Report>
             }
             if relist {
                 break;
+            }
+            // A server that ends watches at once must not make this spin.
+            if started.elapsed() < RETRY_MIN {
+                tokio::time::sleep(RETRY_MIN).await;
             }
         }
         tokio::time::sleep(backoff).await;
