@@ -43,7 +43,9 @@ print(c.recv(100).decode(), flush=True); c.close()
 
 impl Node {
     fn new() -> Node {
-        let tag = format!("pi{}", std::process::id());
+        // Unique per node: the tests of this file run in parallel in one process.
+        static NODES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tag = format!("pi{}n{}", std::process::id(), NODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let ns = format!("{tag}-node");
         ip(&["netns", "add", &ns]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
@@ -266,6 +268,8 @@ fn a_hung_cri_runtime_never_stops_recording() {
 #[test]
 fn ip_reuse_with_the_kubernetes_api_names_pods_and_keeps_their_owner_after_deletion() {
     use podtrail_tests::kmock::{KubeApi, running_pod};
+    // 10.244.1.7: not the address of the test without metadata sources, which
+    // may run at the same time (each recorder sees every pod on the machine).
     let mut api = KubeApi::start();
     // Through a kubeconfig, as outside a cluster (the URL form is in the next test).
     let kc_dir = tempfile::tempdir().unwrap();
@@ -274,10 +278,10 @@ fn ip_reuse_with_the_kubernetes_api_names_pods_and_keeps_their_owner_after_delet
     let mut rec = Recorder::start_with(&["--no-cri", "--kubeconfig", kubeconfig.to_str().unwrap()]);
     assert!(rec.log.contains("Kubernetes API metadata source"), "{}", rec.log);
     let node = Node::new();
-    // Pod A: in the API with its cgroup's UID and container id, owns 10.244.1.5.
+    // Pod A: in the API with its cgroup's UID and container id, owns 10.244.1.7.
     let mut cga = PodCgroup::new("kubea");
-    api.create_pod(running_pod("web-a", "shop", &cga.uid, &cga.container_id, "10.244.1.5"));
-    let a_ns = PodNetns(node.attach("a", "10.244.1.5"));
+    api.create_pod(running_pod("web-a", "shop", &cga.uid, &cga.container_id, "10.244.1.7"));
+    let a_ns = PodNetns(node.attach("a", "10.244.1.7"));
     assert_eq!(connect_from(&a_ns.0, &cga, 1111), "1111");
     let uid_a = cga.uid.clone();
     // Deleted from the API, then its sandbox goes.
@@ -286,8 +290,8 @@ fn ip_reuse_with_the_kubernetes_api_names_pods_and_keeps_their_owner_after_delet
     cga.remove();
     std::thread::sleep(Duration::from_millis(2500));
     let cgb = PodCgroup::new("kubeb");
-    api.create_pod(running_pod("web-b", "shop", &cgb.uid, &cgb.container_id, "10.244.1.5"));
-    let b_ns = PodNetns(node.attach("b", "10.244.1.5"));
+    api.create_pod(running_pod("web-b", "shop", &cgb.uid, &cgb.container_id, "10.244.1.7"));
+    let b_ns = PodNetns(node.attach("b", "10.244.1.7"));
     assert_eq!(connect_from(&b_ns.0, &cgb, 2222), "2222");
     std::thread::sleep(Duration::from_millis(300));
     let summary = rec.stop();
@@ -295,12 +299,12 @@ fn ip_reuse_with_the_kubernetes_api_names_pods_and_keeps_their_owner_after_delet
     let d = &rec.data_dir;
     let dir = d.to_str().unwrap();
 
-    let conns = sql_json(d, "SELECT time, pod_uid, pod_name, pod_namespace FROM net_conn WHERE src_ip = '10.244.1.5' AND event = 'connect' ORDER BY time");
+    let conns = sql_json(d, "SELECT time, pod_uid, pod_name, pod_namespace FROM net_conn WHERE src_ip = '10.244.1.7' AND event = 'connect' ORDER BY time");
     assert_eq!(conns.len(), 2, "one connect per pod: {conns:#?}");
     for (row, uid, name) in [(&conns[0], &uid_a, "web-a"), (&conns[1], &cgb.uid, "web-b")] {
         assert_eq!((row["pod_uid"].as_str(), row["pod_name"].as_str(), row["pod_namespace"].as_str()), (Some(uid.as_str()), Some(name), Some("shop")), "{conns:#?}");
         let t = row["time"].as_str().unwrap();
-        let owners = sql_json(d, &format!("SELECT pod_uid, pod_name, source FROM who_owned('10.244.1.5', TIMESTAMP '{t}') ORDER BY source"));
+        let owners = sql_json(d, &format!("SELECT pod_uid, pod_name, source FROM who_owned('10.244.1.7', TIMESTAMP '{t}') ORDER BY source"));
         assert!(!owners.is_empty() && owners.iter().all(|o| o["pod_uid"] == uid.as_str() && o["pod_name"] == name), "who_owned at {t}: {owners:#?}");
         assert!(owners.iter().any(|o| o["source"] == "kubernetes"), "the API's record is among the answers: {owners:#?}");
     }
@@ -315,7 +319,7 @@ fn ip_reuse_with_the_kubernetes_api_names_pods_and_keeps_their_owner_after_delet
     assert!(pods[0]["valid_to"].is_string(), "A was deleted: {pods:?}");
     let containers = sql_json(d, &format!("SELECT pod_uid, container_name, image, runtime FROM containers WHERE source = 'kubernetes' AND container_id = '{}'", cga.container_id));
     assert_eq!(containers, vec![serde_json::json!({"pod_uid": uid_a, "container_name": "app", "image": "podtrail.test/web:1", "runtime": "containerd"})]);
-    let text = run_ok("podtrail", &["--data-dir", dir, "who-owned", "10.244.1.5", "--at", conns[0]["time"].as_str().unwrap()]);
+    let text = run_ok("podtrail", &["--data-dir", dir, "who-owned", "10.244.1.7", "--at", conns[0]["time"].as_str().unwrap()]);
     assert!(text.contains("pod shop/web-a"), "{text}");
     let tl = run_ok("podtrail", &["--data-dir", dir, "timeline", "--pod", "web-a", "--namespace", "shop"]);
     assert!(tl.contains("pod shop/web-a") && tl.contains("connect") && tl.contains("exec"), "{tl}");
