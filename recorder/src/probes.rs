@@ -153,7 +153,9 @@ fn attach_fentry_mode(ebpf: &mut Ebpf, btf: &Btf, kallsyms: &std::collections::H
     let ia32 = kallsyms.contains("__ia32_sys_setuid");
     let mut attached: Vec<&'static str> = Vec::new();
     let mut skipped = Vec::new();
-    for &(program, attach, syscall) in FENTRY_PROGRAMS {
+    // `bpf` last: podtraild's own attaches before it are not recorded.
+    let ordered = FENTRY_PROGRAMS.iter().filter(|p| p.2 != "bpf").chain(FENTRY_PROGRAMS.iter().filter(|p| p.2 == "bpf"));
+    for &(program, attach, syscall) in ordered {
         let (Attach::FEntry(function) | Attach::FExit(function)) = attach else { continue };
         let point = match attach {
             Attach::FEntry(_) => format!("fentry/{function}"),
@@ -405,37 +407,41 @@ impl Probes {
                 .override_global("noaudit_sites", &noaudit, false)
                 .load(replacement.as_deref().unwrap_or_else(|| (spec.bytes)()))
                 .map_err(|source| ProbeError::Load { object, source })?;
-            // The privilege syscalls: fentry when the kernel allows it, so that
-            // no syscall tracepoint puts every syscall on the tracing path.
             let mut syscalls_by_fentry = false;
-            if spec.programs.iter().any(|(_, a, _)| matches!(a, Attach::Tracepoint("syscalls", _))) {
-                if !syscall_tracepoints {
-                    privilege_syscalls = "off";
-                } else if override_dir.is_some() && replacement.is_some() {
-                    // A replaced object is tested as given, through its tracepoints.
-                    privilege_syscalls = "tracepoints";
-                } else {
-                    let mut absent = Vec::new();
-                    match attach_fentry_mode(&mut ebpf, &btf, &wrappers, &mut absent) {
-                        Ok(n) => {
-                            for a in absent {
-                                tracing::warn!(reason = %a, "unavailable on this kernel: its events will not be recorded; everything else is");
-                                unavailable.push(a);
+            let mut syscall_mode_decided = false;
+            for &(program, attach, need) in spec.programs {
+                // The privilege syscalls: fentry when the kernel allows it, so
+                // that no syscall tracepoint puts every syscall on the tracing
+                // path. Decided here, after the object's other programs loaded:
+                // podtraild's own bpf() calls before are not recorded.
+                if matches!(attach, Attach::Tracepoint("syscalls", _)) && !syscall_mode_decided {
+                    syscall_mode_decided = true;
+                    if !syscall_tracepoints {
+                        privilege_syscalls = "off";
+                    } else if replacement.is_some() {
+                        // A replaced object is tested as given, through its tracepoints.
+                        privilege_syscalls = "tracepoints";
+                    } else {
+                        let mut absent = Vec::new();
+                        match attach_fentry_mode(&mut ebpf, &btf, &wrappers, &mut absent) {
+                            Ok(n) => {
+                                for a in absent {
+                                    tracing::warn!(reason = %a, "unavailable on this kernel: its events will not be recorded; everything else is");
+                                    unavailable.push(a);
+                                }
+                                tracing::info!(programs = n, "privilege syscalls traced with fentry/fexit: no syscall tracepoint, other syscalls pay nothing");
+                                attached += n;
+                                syscalls_by_fentry = true;
+                                privilege_syscalls = "fentry";
                             }
-                            tracing::info!(programs = n, "privilege syscalls traced with fentry/fexit: no syscall tracepoint, other syscalls pay nothing");
-                            attached += n;
-                            syscalls_by_fentry = true;
-                            privilege_syscalls = "fentry";
-                        }
-                        Err(reason) => {
-                            fentry_refused = Some(reason.clone());
-                            tracing::info!(%reason, "fentry unavailable on this kernel: privilege syscalls traced with syscall tracepoints (every syscall then takes the kernel's tracing entry path; --no-syscall-tracepoints turns them off)");
-                            privilege_syscalls = "tracepoints";
+                            Err(reason) => {
+                                fentry_refused = Some(reason.clone());
+                                tracing::info!(%reason, "fentry unavailable on this kernel: privilege syscalls traced with syscall tracepoints (every syscall then takes the kernel's tracing entry path; --no-syscall-tracepoints turns them off)");
+                                privilege_syscalls = "tracepoints";
+                            }
                         }
                     }
                 }
-            }
-            for &(program, attach, need) in spec.programs {
                 let point = match attach {
                     Attach::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
                     Attach::CgroupRoot(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
