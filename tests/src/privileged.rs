@@ -80,6 +80,9 @@ fn spawn_recorder(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Chi
     let mut child = Command::new(bin("podtraild"))
         .args(["--data-dir", data_dir.to_str().unwrap(), "run", "--node", "test-node"])
         .args(extra)
+        // Never the in-cluster Kubernetes default, even if the machine running
+        // the tests is a pod: only the tests' own emulator is ever asked.
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")

@@ -423,6 +423,7 @@ fn start_podtraild(data: &std::path::Path, extra: &[&str]) -> anyhow::Result<std
     Ok(Command::new(podtrail_tests::bin("podtraild"))
         .args(["--data-dir", data.to_str().context("utf-8")?, "run"])
         .args(extra)
+        .env_remove("KUBERNETES_SERVICE_HOST") // no in-cluster API source in benchmarks
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()?)
