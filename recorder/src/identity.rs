@@ -124,6 +124,18 @@ pub struct Identity {
     sources: Vec<metadata::SourceState>,
 }
 
+impl IdentityStats {
+    /// The counter of a metadata source's good (`ok`) or failed reports.
+    fn reports_of(&mut self, source: &str, ok: bool) -> &mut u64 {
+        match (source == cri::SOURCE_CRI, ok) {
+            (true, true) => &mut self.cri_polls,
+            (true, false) => &mut self.cri_errors,
+            (false, true) => &mut self.kube_updates,
+            (false, false) => &mut self.kube_errors,
+        }
+    }
+}
+
 impl Identity {
     /// `root`: the cgroup v2 mount; `host_netns`: inode of the host network
     /// namespace (addresses used there are the node's, not a pod's).

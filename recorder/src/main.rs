@@ -69,8 +69,7 @@ enum Cmd {
         /// of every process through its tracing entry path, which costs each
         /// untraced syscall 8-33 ns (BENCHMARKS.md); this removes that cost.
         /// The log and the catalog (`meta` `privilege_syscalls`) say which mode
-        /// is in use. Capability
-        /// counting (`cap_usage`) stays on.
+        /// is in use. Capability counting (`cap_usage`) stays on.
         #[arg(long)]
         no_syscall_tracepoints: bool,
         /// Ship every sealed segment and this node's identity snapshots to a lake
@@ -137,8 +136,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(KubeChoice::Url(url))
                 }
                 (None, Some(path), false) => {
-                    if !path.is_file() {
-                        anyhow::bail!("--kubeconfig {}: no such file", path.display());
+                    // Read now: a bad file is one line and exit 1, not a source
+                    // that fails and retries for ever while recording goes on.
+                    if let Err(e) = kube::config::Kubeconfig::read_from(&path) {
+                        let e = e.to_string();
+                        anyhow::bail!("--kubeconfig {}: {}", path.display(), e.lines().next().unwrap_or(&e));
                     }
                     Some(KubeChoice::Kubeconfig(path))
                 }

@@ -777,7 +777,7 @@ mod tests {
 
     #[test]
     fn every_privilege_syscall_has_fentry_pairs_for_its_64_and_32_bit_entries_in_the_object() {
-        let obj = aya_obj_names(podtrail_ebpf::privilege_object());
+        let obj = elf_function_names(podtrail_ebpf::privilege_object());
         for &(program, _, _) in FENTRY_PROGRAMS {
             assert!(obj.iter().any(|n| n == program), "{program} is not in privilege.bpf.o");
         }
@@ -789,7 +789,7 @@ mod tests {
     }
 
     /// Program names in an object file (its ELF symbol table, functions only).
-    fn aya_obj_names(bytes: &[u8]) -> Vec<String> {
+    fn elf_function_names(bytes: &[u8]) -> Vec<String> {
         // Enough ELF for a relocatable BPF object: find .symtab and .strtab.
         let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap()) as usize;

@@ -224,10 +224,6 @@ impl Catalog {
         &self.conn
     }
 
-    pub fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
-
     /// Begin a write transaction that takes the write lock up front
     /// (`BEGIN IMMEDIATE`), waiting up to the busy timeout for another writer.
     ///

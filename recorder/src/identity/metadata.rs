@@ -125,20 +125,14 @@ impl Identity {
             loop {
                 match st.reports.try_recv() {
                     Ok(Ok(snapshot)) => {
-                        match st.name {
-                            SOURCE_CRI => self.stats.cri_polls += 1,
-                            _ => self.stats.kube_updates += 1,
-                        }
+                        *self.stats.reports_of(st.name, true) += 1;
                         if let Some((p, c, i)) = st.resume.take() {
                             st.tracker.resume(p, c, i, &snapshot);
                         }
                         self.apply_snapshot(st, &snapshot, now);
                     }
                     Ok(Err(e)) => {
-                        match st.name {
-                            SOURCE_CRI => self.stats.cri_errors += 1,
-                            _ => self.stats.kube_errors += 1,
-                        }
+                        *self.stats.reports_of(st.name, false) += 1;
                         tracing::warn!(source = st.name, "metadata refresh failed, recording goes on without new pod names from it: {e}");
                     }
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
