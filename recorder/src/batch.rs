@@ -205,6 +205,7 @@ impl Batcher {
 }
 
 fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let rows = in_key_order(rows, |r| (r.identity.as_deref(), r.raw.cgroup_id, r.time));
     let mut keys = Keys::new();
     let (mut id, mut parent, mut caps) = (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
     let (mut pid, mut ppid, mut uid, mut gid, mut netns) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
@@ -253,6 +254,7 @@ fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
 }
 
 fn exit_batch(rows: &[ExitRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let rows = in_key_order(rows, |r| (r.identity.as_deref(), r.raw.cgroup_id, r.time));
     let mut keys = Keys::new();
     let (mut id, mut dur) = (UInt64Builder::new(), UInt64Builder::new());
     let mut pid = UInt32Builder::new();
@@ -268,6 +270,25 @@ fn exit_batch(rows: &[ExitRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let mut cols = keys.finish();
     cols.extend([Arc::new(id.finish()) as ArrayRef, Arc::new(pid.finish()), Arc::new(code.finish()), Arc::new(sig.finish()), Arc::new(dur.finish())]);
     RecordBatch::try_new(PROCESS_EXIT.arrow_schema(), cols)
+}
+
+/// `rows` in the order a sealed segment keeps them: `pod_uid` (host rows
+/// first), `cgroup_id`, `time`; stable. The store sorts again when it seals, so
+/// this order is never relied on for correctness; it lets the seal write a
+/// segment's batches as a few long sorted runs instead of gathering every row.
+/// Rows mostly arrive in this order already (one pass then).
+fn in_key_order<R>(rows: &[R], key: impl Fn(&R) -> (Option<&PodIdentity>, u64, i64)) -> Vec<&R> {
+    let mut out: Vec<&R> = rows.iter().collect();
+    out.sort_by(|a, b| {
+        let (pa, ca, ta) = key(a);
+        let (pb, cb, tb) = key(b);
+        let pods = match (pa, pb) {
+            (Some(x), Some(y)) if std::ptr::eq(x, y) => std::cmp::Ordering::Equal,
+            _ => pa.map(|p| p.pod_uid.as_str()).cmp(&pb.map(|p| p.pod_uid.as_str())),
+        };
+        pods.then(ca.cmp(&cb)).then(ta.cmp(&tb))
+    });
+    out
 }
 
 /// An address as text, written into one reused buffer: `Ipv4Addr::to_string`
@@ -304,6 +325,7 @@ impl IpText {
 }
 
 fn conn_batch(rows: &[ConnRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let rows = in_key_order(rows, |r| (r.identity.as_deref(), r.raw.cgroup_id, r.time));
     // The table a connection storm fills: every builder sized up front.
     let n = rows.len();
     let text = |bytes: usize| StringBuilder::with_capacity(n, n * bytes);
@@ -372,6 +394,7 @@ fn conn_batch(rows: &[ConnRow], node: &str) -> Result<RecordBatch, ArrowError> {
 }
 
 fn priv_batch(rows: &[PrivRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let rows = in_key_order(rows, |r| (r.identity.as_deref(), r.raw.cgroup_id, r.time));
     let mut keys = Keys::new();
     let s = StringBuilder::new;
     let (mut kind, mut comm, mut error, mut nss, mut source, mut target, mut fstype, mut operation, mut bpf_type, mut file) = (s(), s(), s(), s(), s(), s(), s(), s(), s(), s());
@@ -453,6 +476,7 @@ fn priv_batch(rows: &[PrivRow], node: &str) -> Result<RecordBatch, ArrowError> {
 }
 
 fn cap_batch(rows: &[CapRow], node: &str) -> Result<RecordBatch, ArrowError> {
+    let rows = in_key_order(rows, |r| (r.identity.as_deref(), r.delta.cgroup_id, r.time));
     let mut keys = Keys::new();
     let mut name = StringBuilder::new();
     let mut cap = UInt8Builder::new();
@@ -482,8 +506,46 @@ fn cap_batch(rows: &[CapRow], node: &str) -> Result<RecordBatch, ArrowError> {
 
 #[cfg(test)]
 mod tests {
-    use super::IpText;
+    use super::{Batcher, ExitRow, IpText, PodIdentity};
+    use crate::decode::ExitRaw;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{TimestampNanosecondType, UInt32Type, UInt64Type};
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::sync::Arc;
+
+    #[test]
+    fn batches_are_built_in_the_sealed_key_order_with_every_row() {
+        let pod = |uid: &str| Some(Arc::new(PodIdentity { pod_uid: uid.into(), ..Default::default() }));
+        let (b, a) = (pod("pod-b"), pod("pod-a"));
+        // Arrival order: pods interleaved, the host's rows between, one pod's rows
+        // in two cgroups, and a pod's later row before its earlier one.
+        let rows = [(50, &b, 7), (10, &None, 1), (40, &a, 9), (30, &b, 7), (20, &a, 8), (60, &None, 1), (5, &a, 9), (35, &pod("pod-b"), 7)];
+        let mut batcher = Batcher::default();
+        for (i, (time, identity, cgroup_id)) in rows.iter().enumerate() {
+            let raw = ExitRaw { pid: i as u32, time_boot_ns: 0, cgroup_id: *cgroup_id, exit_code: 0, signal: 0, comm: "x".into() };
+            batcher.exit.push(ExitRow { time: *time, raw, exec_id: None, duration_ns: None, identity: (*identity).clone() });
+        }
+        let out = batcher.take("n1").unwrap();
+        let batch = &out[0].1;
+        let uid = batch.column_by_name("pod_uid").unwrap().as_string::<i32>();
+        let cg = batch.column_by_name("cgroup_id").unwrap().as_primitive::<UInt64Type>();
+        let time = batch.column_by_name("time").unwrap().as_primitive::<TimestampNanosecondType>();
+        let pid = batch.column_by_name("pid").unwrap().as_primitive::<UInt32Type>();
+        let got: Vec<(Option<&str>, u64, i64, u32)> = (0..batch.num_rows()).map(|i| (uid.is_valid(i).then(|| uid.value(i)), cg.value(i), time.value(i), pid.value(i))).collect();
+        assert_eq!(
+            got,
+            vec![
+                (None, 1, 10, 1),
+                (None, 1, 60, 5),
+                (Some("pod-a"), 8, 20, 4),
+                (Some("pod-a"), 9, 5, 6),
+                (Some("pod-a"), 9, 40, 2),
+                (Some("pod-b"), 7, 30, 3),
+                (Some("pod-b"), 7, 35, 7),
+                (Some("pod-b"), 7, 50, 0),
+            ]
+        );
+    }
 
     #[test]
     fn ip_text_is_what_std_prints() {

@@ -128,10 +128,10 @@ fn release_freed_memory() {
 
 /// Arrow memory of an open segment before it is sealed, in the recorder (the
 /// store's default, 64 MiB, suits bulk writers such as podtrail-synth).
-const RECORDER_SEGMENT_BYTES: usize = 16 << 20;
+pub const RECORDER_SEGMENT_BYTES: usize = 16 << 20;
 
 /// Rows held before a flush comes early (bounds memory under event storms).
-const MAX_PENDING_ROWS: usize = 25_000;
+pub const MAX_PENDING_ROWS: usize = 25_000;
 
 /// Capability counter pairs kept before idle ones are pruned (map size 16384).
 const CAP_KEYS_PRUNE_AT: usize = 12_000;

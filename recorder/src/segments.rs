@@ -52,7 +52,8 @@ pub struct StoreConfig {
     /// Shipping target (`--ship-to`): retention removes segments shipped there
     /// first, and counts the rows of an unshipped one it must remove as loss.
     pub ship_target: Option<String>,
-    /// Rows per Parquet row group: the unit of pruning by pod/IP statistics.
+    /// Rows per Parquet row group: the unit of pruning by bloom filters and chunk
+    /// statistics (pages of 4096 rows inside are pruned by the page index).
     pub row_group_rows: usize,
     pub zstd_level: i32,
 }
@@ -66,7 +67,7 @@ impl StoreConfig {
             max_segment_bytes: 64 << 20,
             disk_budget_bytes: None,
             ship_target: None,
-            row_group_rows: 16 * 1024,
+            row_group_rows: 64 * 1024,
             zstd_level: 3,
         }
     }
@@ -141,6 +142,8 @@ pub struct SegmentStore {
     open: BTreeMap<&'static str, OpenSegment>,
     last_id_ns: i64,
     stats: StoreStats,
+    /// The hot tail's frame buffer, kept across flushes (see `hot::encode_frame_into`).
+    frame: Vec<u8>,
 }
 
 impl SegmentStore {
@@ -159,7 +162,7 @@ impl SegmentStore {
         }
         let catalog = Catalog::open_rw(&cat_path)?;
         catalog_write::set_meta(&catalog, "node", &cfg.node)?;
-        let mut store = SegmentStore { _lock: lock, cfg, catalog, open: BTreeMap::new(), last_id_ns: 0, stats: StoreStats::default() };
+        let mut store = SegmentStore { _lock: lock, cfg, catalog, open: BTreeMap::new(), last_id_ns: 0, stats: StoreStats::default(), frame: Vec::new() };
         let report = recovery::recover(&mut store)?;
         Ok((store, report))
     }
@@ -251,9 +254,12 @@ impl SegmentStore {
                 arrow::compute::concat_batches(&seg.def.arrow_schema(), pending)
                     .map_err(|source| SegmentError::Arrow { segment: seg.id.clone(), source })?
             };
-            let frame = hot::encode_frame(&batch).map_err(|source| SegmentError::Hot { path: path.clone(), source })?;
+            hot::encode_frame_into(&batch, &mut self.frame).map_err(|source| SegmentError::Hot { path: path.clone(), source })?;
             let f = seg.hot.as_mut().expect("created above");
-            f.write_all(&frame).map_err(io_err(&path))?;
+            f.write_all(&self.frame).map_err(io_err(&path))?;
+            // Keep what a storm's flush needs, not the largest one ever seen.
+            self.frame.clear();
+            self.frame.shrink_to(8 << 20);
             f.sync_data().map_err(io_err(&path))?;
             seg.flushed = seg.batches.len();
             self.stats.hot_flushes += 1;

@@ -164,6 +164,45 @@ fn rows_of_many_appended_batches_are_sealed_once_each_in_key_order() {
     assert_eq!((seg.time_min, seg.time_max, seg.rows), (lo, hi, 151));
 }
 
+/// `batch` in the seal's key order, as the batcher builds batches.
+fn in_key_order(batch: &RecordBatch) -> RecordBatch {
+    let opts = Some(arrow::compute::SortOptions { descending: false, nulls_first: true });
+    let cols: Vec<arrow::compute::SortColumn> =
+        ["pod_uid", "cgroup_id", "time"].iter().map(|c| arrow::compute::SortColumn { values: batch.column_by_name(c).unwrap().clone(), options: opts }).collect();
+    arrow::compute::take_record_batch(batch, &arrow::compute::lexsort_to_indices(&cols, None).unwrap()).unwrap()
+}
+
+#[test]
+fn batches_already_in_key_order_are_sealed_from_their_runs_in_key_order_once_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    // Three batches in key order, later ones later in time: merged, they form 9
+    // runs (3 keys x 3 batches) of ~1,333 rows, long enough to be written as
+    // slices of the appended batches rather than gathered.
+    let parts = [(T0 + 100_000_000, 4_000), (T0, 4_000), (T0 + 200_000_000, 4_000)];
+    for (t0, n) in parts {
+        s.append("process_exit", in_key_order(&exits(t0, 10_000, n))).unwrap();
+    }
+    let sealed = s.close().unwrap();
+    assert_eq!(sealed.len(), 1);
+    let f = std::fs::File::open(&sealed[0].path).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let batch = arrow::compute::concat_batches(&PROCESS_EXIT.arrow_schema(), &r.map(|b| b.unwrap()).collect::<Vec<_>>()).unwrap();
+    let uid = batch.column_by_name("pod_uid").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+    let cg = batch.column_by_name("cgroup_id").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
+    let time = batch.column(0).as_any().downcast_ref::<arrow::array::TimestampNanosecondArray>().unwrap();
+    let exec = batch.column_by_name("exec_id").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
+    let keys: Vec<(Option<&str>, u64, i64)> = (0..batch.num_rows()).map(|i| (uid.is_valid(i).then(|| uid.value(i)), cg.value(i), time.value(i))).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "sorted by (pod_uid, cgroup_id, time)");
+    let mut got: Vec<(i64, u64)> = (0..batch.num_rows()).map(|i| (time.value(i), exec.value(i))).collect();
+    got.sort();
+    let mut want: Vec<(i64, u64)> = parts.iter().flat_map(|&(t0, n)| (0..n).map(move |i| (t0 + i as i64 * 10_000, i as u64))).collect();
+    want.sort();
+    assert_eq!(got, want, "every appended row exactly once");
+}
+
 #[test]
 fn crash_after_flush_recovers_every_flushed_row() {
     let tmp = tempfile::tempdir().unwrap();

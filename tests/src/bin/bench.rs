@@ -42,6 +42,17 @@ enum Cmd {
         #[arg(long)]
         zstd_level: Option<i32>,
     },
+    /// CPU per row of the recorder's store work on real rows: the `net_conn`
+    /// segments of a podtraild data dir, re-appended in time order in batches of
+    /// the recorder's early-flush size, each batch flushed to the hot tail, sealed
+    /// at the recorder's segment size. Thread CPU time, median of the runs.
+    Seal {
+        /// A data dir podtraild recorded into (its sealed `net_conn` segments are read).
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Bytes on disk per row for each event table, against JSON lines.
     Size {
         #[arg(long, default_value_t = 2.0)]
@@ -125,6 +136,7 @@ fn generate(hours: f64, pods: usize, eps: f64) -> anyhow::Result<MemorySink> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Ingest { rows, zstd_level } => ingest(rows, zstd_level),
+        Cmd::Seal { from, runs } => seal(&from, runs),
         Cmd::Size { hours } => size(hours),
         Cmd::Query { dir, runs } => query(&dir, runs),
         Cmd::Capture { execs, connects, runs } => capture(execs, connects, runs),
@@ -172,6 +184,77 @@ fn ingest(rows: u64, zstd_level: Option<i32>) -> anyhow::Result<()> {
     let bytes: u64 = by_table.values().map(|v| v.2).sum();
     println!("ingest: {n} rows ({hours:.2} h of synthetic history, 200 pods, 500 activities/s), zstd level {level} -> {segs} sealed segments, {bytes} bytes");
     println!("ingest: {:.2} s, {:.0} rows/s on one thread (target >= 500000)", secs, n as f64 / secs);
+    Ok(())
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn seal(from: &Path, runs: usize) -> anyhow::Result<()> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampNanosecondType;
+    let catalog = podtrail_schema::catalog::Catalog::open_ro(&podtrail_schema::layout::catalog_path(from))?;
+    let mut batches = Vec::new();
+    for s in catalog.segments()?.iter().filter(|s| s.table_name == "net_conn") {
+        let path = from.join(&s.path);
+        let file = std::fs::File::open(&path).with_context(|| path.display().to_string())?;
+        for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
+            batches.push(b?);
+        }
+    }
+    anyhow::ensure!(!batches.is_empty(), "{}: no sealed net_conn segments", from.display());
+    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches)?;
+    drop(batches);
+    let time = all.column_by_name("time").context("time column")?;
+    let order = arrow::compute::sort_to_indices(time, None, None)?;
+    let all = arrow::compute::take_record_batch(&all, &order)?;
+    let n = all.num_rows();
+    let t = all.column_by_name("time").context("time")?.as_primitive::<TimestampNanosecondType>();
+    let span_s = (t.value(n - 1) - t.value(0)) as f64 / 1e9;
+    let step = podtrail_recorder::run::MAX_PENDING_ROWS;
+    println!(
+        "seal: {n} net_conn rows recorded over {span_s:.1} s from {}; batches of {step} rows, hot flush after each, segments of {} MiB; thread CPU, median of {runs}",
+        from.display(),
+        podtrail_recorder::run::RECORDER_SEGMENT_BYTES >> 20
+    );
+    let (mut appends, mut flushes, mut totals, mut segs) = (vec![], vec![], vec![], 0);
+    for _ in 0..runs {
+        let tmp = tempfile::tempdir()?;
+        let mut cfg = StoreConfig::new(tmp.path(), "bench-node");
+        cfg.max_segment_bytes = podtrail_recorder::run::RECORDER_SEGMENT_BYTES;
+        let (mut store, _) = SegmentStore::open(cfg)?;
+        let (mut a, mut f) = (Duration::ZERO, Duration::ZERO);
+        for off in (0..n).step_by(step) {
+            let b = all.slice(off, step.min(n - off));
+            // A fresh copy, as the recorder's batch builder would make (a slice
+            // would share, and be counted with, the whole data set's buffers).
+            let b = arrow::compute::take_record_batch(&b, &arrow::array::UInt32Array::from_iter_values(0..b.num_rows() as u32))?;
+            let t0 = thread_cpu();
+            store.append("net_conn", b)?;
+            let t1 = thread_cpu();
+            store.flush()?;
+            f += thread_cpu() - t1;
+            a += t1 - t0;
+        }
+        let t0 = thread_cpu();
+        segs = store.stats().segments_sealed as usize;
+        segs += store.close()?.len();
+        a += thread_cpu() - t0;
+        appends.push(a);
+        flushes.push(f);
+        totals.push(a + f);
+    }
+    let per_row = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "seal: {segs} segments; append+seal {:.3} us/row, hot flush {:.3} us/row, total {:.3} us/row (= CPU s per million rows)",
+        per_row(median(appends)),
+        per_row(median(flushes)),
+        per_row(median(totals))
+    );
     Ok(())
 }
 
