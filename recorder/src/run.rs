@@ -206,9 +206,12 @@ fn spawn_ring_reader(mut reader: crate::probes::RingReader) -> std::io::Result<(
     let (tx, rx) = mpsc::sync_channel(READER_QUEUE_PASSES);
     let handle = std::thread::Builder::new().name("ring-reader".into()).spawn(move || {
         let mut errors_total = 0u64;
+        // Sized like the previous pass: decoded events are large, and growing
+        // the vector by doubling moved each of them about twice more.
+        let mut last_len = 0usize;
         loop {
             let stopping = STOP.load(Ordering::SeqCst);
-            let mut pass = Pass::default();
+            let mut pass = Pass { events: Vec::with_capacity((last_len + last_len / 4).min(1 << 16)), decode_errors: 0 };
             let mut take = |rec: &[u8]| match decode(rec) {
                 Ok(ev) => pass.events.push(ev),
                 Err(err) => {
@@ -222,6 +225,7 @@ fn spawn_ring_reader(mut reader: crate::probes::RingReader) -> std::io::Result<(
             // The kernel wakes us only once PT_WAKEUP_BYTES are pooled
             // (ebpf/include/common.h); a trickle is read at the timeout.
             reader.poll(if stopping { 0 } else { READER_POLL_MS }, &mut take);
+            last_len = pass.events.len();
             if (!pass.events.is_empty() || pass.decode_errors > 0) && tx.send(pass).is_err() {
                 return; // the pipeline is gone
             }

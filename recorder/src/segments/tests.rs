@@ -204,6 +204,30 @@ fn batches_already_in_key_order_are_sealed_from_their_runs_in_key_order_once_eac
 }
 
 #[test]
+fn a_flush_seals_a_segment_past_half_its_size_limit_instead_of_writing_its_hot_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batch = exits(T0, 1_000, 300);
+    let mut cfg = StoreConfig::new(tmp.path(), "n1");
+    cfg.max_segment_bytes = batch.get_array_memory_size() * 2;
+    let (mut s, _) = SegmentStore::open(cfg).unwrap();
+    // Below half the limit: the hot tail, nothing sealed.
+    s.append("process_exit", exits(T0, 1_000, 100)).unwrap();
+    s.flush().unwrap();
+    assert_eq!((s.stats().hot_flushes, s.stats().segments_sealed), (1, 0));
+    assert_eq!(sealed_rows(tmp.path()), 0);
+    // Past half: sealed by the flush, its hot file gone, every row in the catalog.
+    s.append("process_exit", batch).unwrap();
+    s.flush().unwrap();
+    assert_eq!((s.stats().hot_flushes, s.stats().segments_sealed), (1, 1));
+    assert_eq!(sealed_rows(tmp.path()), 400);
+    let hot_dir = layout::hot_table_dir(tmp.path(), "process_exit");
+    assert_eq!(std::fs::read_dir(&hot_dir).unwrap().count(), 0, "{} still has a hot file", hot_dir.display());
+    // A later flush with nothing new does nothing.
+    s.flush().unwrap();
+    assert_eq!((s.stats().hot_flushes, s.stats().segments_sealed), (1, 1));
+}
+
+#[test]
 fn crash_after_flush_recovers_every_flushed_row() {
     let tmp = tempfile::tempdir().unwrap();
     let mut s = store(tmp.path());
