@@ -2,6 +2,7 @@
 //! machine is shared and noisy, so figures are printed, never asserted.
 //!
 //!   podtrail-bench ingest [--rows N]        segment-store ingest rate, one thread
+//!   podtrail-bench seal [--from D]          store CPU per row (append, hot tail, seal) on rows podtraild recorded
 //!   podtrail-bench size                     bytes per row: Parquet vs JSON lines vs zstd JSON lines
 //!   podtrail-bench query [--dir D]          fresh-process query latency, podtrail vs DuckDB CLI
 //!   podtrail-bench capture                  workload cost of podtraild (root): exec and connect storms
@@ -47,8 +48,10 @@ enum Cmd {
     /// the recorder's early-flush size, each batch flushed to the hot tail, sealed
     /// at the recorder's segment size. Thread CPU time, median of the runs.
     Seal {
-        /// A data dir podtraild recorded into (its sealed `net_conn` segments are read).
-        #[arg(long)]
+        /// A data dir podtraild recorded into (its sealed `net_conn` segments are
+        /// read). When it has no catalog, podtraild records 12 s of connections
+        /// on 127.0.0.1 into it first (needs root).
+        #[arg(long, default_value = "target/bench-seal-data")]
         from: PathBuf,
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -197,6 +200,16 @@ fn thread_cpu() -> Duration {
 fn seal(from: &Path, runs: usize) -> anyhow::Result<()> {
     use arrow::array::AsArray;
     use arrow::datatypes::TimestampNanosecondType;
+    if !podtrail_schema::layout::catalog_path(from).exists() {
+        // SAFETY: geteuid has no preconditions.
+        anyhow::ensure!(unsafe { libc::geteuid() } == 0, "{} has no recording; making one runs podtraild and needs root", from.display());
+        println!("seal: recording 12 s of connections on 127.0.0.1 into {} (once)", from.display());
+        let rec = start_podtraild(from, &["--no-cri"])?;
+        std::thread::sleep(Duration::from_secs(3));
+        connect_at_rate(20_000, 12)?;
+        std::thread::sleep(Duration::from_millis(1500));
+        stop_podtraild(rec)?;
+    }
     let catalog = podtrail_schema::catalog::Catalog::open_ro(&podtrail_schema::layout::catalog_path(from))?;
     let mut batches = Vec::new();
     for s in catalog.segments()?.iter().filter(|s| s.table_name == "net_conn") {
@@ -250,7 +263,7 @@ fn seal(from: &Path, runs: usize) -> anyhow::Result<()> {
     }
     let per_row = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "seal: {segs} segments; append+seal {:.3} us/row, hot flush {:.3} us/row, total {:.3} us/row (= CPU s per million rows)",
+        "seal: {segs} segments; append {:.3} us/row, flush {:.3} us/row (each seals where it must), total {:.3} us/row = CPU s per million rows",
         per_row(median(appends)),
         per_row(median(flushes)),
         per_row(median(totals))
