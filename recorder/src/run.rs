@@ -133,8 +133,8 @@ pub const RECORDER_SEGMENT_BYTES: usize = 16 << 20;
 /// Rows held before a flush comes early (bounds memory under event storms).
 /// At 50,000 rather than 25,000, a 50,000 rows/s storm flushes about once a
 /// second, each flush filling half a segment, which is then sealed at once
-/// instead of first written to the hot file: 1.27-1.38 CPU s per million rows
-/// against 1.34-1.64, RSS max 97-100 MiB against 89-92 (BENCHMARKS.md).
+/// instead of first written to the hot file (RSS max then ~97 MiB at that
+/// rate, against ~90 at 25,000; BENCHMARKS.md, "A cheaper store").
 pub const MAX_PENDING_ROWS: usize = 50_000;
 
 /// Capability counter pairs kept before idle ones are pruned (map size 16384).
