@@ -129,17 +129,9 @@ fn sealed_segment_is_sorted_by_pod_then_time() {
     assert_eq!(keys[0], None, "host rows (null pod) sort first");
 }
 
-#[test]
-fn rows_of_many_appended_batches_are_sealed_once_each_in_key_order() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut s = store(tmp.path());
-    // Later batches first and overlapping in time: the order comes from the sort alone.
-    for (t0, n) in [(T0 + 500_000, 70), (T0, 50), (T0 + 250_000, 0), (T0 + 1_000, 31)] {
-        if n > 0 {
-            s.append("process_exit", exits(t0, 10_000, n)).unwrap();
-        }
-    }
-    let sealed = s.close().unwrap();
+/// The one sealed segment's rows: asserts they are in key order (pod_uid,
+/// cgroup_id, time), returns their (time, exec_id) pairs, sorted.
+fn sealed_in_key_order(sealed: &[SealedSegment]) -> Vec<(i64, u64)> {
     assert_eq!(sealed.len(), 1);
     let f = std::fs::File::open(&sealed[0].path).unwrap();
     let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
@@ -152,12 +144,30 @@ fn rows_of_many_appended_batches_are_sealed_once_each_in_key_order() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "sorted by (pod_uid, cgroup_id, time)");
-    // Every appended row exactly once: (time, exec_id) pairs are unique per batch.
     let mut got: Vec<(i64, u64)> = (0..batch.num_rows()).map(|i| (time.value(i), exec.value(i))).collect();
     got.sort();
-    let mut want: Vec<(i64, u64)> = [(T0 + 500_000, 70), (T0, 50), (T0 + 1_000, 31)].iter().flat_map(|&(t0, n)| (0..n).map(move |i| (t0 + i as i64 * 10_000, i as u64))).collect();
+    got
+}
+
+/// (time, exec_id) of every row `exits(t0, 10_000, n)` made for `parts`, sorted.
+fn appended(parts: &[(i64, usize)]) -> Vec<(i64, u64)> {
+    let mut want: Vec<(i64, u64)> = parts.iter().flat_map(|&(t0, n)| (0..n).map(move |i| (t0 + i as i64 * 10_000, i as u64))).collect();
     want.sort();
-    assert_eq!(got, want);
+    want
+}
+
+#[test]
+fn rows_of_many_appended_batches_are_sealed_once_each_in_key_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    // Later batches first and overlapping in time: the order comes from the sort alone.
+    for (t0, n) in [(T0 + 500_000, 70), (T0, 50), (T0 + 250_000, 0), (T0 + 1_000, 31)] {
+        if n > 0 {
+            s.append("process_exit", exits(t0, 10_000, n)).unwrap();
+        }
+    }
+    // Every appended row exactly once: (time, exec_id) pairs are unique per batch.
+    assert_eq!(sealed_in_key_order(&s.close().unwrap()), appended(&[(T0 + 500_000, 70), (T0, 50), (T0 + 1_000, 31)]));
     let (lo, hi) = (T0, T0 + 500_000 + 69 * 10_000);
     let cat = Catalog::open_ro(&layout::catalog_path(tmp.path())).unwrap();
     let seg = &cat.segments().unwrap()[0];
@@ -183,24 +193,7 @@ fn batches_already_in_key_order_are_sealed_from_their_runs_in_key_order_once_eac
     for (t0, n) in parts {
         s.append("process_exit", in_key_order(&exits(t0, 10_000, n))).unwrap();
     }
-    let sealed = s.close().unwrap();
-    assert_eq!(sealed.len(), 1);
-    let f = std::fs::File::open(&sealed[0].path).unwrap();
-    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
-    let batch = arrow::compute::concat_batches(&PROCESS_EXIT.arrow_schema(), &r.map(|b| b.unwrap()).collect::<Vec<_>>()).unwrap();
-    let uid = batch.column_by_name("pod_uid").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
-    let cg = batch.column_by_name("cgroup_id").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
-    let time = batch.column(0).as_any().downcast_ref::<arrow::array::TimestampNanosecondArray>().unwrap();
-    let exec = batch.column_by_name("exec_id").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
-    let keys: Vec<(Option<&str>, u64, i64)> = (0..batch.num_rows()).map(|i| (uid.is_valid(i).then(|| uid.value(i)), cg.value(i), time.value(i))).collect();
-    let mut sorted = keys.clone();
-    sorted.sort();
-    assert_eq!(keys, sorted, "sorted by (pod_uid, cgroup_id, time)");
-    let mut got: Vec<(i64, u64)> = (0..batch.num_rows()).map(|i| (time.value(i), exec.value(i))).collect();
-    got.sort();
-    let mut want: Vec<(i64, u64)> = parts.iter().flat_map(|&(t0, n)| (0..n).map(move |i| (t0 + i as i64 * 10_000, i as u64))).collect();
-    want.sort();
-    assert_eq!(got, want, "every appended row exactly once");
+    assert_eq!(sealed_in_key_order(&s.close().unwrap()), appended(&parts), "every appended row exactly once");
 }
 
 #[test]
