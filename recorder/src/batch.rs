@@ -106,7 +106,6 @@ impl Batcher {
 /// Builders of the columns every event row starts with.
 struct Keys {
     time: TimestampNanosecondBuilder,
-    node: StringBuilder,
     cgroup: UInt64Builder,
     container_id: StringBuilder,
     pod_uid: StringBuilder,
@@ -123,7 +122,6 @@ impl Keys {
         let text = || StringBuilder::with_capacity(rows, rows * 8);
         Keys {
             time: TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            node: text(),
             cgroup: UInt64Builder::with_capacity(rows),
             container_id: text(),
             pod_uid: text(),
@@ -131,20 +129,21 @@ impl Keys {
             pod_namespace: text(),
         }
     }
-    fn push(&mut self, time: i64, node: &str, cgroup: u64, identity: Option<&PodIdentity>) {
+    fn push(&mut self, time: i64, cgroup: u64, identity: Option<&PodIdentity>) {
         self.time.append_value(time);
-        self.node.append_value(node);
         self.cgroup.append_value(cgroup);
         self.container_id.append_option(identity.and_then(|i| i.container_id.as_deref()));
         self.pod_uid.append_option(identity.map(|i| &i.pod_uid));
         self.pod_name.append_option(identity.and_then(|i| i.pod_name.as_deref()));
         self.pod_namespace.append_option(identity.and_then(|i| i.pod_namespace.as_deref()));
     }
-    /// In schema order: time, node, cgroup_id, container_id, pod_uid, pod_name, pod_namespace.
-    fn finish(mut self) -> Vec<ArrayRef> {
+    /// In schema order: time, node (the same on every row), cgroup_id,
+    /// container_id, pod_uid, pod_name, pod_namespace.
+    fn finish(mut self, node: &str) -> Vec<ArrayRef> {
+        let n = arrow::array::ArrayBuilder::len(&self.time);
         vec![
             Arc::new(self.time.finish()),
-            Arc::new(self.node.finish()),
+            repeated(node, n),
             Arc::new(self.cgroup.finish()),
             Arc::new(self.container_id.finish()),
             Arc::new(self.pod_uid.finish()),
@@ -214,7 +213,7 @@ fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let (mut trunc, mut fileless) = (BooleanBuilder::new(), BooleanBuilder::new());
     for r in rows {
         let e = &r.raw;
-        keys.push(r.time, node, e.cgroup_id, r.identity.as_deref());
+        keys.push(r.time, e.cgroup_id, r.identity.as_deref());
         id.append_value(r.exec_id);
         parent.append_option(r.parent_exec_id);
         pid.append_value(e.pid);
@@ -233,7 +232,7 @@ fn exec_batch(rows: &[ExecRow], node: &str) -> Result<RecordBatch, ArrowError> {
         netns.append_value(e.netns);
         fileless.append_value(e.fileless);
     }
-    let mut cols = keys.finish();
+    let mut cols = keys.finish(node);
     cols.extend([
         Arc::new(id.finish()) as ArrayRef,
         Arc::new(parent.finish()),
@@ -260,16 +259,23 @@ fn exit_batch(rows: &[ExitRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let mut pid = UInt32Builder::new();
     let (mut code, mut sig) = (Int32Builder::new(), Int32Builder::new());
     for r in rows {
-        keys.push(r.time, node, r.raw.cgroup_id, r.identity.as_deref());
+        keys.push(r.time, r.raw.cgroup_id, r.identity.as_deref());
         id.append_option(r.exec_id);
         pid.append_value(r.raw.pid);
         code.append_value(r.raw.exit_code);
         sig.append_value(r.raw.signal);
         dur.append_option(r.duration_ns);
     }
-    let mut cols = keys.finish();
+    let mut cols = keys.finish(node);
     cols.extend([Arc::new(id.finish()) as ArrayRef, Arc::new(pid.finish()), Arc::new(code.finish()), Arc::new(sig.finish()), Arc::new(dur.finish())]);
     RecordBatch::try_new(PROCESS_EXIT.arrow_schema(), cols)
+}
+
+/// A text column holding `value` on each of `n` rows, built in one go (a
+/// builder append per row copies the few bytes through a call each).
+fn repeated(value: &str, n: usize) -> ArrayRef {
+    let offsets = arrow::buffer::OffsetBuffer::<i32>::from_lengths(std::iter::repeat_n(value.len(), n));
+    Arc::new(arrow::array::StringArray::new(offsets, arrow::buffer::Buffer::from(value.repeat(n).into_bytes()), None))
 }
 
 /// `rows` in the order a sealed segment keeps them: `pod_uid` (host rows
@@ -293,12 +299,17 @@ fn in_key_order<R>(rows: &[R], key: impl Fn(&R) -> (Option<&PodIdentity>, u64, i
 
 /// An address as text, written into one reused buffer: `Ipv4Addr::to_string`
 /// (the formatting machinery and an allocation per address) was a fifth of the
-/// recorder's CPU under a connect storm.
+/// recorder's CPU under a connect storm. The last address is remembered: asked
+/// for again, its text is not rebuilt.
 #[derive(Default)]
-struct IpText(String);
+struct IpText(String, Option<std::net::IpAddr>);
 
 impl IpText {
     fn get(&mut self, ip: &std::net::IpAddr) -> &str {
+        if self.1 == Some(*ip) {
+            return &self.0;
+        }
+        self.1 = Some(*ip);
         self.0.clear();
         match ip {
             std::net::IpAddr::V4(v4) => {
@@ -330,33 +341,34 @@ fn conn_batch(rows: &[ConnRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let text = |bytes: usize| StringBuilder::with_capacity(n, n * bytes);
     let (u64b, u32b, u16b) = (|| UInt64Builder::with_capacity(n), || UInt32Builder::with_capacity(n), || UInt16Builder::with_capacity(n));
-    let mut ip_text = IpText::default();
+    // One per address column: each keeps its last text (rows are in pod
+    // order, so a pod's own address repeats row after row).
+    let (mut sip_text, mut dip_text, mut oip_text, mut nip_text) = (IpText::default(), IpText::default(), IpText::default(), IpText::default());
     let mut keys = Keys::with_capacity(n);
-    let (mut event, mut comm, mut proto, mut fam, mut err) = (text(8), text(16), text(3), text(4), text(0));
+    let (mut event, mut comm, mut fam, mut err) = (text(8), text(16), text(4), text(0));
     let (mut id, mut cookie, mut bs, mut br, mut dur) = (u64b(), u64b(), u64b(), u64b(), u64b());
     let (mut pid, mut netns) = (u32b(), u32b());
     let (mut sip, mut dip, mut oip, mut nip) = (text(12), text(12), text(12), text(12));
     let (mut sport, mut dport, mut oport, mut nport) = (u16b(), u16b(), u16b(), u16b());
     for r in rows {
         let c = &r.raw;
-        keys.push(r.time, node, c.cgroup_id, r.identity.as_deref());
+        keys.push(r.time, c.cgroup_id, r.identity.as_deref());
         event.append_value(c.event);
         id.append_option(r.exec_id);
         pid.append_option(c.owner.as_ref().map(|o| o.0));
         comm.append_option(c.owner.as_ref().map(|o| o.1.as_str()));
-        proto.append_value("tcp");
         fam.append_value(c.family);
-        sip.append_value(ip_text.get(&c.src.0));
+        sip.append_value(sip_text.get(&c.src.0));
         sport.append_value(c.src.1);
-        dip.append_value(ip_text.get(&c.dst.0));
+        dip.append_value(dip_text.get(&c.dst.0));
         dport.append_value(c.dst.1);
         match &c.orig_dst {
-            Some(a) => oip.append_value(ip_text.get(&a.0)),
+            Some(a) => oip.append_value(oip_text.get(&a.0)),
             None => oip.append_null(),
         }
         oport.append_option(c.orig_dst.map(|a| a.1));
         match &c.nat_dst {
-            Some(a) => nip.append_value(ip_text.get(&a.0)),
+            Some(a) => nip.append_value(nip_text.get(&a.0)),
             None => nip.append_null(),
         }
         nport.append_option(c.nat_dst.map(|a| a.1));
@@ -367,13 +379,13 @@ fn conn_batch(rows: &[ConnRow], node: &str) -> Result<RecordBatch, ArrowError> {
         dur.append_option(c.bytes.map(|b| b.2));
         err.append_option(c.error.as_deref());
     }
-    let mut cols = keys.finish();
+    let mut cols = keys.finish(node);
     cols.extend([
         Arc::new(event.finish()) as ArrayRef,
         Arc::new(id.finish()),
         Arc::new(pid.finish()),
         Arc::new(comm.finish()),
-        Arc::new(proto.finish()),
+        repeated("tcp", n),
         Arc::new(fam.finish()),
         Arc::new(sip.finish()),
         Arc::new(sport.finish()),
@@ -407,7 +419,7 @@ fn priv_batch(rows: &[PrivRow], node: &str) -> Result<RecordBatch, ArrowError> {
     for r in rows {
         let p = &r.raw;
         let d = detail(p);
-        keys.push(r.time, node, p.cgroup_id, r.identity.as_deref());
+        keys.push(r.time, p.cgroup_id, r.identity.as_deref());
         kind.append_value(p.kind);
         id.append_option(r.exec_id);
         pid.append_value(p.pid);
@@ -439,7 +451,7 @@ fn priv_batch(rows: &[PrivRow], node: &str) -> Result<RecordBatch, ArrowError> {
         bpf_type.append_option(d.bpf_type);
         file.append_option(d.file);
     }
-    let mut cols = keys.finish();
+    let mut cols = keys.finish(node);
     cols.extend([
         Arc::new(kind.finish()) as ArrayRef,
         Arc::new(id.finish()),
@@ -484,7 +496,7 @@ fn cap_batch(rows: &[CapRow], node: &str) -> Result<RecordBatch, ArrowError> {
     let mut first = TimestampNanosecondBuilder::new().with_timezone("UTC");
     for r in rows {
         let d = &r.delta;
-        keys.push(r.time, node, d.cgroup_id, r.identity.as_deref());
+        keys.push(r.time, d.cgroup_id, r.identity.as_deref());
         name.append_value(cap_name(d.cap));
         cap.append_value(u8::try_from(d.cap).unwrap_or(u8::MAX));
         granted.append_value(d.granted);
@@ -492,7 +504,7 @@ fn cap_batch(rows: &[CapRow], node: &str) -> Result<RecordBatch, ArrowError> {
         unrec.append_value(d.denied_unrecorded);
         first.append_value(r.first_seen);
     }
-    let mut cols = keys.finish();
+    let mut cols = keys.finish(node);
     cols.extend([
         Arc::new(name.finish()) as ArrayRef,
         Arc::new(cap.finish()),
@@ -531,6 +543,9 @@ mod tests {
         let cg = batch.column_by_name("cgroup_id").unwrap().as_primitive::<UInt64Type>();
         let time = batch.column_by_name("time").unwrap().as_primitive::<TimestampNanosecondType>();
         let pid = batch.column_by_name("pid").unwrap().as_primitive::<UInt32Type>();
+        let node = batch.column_by_name("node").unwrap().as_string::<i32>();
+        assert_eq!((node.len(), node.null_count()), (rows.len(), 0));
+        assert!(node.iter().all(|n| n == Some("n1")), "{node:?}");
         let got: Vec<(Option<&str>, u64, i64, u32)> = (0..batch.num_rows()).map(|i| (uid.is_valid(i).then(|| uid.value(i)), cg.value(i), time.value(i), pid.value(i))).collect();
         assert_eq!(
             got,
@@ -551,10 +566,14 @@ mod tests {
     fn ip_text_is_what_std_prints() {
         let mut t = IpText::default();
         for o in 0..=255u8 {
-            for ip in [Ipv4Addr::new(o, 0, 9, 10), Ipv4Addr::new(10, o, 99, o), Ipv4Addr::new(255, 100, o, 1)] {
+            for ip in [Ipv4Addr::new(o, 0, 9, 10), Ipv4Addr::new(10, o, 99, o), Ipv4Addr::new(10, o, 99, o), Ipv4Addr::new(255, 100, o, 1)] {
                 assert_eq!(t.get(&IpAddr::V4(ip)), ip.to_string());
             }
         }
+        // The remembered address is the one asked for, not just any earlier one.
+        assert_eq!(t.get(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))), "10.0.0.1");
+        assert_eq!(t.get(&IpAddr::V6(Ipv6Addr::LOCALHOST)), "::1");
+        assert_eq!(t.get(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))), "10.0.0.1");
         for ip in [Ipv6Addr::LOCALHOST, "fd00:10:244::2".parse().unwrap(), "::ffff:10.244.1.2".parse().unwrap()] {
             assert_eq!(t.get(&IpAddr::V6(ip)), ip.to_string());
         }
