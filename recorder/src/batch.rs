@@ -282,7 +282,7 @@ fn repeated(value: &str, n: usize) -> ArrayRef {
 /// first), `cgroup_id`, `time`; stable. The store sorts again when it seals, so
 /// this order is never relied on for correctness; it lets the seal write a
 /// segment's batches as a few long sorted runs instead of gathering every row.
-/// Rows mostly arrive in this order already (one pass then).
+/// When they already are in this order (one pod's storm), the sort is one pass.
 fn in_key_order<R>(rows: &[R], key: impl Fn(&R) -> (Option<&PodIdentity>, u64, i64)) -> Vec<&R> {
     let mut out: Vec<&R> = rows.iter().collect();
     out.sort_by(|a, b| {

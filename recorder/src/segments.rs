@@ -233,8 +233,9 @@ impl SegmentStore {
     /// Make every appended row durable (and visible to readers): in the hot
     /// tail, or, for a segment already past half its size limit, by sealing it
     /// now (its rows would otherwise be written to the hot file only to be
-    /// sealed moments later: under a storm that skips a third of the hot
-    /// tail's writes). The recorder calls this about once a second.
+    /// sealed moments later; under a storm, where a flush fills half a
+    /// segment, most rows never go through the hot file). The recorder calls
+    /// this about once a second.
     pub fn flush(&mut self) -> Result<()> {
         let full: Vec<&'static str> = self
             .open
