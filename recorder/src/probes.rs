@@ -28,6 +28,19 @@ enum Attach {
     FExit(&'static str),
 }
 
+impl Attach {
+    /// The attach point as messages name it.
+    fn point(self, cgroup_root: &Path) -> String {
+        match self {
+            Attach::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
+            Attach::CgroupRoot(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
+            Attach::Tracepoint(cat, name) => format!("tracepoint/{cat}/{name}"),
+            Attach::FEntry(f) => format!("fentry/{f}"),
+            Attach::FExit(f) => format!("fexit/{f}"),
+        }
+    }
+}
+
 /// Whether a program the kernel cannot attach stops the recorder.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Need {
@@ -156,11 +169,7 @@ fn attach_fentry_mode(ebpf: &mut Ebpf, btf: &Btf, kallsyms: &std::collections::H
     // `bpf` last: podtraild's own attaches before it are not recorded.
     let ordered = FENTRY_PROGRAMS.iter().filter(|p| p.2 != "bpf").chain(FENTRY_PROGRAMS.iter().filter(|p| p.2 == "bpf"));
     for &(program, attach, syscall) in ordered {
-        let (Attach::FEntry(function) | Attach::FExit(function)) = attach else { continue };
-        let point = match attach {
-            Attach::FEntry(_) => format!("fentry/{function}"),
-            _ => format!("fexit/{function}"),
-        };
+        let point = attach.point(Path::new("/"));
         if !kallsyms.contains(format!("__x64_sys_{syscall}").as_str()) {
             skipped.push(format!("{program} ({point}): this kernel has no {syscall} syscall"));
             continue;
@@ -444,13 +453,7 @@ impl Probes {
                         }
                     }
                 }
-                let point = match attach {
-                    Attach::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
-                    Attach::CgroupRoot(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
-                    Attach::Tracepoint(cat, name) => format!("tracepoint/{cat}/{name}"),
-                    Attach::FEntry(f) => format!("fentry/{f}"),
-                    Attach::FExit(f) => format!("fexit/{f}"),
-                };
+                let point = attach.point(cgroup_root);
                 if syscalls_by_fentry && matches!(attach, Attach::Tracepoint("syscalls", _)) {
                     continue;
                 }

@@ -234,7 +234,9 @@ impl SegmentStore {
     /// tail, or, for a segment already past half its size limit, by sealing it
     /// now (its rows would otherwise be written to the hot file only to be
     /// sealed moments later; under a storm, where a flush fills half a
-    /// segment, most rows never go through the hot file). The recorder calls
+    /// segment, most rows never go through the hot file). A seal that fails
+    /// here falls back to the hot file, so its rows are durable all the same;
+    /// the error comes back when the segment must be sealed. The recorder calls
     /// this about once a second.
     pub fn flush(&mut self) -> Result<()> {
         let full: Vec<&'static str> = self
@@ -244,7 +246,9 @@ impl SegmentStore {
             .map(|(t, _)| *t)
             .collect();
         for t in full {
-            self.seal(t)?;
+            if let Err(e) = self.seal(t) {
+                tracing::warn!(table = t, error = %e, "sealing a half-full segment failed; its rows go to the hot file instead");
+            }
         }
         let dir = &self.cfg.data_dir;
         for seg in self.open.values_mut() {

@@ -221,6 +221,28 @@ fn a_flush_seals_a_segment_past_half_its_size_limit_instead_of_writing_its_hot_f
 }
 
 #[test]
+fn a_seal_that_fails_at_a_flush_leaves_the_rows_in_the_hot_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batch = exits(T0, 1_000, 300);
+    let mut cfg = StoreConfig::new(tmp.path(), "n1");
+    cfg.max_segment_bytes = batch.get_array_memory_size();
+    let (mut s, _) = SegmentStore::open(cfg.clone()).unwrap();
+    // A file where the segment's hour directory must go: the seal cannot write.
+    let hour_dir = tmp.path().join(layout::segment_rel_path("process_exit", T0, "x").parent().unwrap());
+    std::fs::create_dir_all(hour_dir.parent().unwrap()).unwrap();
+    std::fs::write(&hour_dir, b"in the way").unwrap();
+    s.append("process_exit", batch).unwrap();
+    s.flush().expect("the flush falls back to the hot file");
+    assert_eq!((s.stats().hot_flushes, s.stats().segments_sealed), (1, 0));
+    // As after a crash: the hot file holds every row, recovery seals them.
+    drop(s);
+    std::fs::remove_file(&hour_dir).unwrap();
+    let (_s, report) = SegmentStore::open(cfg).unwrap();
+    assert_eq!(report.hot_segments_sealed, 1);
+    assert_eq!(sealed_rows(tmp.path()), 300);
+}
+
+#[test]
 fn crash_after_flush_recovers_every_flushed_row() {
     let tmp = tempfile::tempdir().unwrap();
     let mut s = store(tmp.path());

@@ -45,8 +45,9 @@ enum Cmd {
     },
     /// CPU per row of the recorder's store work on real rows: the `net_conn`
     /// segments of a podtraild data dir, re-appended in time order in batches of
-    /// the recorder's early-flush size, each batch flushed to the hot tail, sealed
-    /// at the recorder's segment size. Thread CPU time, median of the runs.
+    /// the recorder's early-flush size with a flush after each, at the recorder's
+    /// segment size (so hot-tail writes and seals happen where the recorder's
+    /// would). Thread CPU time, median of the runs.
     Seal {
         /// A data dir podtraild recorded into (its sealed `net_conn` segments are
         /// read). When it has no catalog, podtraild records 12 s of connections
@@ -206,9 +207,10 @@ fn seal(from: &Path, runs: usize) -> anyhow::Result<()> {
         println!("seal: recording 12 s of connections on 127.0.0.1 into {} (once)", from.display());
         let rec = start_podtraild(from, &["--no-cri"])?;
         std::thread::sleep(Duration::from_secs(3));
-        connect_at_rate(20_000, 12)?;
+        let made = connect_at_rate(20_000, 12);
         std::thread::sleep(Duration::from_millis(1500));
         stop_podtraild(rec)?;
+        made?;
     }
     let catalog = podtrail_schema::catalog::Catalog::open_ro(&podtrail_schema::layout::catalog_path(from))?;
     let mut batches = Vec::new();
@@ -230,7 +232,7 @@ fn seal(from: &Path, runs: usize) -> anyhow::Result<()> {
     let span_s = (t.value(n - 1) - t.value(0)) as f64 / 1e9;
     let step = podtrail_recorder::run::MAX_PENDING_ROWS;
     println!(
-        "seal: {n} net_conn rows recorded over {span_s:.1} s from {}; batches of {step} rows, hot flush after each, segments of {} MiB; thread CPU, median of {runs}",
+        "seal: {n} net_conn rows recorded over {span_s:.1} s from {}; batches of {step} rows, a flush after each, segments of {} MiB; thread CPU, median of {runs}",
         from.display(),
         podtrail_recorder::run::RECORDER_SEGMENT_BYTES >> 20
     );
