@@ -104,16 +104,19 @@ impl Batcher {
 }
 
 /// Builders of the columns every event row starts with.
-struct Keys {
+struct Keys<'a> {
     time: TimestampNanosecondBuilder,
     cgroup: UInt64Builder,
     container_id: StringBuilder,
     pod_uid: StringBuilder,
     pod_name: StringBuilder,
     pod_namespace: StringBuilder,
+    /// The identity of the last rows pushed and how many in a row had it (rows
+    /// come sorted by pod): its four columns are appended once per run.
+    run: (Option<&'a PodIdentity>, usize),
 }
 
-impl Keys {
+impl<'a> Keys<'a> {
     fn new() -> Self {
         Keys::with_capacity(0)
     }
@@ -127,19 +130,43 @@ impl Keys {
             pod_uid: text(),
             pod_name: text(),
             pod_namespace: text(),
+            run: (None, 0),
         }
     }
-    fn push(&mut self, time: i64, cgroup: u64, identity: Option<&PodIdentity>) {
+    fn push(&mut self, time: i64, cgroup: u64, identity: Option<&'a PodIdentity>) {
         self.time.append_value(time);
         self.cgroup.append_value(cgroup);
-        self.container_id.append_option(identity.and_then(|i| i.container_id.as_deref()));
-        self.pod_uid.append_option(identity.map(|i| &i.pod_uid));
-        self.pod_name.append_option(identity.and_then(|i| i.pod_name.as_deref()));
-        self.pod_namespace.append_option(identity.and_then(|i| i.pod_namespace.as_deref()));
+        let same = match (self.run.0, identity) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if !same {
+            self.end_run();
+            self.run.0 = identity;
+        }
+        self.run.1 += 1;
+    }
+    /// Append the current run's identity columns.
+    fn end_run(&mut self) {
+        let (identity, n) = std::mem::replace(&mut self.run, (None, 0));
+        if n == 0 {
+            return;
+        }
+        fn text(b: &mut StringBuilder, value: Option<&str>, n: usize) {
+            match value {
+                Some(v) => b.append_value_n(v, n),
+                None => b.append_nulls(n),
+            }
+        }
+        text(&mut self.container_id, identity.and_then(|i| i.container_id.as_deref()), n);
+        text(&mut self.pod_uid, identity.map(|i| i.pod_uid.as_str()), n);
+        text(&mut self.pod_name, identity.and_then(|i| i.pod_name.as_deref()), n);
+        text(&mut self.pod_namespace, identity.and_then(|i| i.pod_namespace.as_deref()), n);
     }
     /// In schema order: time, node (the same on every row), cgroup_id,
     /// container_id, pod_uid, pod_name, pod_namespace.
     fn finish(mut self, node: &str) -> Vec<ArrayRef> {
+        self.end_run();
         let n = arrow::array::ArrayBuilder::len(&self.time);
         vec![
             Arc::new(self.time.finish()),
@@ -356,7 +383,7 @@ fn conn_batch(rows: &[ConnRow], node: &str) -> Result<RecordBatch, ArrowError> {
         event.append_value(c.event);
         id.append_option(r.exec_id);
         pid.append_option(c.owner.as_ref().map(|o| o.0));
-        comm.append_option(c.owner.as_ref().map(|o| o.1.as_str()));
+        comm.append_option(c.owner.as_ref().map(|o| o.1.text()));
         fam.append_value(c.family);
         sip.append_value(sip_text.get(&c.src.0));
         sport.append_value(c.src.1);

@@ -3,10 +3,11 @@
 //! Invariant: a record whose length or fields do not fit its kind is an error
 //! (counted by the caller as loss), never a guessed row.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use podtrail_ebpf::{
-    ARGS_MAX, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
+    ARGS_MAX, COMM_LEN, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
     CWD_MAX, EXEC_ARGS_TRUNCATED, EXEC_CWD_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
     KIND_FORK, KIND_PRIV, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
 };
@@ -51,12 +52,42 @@ pub struct ForkRaw {
     pub time_boot_ns: u64,
 }
 
+/// A task's command name as the kernel keeps it (`TASK_COMM_LEN` bytes, NUL
+/// padded), held inline: a connection storm's rows allocate nothing for it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Comm([u8; COMM_LEN]);
+
+impl Comm {
+    /// The name up to its NUL; bytes that are not UTF-8 become U+FFFD (the
+    /// text is borrowed when they all are, as they nearly always are).
+    pub fn text(&self) -> Cow<'_, str> {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
+        String::from_utf8_lossy(&self.0[..end])
+    }
+}
+
+/// The first `COMM_LEN` bytes of `name`, as the kernel would keep them.
+impl From<&str> for Comm {
+    fn from(name: &str) -> Self {
+        let mut b = [0u8; COMM_LEN];
+        let n = name.len().min(COMM_LEN);
+        b[..n].copy_from_slice(&name.as_bytes()[..n]);
+        Comm(b)
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.text().fmt(f)
+    }
+}
+
 /// One TCP lifecycle event, addresses as the socket saw them (pre-NAT).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnRaw {
     pub event: &'static str,
     /// The process that called connect(), when the connect hook saw it.
-    pub owner: Option<(u32, String)>,
+    pub owner: Option<(u32, Comm)>,
     pub family: &'static str,
     pub netns: u32,
     pub time_boot_ns: u64,
@@ -242,7 +273,7 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
             let has = |f: u32| e.flags & f != 0;
             Ok(RawEvent::Conn(ConnRaw {
                 event,
-                owner: has(CONN_HAS_OWNER).then(|| (e.pid, cstr(&e.comm))),
+                owner: has(CONN_HAS_OWNER).then_some((e.pid, Comm(e.comm))),
                 family,
                 netns: e.netns,
                 time_boot_ns: e.time_ns,

@@ -216,7 +216,12 @@ impl Identity {
             .chain(b.conn[c0..].iter().map(|r| r.raw.cgroup_id))
             .chain(b.privs[st.privs..].iter().map(|r| r.raw.cgroup_id))
             .chain(b.caps[st.caps..].iter().map(|r| r.delta.cgroup_id));
-        let missing: Vec<u64> = ids.filter(|id| !self.cgroups.contains_key(id) && self.unknown.get(id).is_none_or(|&t| now - t > UNKNOWN_RETRY_NS)).collect();
+        // A storm's rows repeat one cgroup row after row: each run is checked once.
+        let mut prev = None;
+        let missing: Vec<u64> = ids
+            .filter(|&id| prev.replace(id) != Some(id))
+            .filter(|id| !self.cgroups.contains_key(id) && self.unknown.get(id).is_none_or(|&t| now - t > UNKNOWN_RETRY_NS))
+            .collect();
         if !missing.is_empty() {
             if !force && now - self.last_walk < MIN_WALK_INTERVAL_NS {
                 return;
@@ -242,50 +247,63 @@ impl Identity {
             }
         }
         // First sighting per cgroup and per (address, pod) in this call: what
-        // may open an interval. Rows of already-known pods cost a lookup each.
-        let mut seen: HashMap<u64, i64> = HashMap::new();
-        let mut note = |t: i64, cg: u64| {
-            let e = seen.entry(cg).or_insert(t);
-            *e = (*e).min(t);
-        };
+        // may open an interval. Rows of already-known pods cost a lookup per
+        // run of rows of one cgroup.
+        let mut seen: Earliest<u64, ()> = Earliest::default();
+        let mut last = None;
         for r in &mut b.exec[e0..] {
-            r.identity = self.lookup(r.raw.cgroup_id);
-            note(r.time, r.raw.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id);
+            seen.note(r.raw.cgroup_id, r.time, || ());
         }
         for r in &mut b.exit[x0..] {
-            r.identity = self.lookup(r.raw.cgroup_id);
-            note(r.time, r.raw.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id);
+            seen.note(r.raw.cgroup_id, r.time, || ());
         }
         for r in &mut b.privs[st.privs..] {
-            r.identity = self.lookup(r.raw.cgroup_id);
-            note(r.time, r.raw.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id);
+            seen.note(r.raw.cgroup_id, r.time, || ());
         }
         for r in &mut b.caps[st.caps..] {
-            r.identity = self.lookup(r.delta.cgroup_id);
-            note(r.time, r.delta.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.delta.cgroup_id);
+            seen.note(r.delta.cgroup_id, r.time, || ());
         }
-        let mut addrs: HashMap<(IpAddr, *const PodIdentity), (i64, Arc<PodIdentity>)> = HashMap::new();
+        let mut addrs: Earliest<(IpAddr, *const PodIdentity), Arc<PodIdentity>> = Earliest::default();
         for r in &mut b.conn[c0..] {
-            r.identity = self.lookup(r.raw.cgroup_id);
-            note(r.time, r.raw.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id);
+            seen.note(r.raw.cgroup_id, r.time, || ());
             if let Some(id) = &r.identity {
                 if r.raw.netns != self.host_netns && is_pod_address(r.raw.src.0) {
-                    let e = addrs.entry((r.raw.src.0, Arc::as_ptr(id))).or_insert_with(|| (r.time, Arc::clone(id)));
-                    e.0 = e.0.min(r.time);
+                    addrs.note((r.raw.src.0, Arc::as_ptr(id)), r.time, || Arc::clone(id));
                 }
             }
         }
         b.mark_stamped();
         // Oldest first, so intervals open at the earliest event that shows them.
-        let mut seen: Vec<(i64, u64)> = seen.into_iter().map(|(cg, t)| (t, cg)).collect();
-        seen.sort_unstable();
-        for (t, cg) in seen {
+        for (t, cg, ()) in seen.into_oldest_first() {
             self.observe_cgroup(t, cg);
         }
-        let mut addrs: Vec<(i64, IpAddr, Arc<PodIdentity>)> = addrs.into_iter().map(|((ip, _), (t, id))| (t, ip, id)).collect();
-        addrs.sort_by_key(|a| a.0);
-        for (t, ip, id) in addrs {
+        for (t, (ip, _), id) in addrs.into_oldest_first() {
             self.observe_ip(t, ip, &id);
+        }
+    }
+
+    /// [`Identity::lookup`], remembering the last cgroup looked up (`last`)
+    /// and what it gave: a storm's rows repeat one cgroup row after row, and
+    /// each such row then costs no hash lookup. Unresolved rows are counted
+    /// one by one as before.
+    #[allow(clippy::option_option)] // outer: not in the map; inner: a host cgroup
+    fn lookup_run(&mut self, last: &mut Option<(u64, Option<Option<Arc<PodIdentity>>>)>, cgroup_id: u64) -> Option<Arc<PodIdentity>> {
+        let found = match last {
+            Some((id, found)) if *id == cgroup_id => found,
+            _ => &mut last.insert((cgroup_id, self.cgroups.get(&cgroup_id).map(|r| r.identity.clone()))).1,
+        };
+        match found {
+            Some(identity) => identity.clone(),
+            None => {
+                self.stats.unresolved_rows += 1;
+                self.unresolved_window += 1;
+                None
+            }
         }
     }
 
@@ -293,17 +311,6 @@ impl Identity {
     /// before it could be resolved): a gap to count as loss.
     pub fn take_unresolved(&mut self) -> u64 {
         std::mem::take(&mut self.unresolved_window)
-    }
-
-    fn lookup(&mut self, cgroup_id: u64) -> Option<Arc<PodIdentity>> {
-        match self.cgroups.get(&cgroup_id) {
-            Some(r) => r.identity.clone(),
-            None => {
-                self.stats.unresolved_rows += 1;
-                self.unresolved_window += 1;
-                None
-            }
-        }
     }
 
     fn observe_cgroup(&mut self, t: i64, cgroup_id: u64) {
@@ -455,6 +462,47 @@ impl Identity {
             }
         }
         tracing::debug!(cgroups.new = found, cgroups.known = self.cgroups.len(), "walked the cgroup v2 tree");
+    }
+}
+
+/// The earliest time per key, for keys that come in runs (rows of one cgroup,
+/// of one address): a run costs one map update, not one per row.
+struct Earliest<K, V> {
+    map: HashMap<K, (i64, V)>,
+    run: Option<(K, i64, V)>,
+}
+
+impl<K, V> Default for Earliest<K, V> {
+    fn default() -> Self {
+        Earliest { map: HashMap::new(), run: None }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Ord + Copy, V> Earliest<K, V> {
+    /// `key` was seen at `t`; `value` is kept from its first sighting.
+    fn note(&mut self, key: K, t: i64, value: impl FnOnce() -> V) {
+        match &mut self.run {
+            Some((k, first, _)) if *k == key => *first = (*first).min(t),
+            _ => {
+                self.end_run();
+                self.run = Some((key, t, value()));
+            }
+        }
+    }
+
+    fn end_run(&mut self) {
+        if let Some((k, t, v)) = self.run.take() {
+            let e = self.map.entry(k).or_insert((t, v));
+            e.0 = e.0.min(t);
+        }
+    }
+
+    /// (time, key, value), oldest first (ties by key).
+    fn into_oldest_first(mut self) -> Vec<(i64, K, V)> {
+        self.end_run();
+        let mut out: Vec<(i64, K, V)> = self.map.into_iter().map(|(k, (t, v))| (t, k, v)).collect();
+        out.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        out
     }
 }
 

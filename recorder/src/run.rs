@@ -353,10 +353,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                 pass.take_into(&mut events_in, &mut decode_errors_window);
             }
         }
-        let events = std::mem::take(&mut events_in);
-        // Several ring buffers: restore kernel order within the pass. Events are
-        // large, so an order of indices is sorted, not the events (ties keep
-        // the order in which the buffers gave them).
+        let mut events = std::mem::take(&mut events_in);
+        // Several ring buffers: restore kernel order within the pass (stable:
+        // ties keep the order in which the buffers gave them). A pass of one
+        // buffer is nearly always in order already: then this is one scan
+        // (events are large; the sort's scratch space is not even allocated).
         let time_of = |ev: &RawEvent| match ev {
             RawEvent::Exec(e) => e.time_boot_ns,
             RawEvent::Exit(e) => e.time_boot_ns,
@@ -364,10 +365,10 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             RawEvent::Conn(c) => c.time_boot_ns,
             RawEvent::Priv(p) => p.time_boot_ns,
         };
-        let mut order: Vec<(u64, u32)> = events.iter().enumerate().map(|(i, ev)| (time_of(ev), i as u32)).collect();
-        order.sort_unstable();
-        let mut slots: Vec<Option<RawEvent>> = events.into_iter().map(Some).collect();
-        for ev in order.into_iter().filter_map(|(_, i)| slots[i as usize].take()) {
+        if !events.is_sorted_by_key(time_of) {
+            events.sort_by_key(time_of);
+        }
+        for ev in events {
             match ev {
                 RawEvent::Exec(e) => {
                     let (img, parent) = procs.on_exec(&e);

@@ -134,7 +134,7 @@ impl Builder {
         let a = |(ip, port): (&str, u16)| (ip.parse::<IpAddr>().expect("fixture IP"), port);
         let raw = ConnRaw {
             event,
-            owner: p.map(|p| (p.pid, "proc".to_string())),
+            owner: p.map(|p| (p.pid, "proc".into())),
             family: "ipv4",
             netns: pod.netns,
             time_boot_ns: 0,

@@ -727,7 +727,7 @@ impl Synth {
             identity,
             raw: ConnRaw {
                 event: r.event,
-                owner: r.pid.map(|p| (p, r.comm.unwrap_or_default().to_string())),
+                owner: r.pid.map(|p| (p, r.comm.unwrap_or_default().into())),
                 family: "ipv4",
                 netns: r.netns,
                 time_boot_ns: 0,
