@@ -148,7 +148,7 @@ impl<'a> Keys<'a> {
     }
     /// Append the current run's identity columns.
     fn end_run(&mut self) {
-        let (identity, n) = std::mem::replace(&mut self.run, (None, 0));
+        let (identity, n) = std::mem::take(&mut self.run);
         if n == 0 {
             return;
         }
@@ -183,26 +183,29 @@ impl<'a> Keys<'a> {
 impl Batcher {
     /// Drain the pending rows into batches (table name, batch).
     pub fn take(&mut self, node: &str) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
-        self.take_except(node, |_| false)
+        self.take_except(node, None)
     }
 
     /// Drain the pending rows into batches, except the ones `hold` keeps for a
     /// later call (rows waiting for their pod's metadata). Kept rows stay stamped.
-    pub fn take_except(&mut self, node: &str, hold: impl Fn(Option<&PodIdentity>) -> bool) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
+    /// `None`: no row can be held (no pod waits), and none is looked at.
+    pub fn take_except(&mut self, node: &str, hold: Option<&dyn Fn(Option<&PodIdentity>) -> bool>) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
         // Rows are large: move them only when some really stay behind.
-        fn split<R>(rows: &mut Vec<R>, held: impl Fn(&R) -> bool) -> Vec<R> {
-            if !rows.iter().any(&held) {
+        fn split<R>(rows: &mut Vec<R>, hold: Option<&dyn Fn(Option<&PodIdentity>) -> bool>, identity: impl Fn(&R) -> Option<&PodIdentity>) -> Vec<R> {
+            let Some(hold) = hold else { return std::mem::take(rows) };
+            let held = |r: &R| hold(identity(r));
+            if !rows.iter().any(held) {
                 return std::mem::take(rows);
             }
             let (keep, out): (Vec<R>, Vec<R>) = std::mem::take(rows).into_iter().partition(held);
             *rows = keep;
             out
         }
-        let exec = split(&mut self.exec, |r| hold(r.identity.as_deref()));
-        let exit = split(&mut self.exit, |r| hold(r.identity.as_deref()));
-        let mut conn = split(&mut self.conn, |r| hold(r.identity.as_deref()));
-        let privs = split(&mut self.privs, |r| hold(r.identity.as_deref()));
-        let caps = split(&mut self.caps, |r| hold(r.identity.as_deref()));
+        let exec = split(&mut self.exec, hold, |r| r.identity.as_deref());
+        let exit = split(&mut self.exit, hold, |r| r.identity.as_deref());
+        let mut conn = split(&mut self.conn, hold, |r| r.identity.as_deref());
+        let privs = split(&mut self.privs, hold, |r| r.identity.as_deref());
+        let caps = split(&mut self.caps, hold, |r| r.identity.as_deref());
         self.mark_stamped();
         let mut out = Vec::new();
         if !exec.is_empty() {

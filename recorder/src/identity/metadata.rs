@@ -236,6 +236,12 @@ impl Identity {
         }
     }
 
+    /// Whether any row may wait for its pod's name (see [`Self::should_wait`]):
+    /// some pod seen recently has none yet and a metadata source may give it.
+    pub fn may_hold(&self) -> bool {
+        self.has_metadata_source() && !self.nameless_since.is_empty()
+    }
+
     /// Whether a row with this identity should wait for its pod's name: a
     /// metadata source is configured, it does not know the pod (yet), and the
     /// pod was first seen less than [`META_WAIT_NS`] ago.

@@ -66,6 +66,11 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Columns whose min/max never prunes anything: the same few values on every
+/// page (and `node` one value per file; the lake has it in its paths). Their
+/// statistics cost two string comparisons per value and are not kept.
+const NO_STATISTICS: [&str; 4] = ["node", "event", "protocol", "family"];
+
 pub fn writer_properties(def: &TableDef, segment_id: &str, cfg: &StoreConfig) -> WriterProperties {
     let schema = def.arrow_schema();
     let sorting = SORT_KEY
@@ -93,6 +98,9 @@ pub fn writer_properties(def: &TableDef, segment_id: &str, cfg: &StoreConfig) ->
             KeyValue::new("podtrail.table".into(), def.name.to_owned()),
             KeyValue::new("podtrail.segment_id".into(), segment_id.to_owned()),
         ]));
+    for col in NO_STATISTICS.into_iter().filter(|c| schema.index_of(c).is_ok()) {
+        b = b.set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
+    }
     for col in def.bloom_columns() {
         b = b
             .set_column_bloom_filter_enabled(ColumnPath::from(col), true)
