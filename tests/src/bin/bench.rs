@@ -57,6 +57,16 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// CPU per row of building `net_conn` batches from decoded rows (the
+    /// recorder's batch stage alone): a 127.0.0.1 connection storm's rows (4 per
+    /// connection, host cgroup) and the same rows in 50 pods. Thread CPU time,
+    /// median of the runs.
+    Batch {
+        #[arg(long, default_value_t = 50_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 9)]
+        runs: usize,
+    },
     /// Bytes on disk per row for each event table, against JSON lines.
     Size {
         #[arg(long, default_value_t = 2.0)]
@@ -141,6 +151,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Ingest { rows, zstd_level } => ingest(rows, zstd_level),
         Cmd::Seal { from, runs } => seal(&from, runs),
+        Cmd::Batch { rows, runs } => batch(rows, runs),
         Cmd::Size { hours } => size(hours),
         Cmd::Query { dir, runs } => query(&dir, runs),
         Cmd::Capture { execs, connects, runs } => capture(execs, connects, runs),
@@ -196,6 +207,74 @@ fn thread_cpu() -> Duration {
     // SAFETY: clock_gettime writes the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn batch(rows: usize, runs: usize) -> anyhow::Result<()> {
+    use podtrail_recorder::batch::{Batcher, ConnRow, PodIdentity};
+    use podtrail_recorder::decode::ConnRaw;
+    use std::net::{IpAddr, Ipv4Addr};
+    let pods: Vec<std::sync::Arc<PodIdentity>> = (0..50)
+        .map(|i| {
+            std::sync::Arc::new(PodIdentity {
+                container_id: Some(format!("{i:064x}")),
+                pod_uid: format!("6f1c2a3b-0000-4000-8000-{i:012x}"),
+                pod_name: Some(format!("web-7d9c-{i:05}")),
+                pod_namespace: Some("shop".into()),
+            })
+        })
+        .collect();
+    // What podtraild decodes for one connection on 127.0.0.1: connect (with
+    // its process), accept, and both closes with byte counts.
+    let make = |in_pods: bool| -> Vec<ConnRow> {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        (0..rows)
+            .map(|i| {
+                let conn = (i / 4) as u64;
+                let (event, owner, bytes) = match i % 4 {
+                    0 => ("connect", Some((4242, "podtrail-bench".into())), None),
+                    1 => ("accept", None, None),
+                    _ => ("close", None, Some((1000 + conn, 2000, 150_000))),
+                };
+                let port = 30000 + (conn % 30000) as u16;
+                let (src, dst) = if i % 4 == 1 || i % 4 == 3 { ((lo, 8080), (lo, port)) } else { ((lo, port), (lo, 8080)) };
+                let pod = in_pods.then(|| std::sync::Arc::clone(&pods[(conn % 50) as usize]));
+                ConnRow {
+                    time: 1_764_000_000_000_000_000 + i as i64 * 20_000,
+                    exec_id: owner.as_ref().map(|_| 77),
+                    identity: pod,
+                    raw: ConnRaw {
+                        event,
+                        owner,
+                        family: "ipv4",
+                        netns: 4026531840,
+                        time_boot_ns: i as u64 * 20_000,
+                        cgroup_id: if in_pods { 9000 + conn % 50 } else { 4242 },
+                        cookie: 1_000_000 + conn * 2 + (i % 2) as u64,
+                        src,
+                        dst,
+                        orig_dst: (i % 4 == 0).then_some((lo, 8080)),
+                        nat_dst: None,
+                        bytes,
+                        error: None,
+                    },
+                }
+            })
+            .collect()
+    };
+    println!("batch: {rows} net_conn rows per batch (a 127.0.0.1 connection storm, 4 rows per connection); thread CPU, median of {runs}");
+    for (what, in_pods) in [("host cgroup", false), ("50 pods", true)] {
+        let mut per_row = Vec::new();
+        for _ in 0..runs {
+            let mut b = Batcher { conn: make(in_pods), ..Default::default() };
+            b.mark_stamped();
+            let t0 = thread_cpu();
+            let out = b.take("bench-node")?;
+            per_row.push((thread_cpu() - t0).as_secs_f64() * 1e9 / rows as f64);
+            anyhow::ensure!(out.len() == 1 && out[0].1.num_rows() == rows, "net_conn batch of {rows} rows expected");
+        }
+        println!("batch: {what:<12} {:.0} ns/row", median_f(per_row));
+    }
+    Ok(())
 }
 
 fn seal(from: &Path, runs: usize) -> anyhow::Result<()> {
