@@ -81,6 +81,9 @@ pub struct Batcher {
     pub stamped: Stamped,
 }
 
+/// Whether a row with this identity stays for a later flush (see [`Batcher::take_except`]).
+pub type Hold<'a> = &'a dyn Fn(Option<&PodIdentity>) -> bool;
+
 /// Per table, how many leading rows of the [`Batcher`] are stamped.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stamped {
@@ -189,9 +192,9 @@ impl Batcher {
     /// Drain the pending rows into batches, except the ones `hold` keeps for a
     /// later call (rows waiting for their pod's metadata). Kept rows stay stamped.
     /// `None`: no row can be held (no pod waits), and none is looked at.
-    pub fn take_except(&mut self, node: &str, hold: Option<&dyn Fn(Option<&PodIdentity>) -> bool>) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
+    pub fn take_except(&mut self, node: &str, hold: Option<Hold<'_>>) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
         // Rows are large: move them only when some really stay behind.
-        fn split<R>(rows: &mut Vec<R>, hold: Option<&dyn Fn(Option<&PodIdentity>) -> bool>, identity: impl Fn(&R) -> Option<&PodIdentity>) -> Vec<R> {
+        fn split<R>(rows: &mut Vec<R>, hold: Option<Hold<'_>>, identity: impl Fn(&R) -> Option<&PodIdentity>) -> Vec<R> {
             let Some(hold) = hold else { return std::mem::take(rows) };
             let held = |r: &R| hold(identity(r));
             if !rows.iter().any(held) {

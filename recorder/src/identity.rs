@@ -501,7 +501,7 @@ impl<K: std::hash::Hash + Eq + Ord + Copy, V> Earliest<K, V> {
     fn into_oldest_first(mut self) -> Vec<(i64, K, V)> {
         self.end_run();
         let mut out: Vec<(i64, K, V)> = self.map.into_iter().map(|(k, (t, v))| (t, k, v)).collect();
-        out.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        out.sort_unstable_by_key(|x| (x.0, x.1));
         out
     }
 }

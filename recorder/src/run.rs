@@ -448,7 +448,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             // most) for its name; at shutdown nothing waits.
             // (When no pod waits, the rows are not even looked at.)
             let wait = |id: Option<&crate::batch::PodIdentity>| identity.should_wait(id, now);
-            let hold = (!stopping && identity.may_hold()).then_some(&wait as &dyn Fn(Option<&crate::batch::PodIdentity>) -> bool);
+            let hold = (!stopping && identity.may_hold()).then_some(&wait as crate::batch::Hold<'_>);
             for (table, batch) in batcher.take_except(&cfg.node, hold)? {
                 let n = batch.num_rows() as u64;
                 let counter = match table {
