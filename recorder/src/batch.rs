@@ -621,7 +621,7 @@ mod tests {
 
     #[test]
     fn batches_are_built_in_the_sealed_key_order_with_every_row() {
-        let pod = |uid: &str| Some(Arc::new(PodIdentity { pod_uid: uid.into(), ..Default::default() }));
+        let pod = |uid: &str| Some(Arc::new(PodIdentity { pod_uid: uid.into(), container_id: Some(format!("c-{uid}")), pod_name: Some(format!("name-{uid}")), pod_namespace: None }));
         let (b, a) = (pod("pod-b"), pod("pod-a"));
         // Arrival order: pods interleaved, the host's rows between, one pod's rows
         // in two cgroups, and a pod's later row before its earlier one.
@@ -640,6 +640,13 @@ mod tests {
         let node = batch.column_by_name("node").unwrap().as_string::<i32>();
         assert_eq!((node.len(), node.null_count()), (rows.len(), 0));
         assert!(node.iter().all(|n| n == Some("n1")), "{node:?}");
+        // The pod columns are appended once per run of rows of one identity:
+        // each row still has its own pod's values, host rows nulls.
+        let text = |name: &str| -> Vec<Option<String>> { batch.column_by_name(name).unwrap().as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect() };
+        let of_uid = |f: &dyn Fn(&str) -> String| -> Vec<Option<String>> { uid.iter().map(|u| u.map(f)).collect() };
+        assert_eq!(text("container_id"), of_uid(&|u| format!("c-{u}")));
+        assert_eq!(text("pod_name"), of_uid(&|u| format!("name-{u}")));
+        assert_eq!(text("pod_namespace"), vec![None; rows.len()]);
         let got: Vec<(Option<&str>, u64, i64, u32)> = (0..batch.num_rows()).map(|i| (uid.is_valid(i).then(|| uid.value(i)), cg.value(i), time.value(i), pid.value(i))).collect();
         assert_eq!(
             got,
@@ -654,6 +661,60 @@ mod tests {
                 (Some("pod-b"), 7, 50, 0),
             ]
         );
+    }
+
+    #[test]
+    fn net_conn_rows_keep_every_value_and_every_null() {
+        use crate::batch::ConnRow;
+        use crate::decode::ConnRaw;
+        use arrow::datatypes::UInt16Type;
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let connect = ConnRaw {
+            event: "connect",
+            owner: Some((77, "curl".into())),
+            family: "ipv4",
+            netns: 4026532001,
+            time_boot_ns: 0,
+            cgroup_id: 5,
+            cookie: 900,
+            src: (ip("10.244.1.2"), 40000),
+            dst: (ip("10.244.2.2"), 8080),
+            orig_dst: Some((ip("10.244.100.10"), 80)),
+            nat_dst: Some((ip("10.244.2.2"), 8080)),
+            bytes: None,
+            error: None,
+        };
+        let close = ConnRaw { event: "close", owner: None, orig_dst: None, nat_dst: None, bytes: Some((11, 22, 33)), ..connect.clone() };
+        let fail = ConnRaw { event: "fail", family: "ipv6", src: (ip("fd00::1"), 0), dst: (ip("fd00::2"), 443), orig_dst: None, nat_dst: None, error: Some("ECONNREFUSED".into()), ..connect.clone() };
+        let mut batcher = Batcher::default();
+        for (i, raw) in [connect, close, fail].into_iter().enumerate() {
+            batcher.conn.push(ConnRow { time: 100 + i as i64, exec_id: (i != 1).then_some(9), identity: None, raw });
+        }
+        let out = batcher.take("n1").unwrap();
+        let b = &out[0].1;
+        let text = |name: &str| -> Vec<Option<&str>> { b.column_by_name(name).unwrap().as_string::<i32>().iter().collect() };
+        let u16s = |name: &str| -> Vec<Option<u16>> { b.column_by_name(name).unwrap().as_primitive::<UInt16Type>().iter().collect() };
+        let u64s = |name: &str| -> Vec<Option<u64>> { b.column_by_name(name).unwrap().as_primitive::<UInt64Type>().iter().collect() };
+        assert_eq!(text("event"), [Some("connect"), Some("close"), Some("fail")]);
+        assert_eq!(text("comm"), [Some("curl"), None, Some("curl")]);
+        assert_eq!(b.column_by_name("pid").unwrap().as_primitive::<UInt32Type>().iter().collect::<Vec<_>>(), [Some(77), None, Some(77)]);
+        assert_eq!(u64s("exec_id"), [Some(9), None, Some(9)]);
+        assert_eq!(text("protocol"), [Some("tcp"); 3]);
+        assert_eq!(text("family"), [Some("ipv4"), Some("ipv4"), Some("ipv6")]);
+        assert_eq!(text("src_ip"), [Some("10.244.1.2"), Some("10.244.1.2"), Some("fd00::1")]);
+        assert_eq!(u16s("src_port"), [Some(40000), Some(40000), Some(0)]);
+        assert_eq!(text("dst_ip"), [Some("10.244.2.2"), Some("10.244.2.2"), Some("fd00::2")]);
+        assert_eq!(u16s("dst_port"), [Some(8080), Some(8080), Some(443)]);
+        assert_eq!(text("orig_dst_ip"), [Some("10.244.100.10"), None, None]);
+        assert_eq!(u16s("orig_dst_port"), [Some(80), None, None]);
+        assert_eq!(text("nat_dst_ip"), [Some("10.244.2.2"), None, None]);
+        assert_eq!(u16s("nat_dst_port"), [Some(8080), None, None]);
+        assert_eq!(u64s("socket_cookie"), [Some(900); 3]);
+        assert_eq!(u64s("bytes_sent"), [None, Some(11), None]);
+        assert_eq!(u64s("bytes_received"), [None, Some(22), None]);
+        assert_eq!(u64s("duration_ns"), [None, Some(33), None]);
+        assert_eq!(text("error"), [None, None, Some("ECONNREFUSED")]);
+        assert_eq!(text("pod_uid"), [None; 3]);
     }
 
     #[test]

@@ -448,6 +448,14 @@ mod tests {
     }
 
     #[test]
+    fn a_comm_is_its_bytes_up_to_the_nul_and_never_fails() {
+        assert_eq!(Comm(*b"curl\0\0\0\0\0\0\0\0\0\0\0\0").text(), "curl");
+        assert_eq!(Comm(*b"0123456789abcdef").text(), "0123456789abcdef", "16 bytes without a NUL");
+        assert_eq!(Comm(*b"a\xffb\0\0\0\0\0\0\0\0\0\0\0\0\0").text(), "a\u{fffd}b", "not UTF-8: replaced, not dropped");
+        assert_eq!(Comm::from("a-very-long-command-name"), Comm(*b"a-very-long-comm"));
+    }
+
+    #[test]
     fn exit_status_and_signal() {
         let mut b = vec![0u8; std::mem::size_of::<ExitEvent>()];
         b[0..4].copy_from_slice(&KIND_EXIT.to_ne_bytes());

@@ -287,10 +287,11 @@ impl Identity {
         }
     }
 
-    /// [`Identity::lookup`], remembering the last cgroup looked up (`last`)
-    /// and what it gave: a storm's rows repeat one cgroup row after row, and
-    /// each such row then costs no hash lookup. Unresolved rows are counted
-    /// one by one as before.
+    /// The identity of a row of `cgroup_id` (none for a host cgroup, or when
+    /// the cgroup is unresolved: such a row is counted as an identity gap).
+    /// `last` remembers the last cgroup looked up and what it gave: a storm's
+    /// rows repeat one cgroup row after row, and each such row then costs no
+    /// hash lookup (unresolved rows are still counted one by one).
     #[allow(clippy::option_option)] // outer: not in the map; inner: a host cgroup
     fn lookup_run(&mut self, last: &mut Option<(u64, Option<Option<Arc<PodIdentity>>>)>, cgroup_id: u64) -> Option<Arc<PodIdentity>> {
         let found = match last {

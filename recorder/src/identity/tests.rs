@@ -169,6 +169,17 @@ fn late_events_of_a_removed_cgroup_keep_their_pod_and_unknown_ids_are_counted() 
     assert!(b.exec[1].identity.is_none());
     assert_eq!(id.stats().unresolved_rows, 1);
     assert_eq!(id.take_unresolved(), 1, "counted as an identity gap");
+    // Rows of one cgroup in a row are looked up once, but each unresolved row
+    // is still counted, and a resolved one between them is not.
+    let mut b = Batcher::default();
+    for t in [1_610, 1_620] {
+        b.exec.push(exec(999_999_999, t));
+    }
+    b.exec.push(exec(cg, 1_630));
+    b.exec.push(exec(999_999_999, 1_640));
+    id.stamp_all(&mut b, 3_100);
+    assert_eq!(b.exec.iter().map(|r| r.identity.is_some()).collect::<Vec<_>>(), [false, false, true, false]);
+    assert_eq!(id.take_unresolved(), 3);
     let walks = id.stats().cgroup_walks;
     let mut b = Batcher::default();
     b.exec.push(exec(999_999_999, 1_700));
