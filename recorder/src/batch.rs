@@ -319,49 +319,46 @@ fn repeated(value: &str, n: usize) -> ArrayRef {
 /// UIDs row against row was most of building a batch of 50 pods' rows); rows
 /// already in this order (one pod's storm) cost one scan.
 fn in_key_order<R>(rows: &[R], key: impl Fn(&R) -> (Option<&PodIdentity>, u64, i64)) -> Vec<&R> {
-    // Distinct identities, looked up once per run of rows of one identity.
-    let mut index: std::collections::HashMap<*const PodIdentity, usize> = std::collections::HashMap::new();
+    // One pass over the rows (they are large): each key's first field holds
+    // its row's identity slot + 1 (0: a host row) until pods are ranked.
+    // Distinct identities are looked up once per run of rows of one identity.
+    let mut index: std::collections::HashMap<*const PodIdentity, u32> = std::collections::HashMap::new();
     let mut pods: Vec<&PodIdentity> = Vec::new();
-    let mut last: Option<(*const PodIdentity, usize)> = None;
-    let mut slots: Vec<Option<usize>> = Vec::with_capacity(rows.len());
-    for row in rows {
-        let slot = key(row).0.map(|p| {
+    let mut last: Option<(*const PodIdentity, u32)> = None;
+    let mut keys: Vec<(u32, u64, i64, usize)> = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let (identity, cgroup, time) = key(row);
+        let slot = identity.map_or(0, |p| {
             let ptr: *const PodIdentity = p;
             match last {
-                Some((q, i)) if q == ptr => i,
+                Some((q, s)) if q == ptr => s,
                 _ => {
-                    let i = *index.entry(ptr).or_insert_with(|| {
+                    let s = *index.entry(ptr).or_insert_with(|| {
                         pods.push(p);
-                        pods.len() - 1
+                        u32::try_from(pods.len()).expect("fewer than 4 billion pods")
                     });
-                    last = Some((ptr, i));
-                    i
+                    last = Some((ptr, s));
+                    s
                 }
             }
         });
-        slots.push(slot);
+        // The row's index last: equal keys keep their arrival order.
+        keys.push((slot, cgroup, time, i));
     }
-    // Rank 0: host rows; pods from 1 in pod_uid order (equal UIDs, equal rank).
-    let mut by_uid: Vec<usize> = (0..pods.len()).collect();
-    by_uid.sort_unstable_by(|&a, &b| pods[a].pod_uid.cmp(&pods[b].pod_uid));
-    let mut rank = vec![0u32; pods.len()];
-    let mut r = 0u32;
-    for (k, &i) in by_uid.iter().enumerate() {
-        if k == 0 || pods[by_uid[k - 1]].pod_uid != pods[i].pod_uid {
-            r += 1;
+    if !pods.is_empty() {
+        // Rank 0: host rows; pods from 1 in pod_uid order (equal UIDs, equal rank).
+        let mut by_uid: Vec<usize> = (0..pods.len()).collect();
+        by_uid.sort_unstable_by(|&a, &b| pods[a].pod_uid.cmp(&pods[b].pod_uid));
+        let mut rank = vec![0u32; pods.len() + 1];
+        let mut r = 0u32;
+        for (k, &i) in by_uid.iter().enumerate() {
+            if k == 0 || pods[by_uid[k - 1]].pod_uid != pods[i].pod_uid {
+                r += 1;
+            }
+            rank[i + 1] = r;
         }
-        rank[i] = r;
+        keys.iter_mut().for_each(|k| k.0 = rank[k.0 as usize]);
     }
-    // The row's index last: equal keys keep their arrival order.
-    let mut keys: Vec<(u32, u64, i64, usize)> = rows
-        .iter()
-        .zip(&slots)
-        .enumerate()
-        .map(|(i, (row, s))| {
-            let (_, cgroup, time) = key(row);
-            (s.map_or(0, |s| rank[s]), cgroup, time, i)
-        })
-        .collect();
     if !keys.is_sorted() {
         keys.sort_unstable();
     }
