@@ -129,6 +129,23 @@ fn sealed_segment_is_sorted_by_pod_then_time() {
     assert_eq!(keys[0], None, "host rows (null pod) sort first");
 }
 
+#[test]
+fn columns_that_never_prune_carry_no_statistics_and_the_others_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    s.append("process_exit", exits(T0, 1_000, 300)).unwrap();
+    let sealed = s.close().unwrap();
+    let f = std::fs::File::open(&sealed[0].path).unwrap();
+    let meta = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+    let meta = parquet::file::reader::FileReader::metadata(&meta);
+    let rg = meta.row_group(0);
+    let stats = |name: &str| rg.columns().iter().find(|c| c.column_path().string() == name).unwrap_or_else(|| panic!("no column {name}")).statistics().is_some();
+    assert!(!stats("node"), "node: the same value on every row");
+    for c in ["time", "pod_uid", "cgroup_id", "pid", "exit_code"] {
+        assert!(stats(c), "{c} keeps its statistics");
+    }
+}
+
 /// The one sealed segment's rows: asserts they are in key order (pod_uid,
 /// cgroup_id, time), returns their (time, exec_id) pairs, sorted.
 fn sealed_in_key_order(sealed: &[SealedSegment]) -> Vec<(i64, u64)> {
@@ -178,7 +195,7 @@ fn rows_of_many_appended_batches_are_sealed_once_each_in_key_order() {
 fn in_key_order(batch: &RecordBatch) -> RecordBatch {
     let opts = Some(arrow::compute::SortOptions { descending: false, nulls_first: true });
     let cols: Vec<arrow::compute::SortColumn> =
-        ["pod_uid", "cgroup_id", "time"].iter().map(|c| arrow::compute::SortColumn { values: batch.column_by_name(c).unwrap().clone(), options: opts }).collect();
+        parquet_out::SORT_KEY.iter().map(|c| arrow::compute::SortColumn { values: batch.column_by_name(c).unwrap().clone(), options: opts }).collect();
     arrow::compute::take_record_batch(batch, &arrow::compute::lexsort_to_indices(&cols, None).unwrap()).unwrap()
 }
 

@@ -210,6 +210,7 @@ fn thread_cpu() -> Duration {
 }
 
 fn batch(rows: usize, runs: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(rows >= 1 && runs >= 1, "--rows and --runs must be at least 1 (got {rows} and {runs})");
     use podtrail_recorder::batch::{Batcher, ConnRow, PodIdentity};
     use podtrail_recorder::decode::ConnRaw;
     use std::net::{IpAddr, Ipv4Addr};
@@ -278,6 +279,7 @@ fn batch(rows: usize, runs: usize) -> anyhow::Result<()> {
 }
 
 fn seal(from: &Path, runs: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(runs >= 1, "--runs must be at least 1");
     use arrow::array::AsArray;
     use arrow::datatypes::TimestampNanosecondType;
     if !podtrail_schema::layout::catalog_path(from).exists() {
