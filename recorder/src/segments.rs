@@ -53,7 +53,7 @@ pub struct StoreConfig {
     /// first, and counts the rows of an unshipped one it must remove as loss.
     pub ship_target: Option<String>,
     /// Rows per Parquet row group: the unit of pruning by bloom filters and chunk
-    /// statistics (pages of 4096 rows inside are pruned by the page index).
+    /// statistics (pages of `parquet_out::PAGE_ROWS` rows inside are pruned by the page index).
     pub row_group_rows: usize,
     pub zstd_level: i32,
 }

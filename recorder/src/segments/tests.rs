@@ -146,6 +146,36 @@ fn columns_that_never_prune_carry_no_statistics_and_the_others_do() {
     }
 }
 
+#[test]
+fn pages_are_v2_of_page_rows_each_plain_except_time() {
+    use parquet::basic::Encoding;
+    use parquet::column::page::Page;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    let n = parquet_out::PAGE_ROWS * 2 + 100;
+    s.append("process_exit", exits(T0, 1_000, n)).unwrap();
+    let sealed = s.close().unwrap();
+    let reader = SerializedFileReader::new(std::fs::File::open(&sealed[0].path).unwrap()).unwrap();
+    let rg = reader.get_row_group(0).unwrap();
+    for (i, col) in reader.metadata().row_group(0).columns().iter().enumerate() {
+        let name = col.column_path().string();
+        let mut pages = rg.get_column_page_reader(i).unwrap();
+        let mut rows = Vec::new();
+        while let Some(page) = pages.get_next_page().unwrap() {
+            match page {
+                Page::DataPageV2 { num_rows, encoding, .. } => {
+                    let want = if name == "time" { Encoding::DELTA_BINARY_PACKED } else { Encoding::PLAIN };
+                    assert_eq!(encoding, want, "{name}");
+                    rows.push(num_rows as usize);
+                }
+                other => panic!("{name}: a {:?} page, not a v2 data page", other.page_type()),
+            }
+        }
+        assert_eq!(rows, [parquet_out::PAGE_ROWS, parquet_out::PAGE_ROWS, 100], "{name}: rows per page");
+    }
+}
+
 /// The one sealed segment's rows: asserts they are in key order (pod_uid,
 /// cgroup_id, time), returns their (time, exec_id) pairs, sorted.
 fn sealed_in_key_order(sealed: &[SealedSegment]) -> Vec<(i64, u64)> {
