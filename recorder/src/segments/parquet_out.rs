@@ -19,7 +19,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use podtrail_schema::layout;
 use podtrail_schema::tables::TableDef;
@@ -94,21 +94,17 @@ pub fn writer_properties(def: &TableDef, segment_id: &str, cfg: &StoreConfig) ->
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_sorting_columns(Some(sorting))
-        // Data pages v2: the levels are kept out of zstd (they are RLE already)
-        // and a page zstd cannot shrink is stored as it is; the v1 writer also
-        // reallocated (copied) every page's compression buffer. Sealing cost
-        // 10 % less (BENCHMARKS.md, "Fewer copies (stop 16)"). Every reader
-        // podtrail targets (DataFusion, DuckDB, Spark, Trino) reads v2 pages.
-        .set_writer_version(WriterVersion::PARQUET_2_0)
+        // Data pages v1: v2 pages cost ~5 % fewer instructions to seal (their
+        // levels skip zstd; v1 reallocates each page's compression buffer) but
+        // every buffered page then keeps an allocation of its uncompressed
+        // size until the row group is written: RSS max 97 -> 108 MiB at
+        // 50,000 rows/s (BENCHMARKS.md, "Fewer copies (stop 16)").
+        //
         // No dictionary pages: on sorted rows, PLAIN pages compressed by zstd are
         // as small (net_conn 20.9 against 20.6 bytes per row, process_exec 26.0
         // against 27.8) and cheaper to write: the dictionary encoder hashed
         // every value, 20-30 ns each (BENCHMARKS.md, "A cheaper store").
         .set_dictionary_enabled(false)
-        // PLAIN named: without a dictionary the v2 writer would pick the delta
-        // encodings, which cost more to write here and shrank nothing zstd
-        // did not already (callgrind: +4 % instructions for integer columns).
-        .set_encoding(Encoding::PLAIN)
         .set_column_encoding(ColumnPath::from("time"), Encoding::DELTA_BINARY_PACKED)
         .set_created_by(format!("podtrail {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![

@@ -147,7 +147,7 @@ fn columns_that_never_prune_carry_no_statistics_and_the_others_do() {
 }
 
 #[test]
-fn pages_are_v2_of_page_rows_each_plain_except_time() {
+fn pages_hold_page_rows_each_plain_except_time() {
     use parquet::basic::Encoding;
     use parquet::column::page::Page;
     use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -161,18 +161,18 @@ fn pages_are_v2_of_page_rows_each_plain_except_time() {
     for (i, col) in reader.metadata().row_group(0).columns().iter().enumerate() {
         let name = col.column_path().string();
         let mut pages = rg.get_column_page_reader(i).unwrap();
-        let mut rows = Vec::new();
+        let mut values = Vec::new();
         while let Some(page) = pages.get_next_page().unwrap() {
             match page {
-                Page::DataPageV2 { num_rows, encoding, .. } => {
+                Page::DataPage { num_values, encoding, .. } => {
                     let want = if name == "time" { Encoding::DELTA_BINARY_PACKED } else { Encoding::PLAIN };
                     assert_eq!(encoding, want, "{name}");
-                    rows.push(num_rows as usize);
+                    values.push(num_values as usize);
                 }
-                other => panic!("{name}: a {:?} page, not a v2 data page", other.page_type()),
+                other => panic!("{name}: a {:?} page, not a data page", other.page_type()),
             }
         }
-        assert_eq!(rows, [parquet_out::PAGE_ROWS, parquet_out::PAGE_ROWS, 100], "{name}: rows per page");
+        assert_eq!(values, [parquet_out::PAGE_ROWS, parquet_out::PAGE_ROWS, 100], "{name}: values per page");
     }
 }
 
