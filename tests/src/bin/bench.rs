@@ -57,6 +57,10 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Where a sealed segment's bytes go: per column, the bytes before and after
+    /// compression, pages, and which statistics and bloom filter it carries
+    /// (the Parquet footer of FILE; nothing is decoded).
+    Layout { file: PathBuf },
     /// CPU per row of building `net_conn` batches from decoded rows (the
     /// recorder's batch stage alone): a 127.0.0.1 connection storm's rows (4 per
     /// connection, host cgroup) and the same rows in 50 pods. Thread CPU time,
@@ -153,6 +157,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Seal { from, runs } => seal(&from, runs),
         Cmd::Batch { rows, runs } => batch(rows, runs),
         Cmd::Size { hours } => size(hours),
+        Cmd::Layout { file } => layout(&file),
         Cmd::Query { dir, runs } => query(&dir, runs),
         Cmd::Capture { execs, connects, runs } => capture(execs, connects, runs),
         Cmd::Sustained { rates, secs } => sustained(&rates, secs),
@@ -351,6 +356,35 @@ fn seal(from: &Path, runs: usize) -> anyhow::Result<()> {
         per_row(median(flushes)),
         per_row(median(totals))
     );
+    Ok(())
+}
+
+fn layout(path: &Path) -> anyhow::Result<()> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+    let reader = SerializedFileReader::new(file).with_context(|| format!("{}: not a Parquet file", path.display()))?;
+    let meta = reader.metadata();
+    let rows = meta.file_metadata().num_rows().max(1) as f64;
+    let file_bytes = std::fs::metadata(path)?.len();
+    println!("layout: {} — {} rows, {} row groups, {file_bytes} bytes ({:.2} bytes/row)", path.display(), rows, meta.num_row_groups(), file_bytes as f64 / rows);
+    println!("{:<22} {:>12} {:>12} {:>7} {:>10} {:>6} {:>6}", "column", "raw bytes", "zstd bytes", "ratio", "bytes/row", "stats", "bloom");
+    let ncols = meta.file_metadata().schema_descr().num_columns();
+    let (mut raw_all, mut comp_all) = (0i64, 0i64);
+    for c in 0..ncols {
+        let (mut raw, mut comp, mut stats, mut bloom) = (0i64, 0i64, false, 0i64);
+        for rg in meta.row_groups() {
+            let col = rg.column(c);
+            raw += col.uncompressed_size();
+            comp += col.compressed_size();
+            stats |= col.statistics().is_some();
+            bloom += col.bloom_filter_length().unwrap_or(0) as i64;
+        }
+        raw_all += raw;
+        comp_all += comp;
+        let name = meta.file_metadata().schema_descr().column(c).path().string();
+        println!("{name:<22} {raw:>12} {comp:>12} {:>7.1} {:>10.2} {:>6} {:>6}", raw as f64 / comp.max(1) as f64, comp as f64 / rows, if stats { "yes" } else { "-" }, if bloom > 0 { bloom.to_string() } else { "-".into() });
+    }
+    println!("{:<22} {raw_all:>12} {comp_all:>12} {:>7.1} {:>10.2}", "all columns", raw_all as f64 / comp_all.max(1) as f64, comp_all as f64 / rows);
     Ok(())
 }
 
