@@ -277,7 +277,7 @@ impl Identity {
                 }
             }
         }
-        b.mark_stamped();
+        b.stamped_all();
         // Oldest first, so intervals open at the earliest event that shows them.
         for (t, cg, ()) in seen.into_oldest_first() {
             self.observe_cgroup(t, cg);
