@@ -19,11 +19,18 @@ static __always_inline void count_drop(void)
         __sync_fetch_and_add(n, 1);
 }
 
-/* Bytes of records pooled in a ring buffer before the reader is woken. Below
- * it the reader finds them at its poll timeout (recorder/src/run.rs
- * READER_POLL_MS): a trickle of events costs no wakeup per record, a storm wakes
- * the reader every PT_WAKEUP_BYTES (the buffers hold megabytes). */
-#define PT_WAKEUP_BYTES (256 * 1024)
+/* Bytes of records pooled in a ring buffer before the reader is woken: an
+ * eighth of the buffer (PT_RING_BYTES, defined by each object before this file),
+ * so seven eighths are still free when the reader is woken. Below it the reader
+ * finds them at its poll timeout (recorder/src/run.rs READER_POLL_MS and
+ * READER_POLL_BUSY_MS): a trickle of events costs no wakeup per record, and a
+ * storm wakes the reader at most every PT_WAKEUP_BYTES. (At 256 KiB for every
+ * buffer a 50,000 connections/s storm woke it 35 times a second, and each pass
+ * woke the pipeline too.) */
+#ifndef PT_RING_BYTES
+#error "define PT_RING_BYTES (the ring buffer's size) before including common.h"
+#endif
+#define PT_WAKEUP_BYTES (PT_RING_BYTES / 8)
 #define pt_submit_flags(rb) \
     (bpf_ringbuf_query((rb), BPF_RB_AVAIL_DATA) >= PT_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP)
 

@@ -10,6 +10,9 @@
  *   own cgroup and netns (these transitions often run in softirq, where `current`
  *   is an unrelated task), bytes and duration at close.
  * No kprobes, fentry or LSM. Records the ring buffer cannot take are counted. */
+/* The ring buffer's size (common.h wakes the reader at an eighth of it). */
+#define PT_RING_BYTES (8 << 20)
+
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -37,7 +40,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 8 << 20);
+    __uint(max_entries, PT_RING_BYTES);
 } events SEC(".maps");
 
 /* What connect() asked for, and who asked: by socket cookie. */

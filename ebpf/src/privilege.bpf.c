@@ -18,6 +18,9 @@
  *   (security_vm_enough_memory_mm, a "noaudit" check that no program asked for)
  *   is skipped, by the call site userspace writes into `noaudit_sites`.
  * Records the ring buffer or a map cannot take are counted in `drops`. */
+/* The ring buffer's size (common.h wakes the reader at an eighth of it). */
+#define PT_RING_BYTES (2 << 20)
+
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -40,7 +43,7 @@ struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     /* ~12k records without strings: privilege events are rare, refused
      * capability checks are rate-limited (the net and process rings are 8 MiB). */
-    __uint(max_entries, 2 << 20);
+    __uint(max_entries, PT_RING_BYTES);
 } events SEC(".maps");
 
 const struct pt_priv_event *unused_priv_event __attribute__((unused));

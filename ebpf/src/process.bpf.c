@@ -3,6 +3,9 @@
  * No kprobes, fentry or LSM: those do not load on every kernel podtrail runs on.
  * Every record that cannot be reserved in the ring buffer bumps a per-CPU drop
  * counter that userspace turns into `loss` rows: nothing is lost silently. */
+/* The ring buffer's size (common.h wakes the reader at an eighth of it). */
+#define PT_RING_BYTES (4 << 20)
+
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -15,8 +18,8 @@ char LICENSE[] SEC("license") = "GPL";
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     /* ~8k typical exec records (each counts twice in RSS: the data pages are
-     * mapped twice); the reader is woken every 256 KiB. */
-    __uint(max_entries, 4 << 20);
+     * mapped twice); the reader is woken every PT_WAKEUP_BYTES (512 KiB). */
+    __uint(max_entries, PT_RING_BYTES);
 } events SEC(".maps");
 
 /* Anchors the record types in the object's BTF (locals alone are not emitted):
