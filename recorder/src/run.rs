@@ -183,10 +183,11 @@ const READER_QUEUE_PASSES: usize = 2;
 const READER_POLL_MS: i32 = 10;
 
 /// The wait after a busy pass (at least [`BUSY_PASS_RECORDS`] records): under a
-/// storm the kernel's wakeup (every PT_WAKEUP_BYTES pooled, ~30 a second at
-/// 50,000 events/s) comes first, and the 10 ms timeout only cut passes short:
-/// ~100 passes a second, each waking this thread and the pipeline's (209 -> 83
-/// wakeups a second at 50,000 rows/s). The price: while a storm of 25,000+
+/// storm the 10 ms timeout only cut passes short: ~100 passes a second, each
+/// waking this thread and the pipeline's (209 -> 83 wakeups a second at 50,000
+/// rows/s). Now a storm is read 20 times a second, or at the kernel's wakeup
+/// (PT_WAKEUP_BYTES pooled: about every 120 ms at 50,000 connection rows/s,
+/// every 36 ms at 160,000) when that comes first. The price: while a storm of 25,000+
 /// events/s goes on, a new pod's first event may reach the pipeline up to 50 ms
 /// after it happened instead of 10 (see [`READER_POLL_MS`]); a trickle never
 /// makes a busy pass.

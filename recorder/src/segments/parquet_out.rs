@@ -97,8 +97,8 @@ pub fn writer_properties(def: &TableDef, segment_id: &str, cfg: &StoreConfig) ->
         // Data pages v1: v2 pages cost ~5 % fewer instructions to seal (their
         // levels skip zstd; v1 reallocates each page's compression buffer) but
         // every buffered page then keeps an allocation of its uncompressed
-        // size until the row group is written: RSS max 97 -> 108 MiB at
-        // 50,000 rows/s (BENCHMARKS.md, "Fewer copies (stop 16)").
+        // size until the row group is written: RSS max 97 -> 104-110 MiB at
+        // 50,000 rows/s (BENCHMARKS.md, "Fewer copies and passes (stop 16)").
         //
         // No dictionary pages: on sorted rows, PLAIN pages compressed by zstd are
         // as small (net_conn 20.9 against 20.6 bytes per row, process_exec 26.0
