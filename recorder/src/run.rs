@@ -221,7 +221,6 @@ impl Pass {
     fn is_empty(&self) -> bool {
         self.events.is_empty() && self.conns.is_empty() && self.decode_errors == 0
     }
-
 }
 
 /// Move `from`'s items to the end of `to` (no copy when `to` is empty).

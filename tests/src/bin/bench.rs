@@ -58,8 +58,8 @@ enum Cmd {
         runs: usize,
     },
     /// Where a sealed segment's bytes go: per column, the bytes before and after
-    /// compression, pages, and which statistics and bloom filter it carries
-    /// (the Parquet footer of FILE; nothing is decoded).
+    /// compression, whether it carries statistics, and its bloom filter's
+    /// bytes (read from the Parquet footer of FILE; no data is decoded).
     Layout { file: PathBuf },
     /// CPU per row of building `net_conn` batches from decoded rows (the
     /// recorder's batch stage alone): a 127.0.0.1 connection storm's rows (4 per
