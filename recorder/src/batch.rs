@@ -491,7 +491,7 @@ impl Text {
     #[inline(always)]
     fn push(&mut self, v: &str) {
         self.bytes.extend_from_slice(v.as_bytes());
-        self.offsets.push(i32::try_from(self.bytes.len()).expect("a batch holds less than 2 GiB of text per column"));
+        self.end_value();
         self.nulls.append_non_null();
     }
     #[inline(always)]
@@ -499,10 +499,15 @@ impl Text {
         match v {
             Some(v) => self.push(v),
             None => {
-                self.offsets.push(i32::try_from(self.bytes.len()).expect("a batch holds less than 2 GiB of text per column"));
+                self.end_value();
                 self.nulls.append_null();
             }
         }
+    }
+    /// The offset that ends the value just pushed (empty for a null).
+    #[inline(always)]
+    fn end_value(&mut self) {
+        self.offsets.push(i32::try_from(self.bytes.len()).expect("a batch holds less than 2 GiB of text per column"));
     }
     fn finish(mut self) -> ArrayRef {
         let offsets = arrow::buffer::OffsetBuffer::new(self.offsets.into());
@@ -828,10 +833,8 @@ mod tests {
     fn push_conns(b: &mut Batcher, rows: &[(i64, &Option<Arc<PodIdentity>>, u64)]) {
         use crate::batch::ConnRow;
         use crate::decode::ConnRaw;
-        let a = (IpAddr::V4(Ipv4Addr::LOCALHOST), 80);
         for &(time, identity, cgroup_id) in rows {
-            let raw = ConnRaw { event: "connect", owner: None, family: "ipv4", netns: 1, time_boot_ns: time as u64, cgroup_id, cookie: time as u64, src: a, dst: a, orig_dst: None, nat_dst: None, bytes: None, error: None };
-            b.conn.push(ConnRow { time, raw, exec_id: None, identity: identity.clone() });
+            b.conn.push(ConnRow { time, raw: ConnRaw::localhost(time as u64, cgroup_id, None), exec_id: None, identity: identity.clone() });
         }
     }
 

@@ -61,8 +61,7 @@ impl Comm {
     /// The name up to its NUL; bytes that are not UTF-8 become U+FFFD (the
     /// text is borrowed when they all are, as they nearly always are).
     pub fn text(&self) -> Cow<'_, str> {
-        let end = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
-        String::from_utf8_lossy(&self.0[..end])
+        text_until_nul(&self.0)
     }
 }
 
@@ -100,6 +99,16 @@ pub struct ConnRaw {
     /// (bytes sent, bytes received, duration ns) at close.
     pub bytes: Option<(u64, u64, u64)>,
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+impl ConnRaw {
+    /// A `connect` on 127.0.0.1:80 at `time_boot_ns` in `cgroup_id`, by `pid`
+    /// (comm `curl`) when given: the rows unit tests push.
+    pub fn localhost(time_boot_ns: u64, cgroup_id: u64, pid: Option<u32>) -> ConnRaw {
+        let a = (IpAddr::V4(Ipv4Addr::LOCALHOST), 80);
+        ConnRaw { event: "connect", owner: pid.map(|p| (p, "curl".into())), family: "ipv4", netns: 1, time_boot_ns, cgroup_id, cookie: time_boot_ns, src: a, dst: a, orig_dst: None, nat_dst: None, bytes: None, error: None }
+    }
 }
 
 /// One privilege syscall with its result (kind = the syscall's name), or a
@@ -146,9 +155,15 @@ pub enum DecodeError {
     Field { kind: &'static str, field: &'static str, value: u64 },
 }
 
-fn cstr(bytes: &[u8]) -> String {
+/// A C string's text: the bytes before the first NUL (all of them without
+/// one), bytes that are not UTF-8 as U+FFFD.
+fn text_until_nul(bytes: &[u8]) -> Cow<'_, str> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    String::from_utf8_lossy(&bytes[..end])
+}
+
+fn cstr(bytes: &[u8]) -> String {
+    text_until_nul(bytes).into_owned()
 }
 
 /// Read a `T` from the front of `b`; the caller checked the length.

@@ -615,8 +615,6 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use super::*;
     use crate::decode::{ConnRaw, ExecRaw, ExitRaw, ForkRaw};
 
@@ -625,9 +623,7 @@ mod tests {
     }
 
     fn conn(pid: Option<u32>, t: u64, boot_to_wall: i64) -> ConnRow {
-        let a = (IpAddr::V4(Ipv4Addr::LOCALHOST), 80);
-        let raw = ConnRaw { event: "connect", owner: pid.map(|p| (p, "curl".into())), family: "ipv4", netns: 1, time_boot_ns: t, cgroup_id: 1, cookie: t, src: a, dst: a, orig_dst: None, nat_dst: None, bytes: None, error: None };
-        ConnRow { time: t as i64 + boot_to_wall, raw, exec_id: None, identity: None }
+        ConnRow { time: t as i64 + boot_to_wall, raw: ConnRaw::localhost(t, 1, pid), exec_id: None, identity: None }
     }
 
     /// (kernel time, exec_id) of the batcher's connection rows, in their order.

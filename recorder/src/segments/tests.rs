@@ -68,6 +68,18 @@ fn store(dir: &Path) -> SegmentStore {
     s
 }
 
+/// `exits(T0, 1_000, n)` sealed into a fresh store: its data dir (removed when
+/// dropped) and the one segment's file.
+fn sealed_exits(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    s.append("process_exit", exits(T0, 1_000, n)).unwrap();
+    let sealed = s.close().unwrap();
+    assert_eq!(sealed.len(), 1, "{n} rows of one hour: one segment");
+    let path = sealed[0].path.clone();
+    (tmp, path)
+}
+
 fn sealed_rows(dir: &Path) -> u64 {
     let cat = Catalog::open_ro(&layout::catalog_path(dir)).unwrap();
     cat.segments().unwrap().iter().map(|s| s.rows).sum()
@@ -114,11 +126,8 @@ fn a_batch_spanning_midnight_is_split_so_every_segment_holds_one_hour() {
 
 #[test]
 fn sealed_segment_is_sorted_by_pod_then_time() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut s = store(tmp.path());
-    s.append("process_exit", exits(T0, 1_000, 300)).unwrap();
-    let sealed = s.close().unwrap();
-    let f = std::fs::File::open(&sealed[0].path).unwrap();
+    let (_tmp, path) = sealed_exits(300);
+    let f = std::fs::File::open(path).unwrap();
     let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
     let batch = arrow::compute::concat_batches(&PROCESS_EXIT.arrow_schema(), &r.map(|b| b.unwrap()).collect::<Vec<_>>()).unwrap();
     let uid = batch.column_by_name("pod_uid").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
@@ -131,12 +140,8 @@ fn sealed_segment_is_sorted_by_pod_then_time() {
 
 #[test]
 fn columns_that_never_prune_carry_no_statistics_and_the_others_do() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut s = store(tmp.path());
-    s.append("process_exit", exits(T0, 1_000, 300)).unwrap();
-    let sealed = s.close().unwrap();
-    let f = std::fs::File::open(&sealed[0].path).unwrap();
-    let meta = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+    let (_tmp, path) = sealed_exits(300);
+    let meta = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
     let meta = parquet::file::reader::FileReader::metadata(&meta);
     let rg = meta.row_group(0);
     let stats = |name: &str| rg.columns().iter().find(|c| c.column_path().string() == name).unwrap_or_else(|| panic!("no column {name}")).statistics().is_some();
@@ -151,12 +156,8 @@ fn pages_hold_page_rows_each_plain_except_time() {
     use parquet::basic::Encoding;
     use parquet::column::page::Page;
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let tmp = tempfile::tempdir().unwrap();
-    let mut s = store(tmp.path());
-    let n = parquet_out::PAGE_ROWS * 2 + 100;
-    s.append("process_exit", exits(T0, 1_000, n)).unwrap();
-    let sealed = s.close().unwrap();
-    let reader = SerializedFileReader::new(std::fs::File::open(&sealed[0].path).unwrap()).unwrap();
+    let (_tmp, path) = sealed_exits(parquet_out::PAGE_ROWS * 2 + 100);
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
     let rg = reader.get_row_group(0).unwrap();
     for (i, col) in reader.metadata().row_group(0).columns().iter().enumerate() {
         let name = col.column_path().string();
