@@ -7,7 +7,12 @@ cd "$(dirname "$0")/.."
 # ip, iptables and bpftool live in /usr/sbin, which a minimal root environment may lack.
 export PATH="$PATH:/usr/sbin:/sbin"
 bash tests/setup.sh
-cargo build --release --workspace --all-targets
+if ! cargo build --release --workspace --all-targets; then
+  # A linker that crashed (SIGBUS, out of memory) may be transient; a real build
+  # error fails the same way again and stops the run here.
+  echo "tests/run.sh: the build failed; building once more to tell a transient crash from a real error" >&2
+  cargo build --release --workspace --all-targets
+fi
 rc=0
 cargo test --release --workspace --no-fail-fast "$@" || rc=$?
 if [ $# -eq 0 ]; then
