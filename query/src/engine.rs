@@ -438,7 +438,7 @@ impl SegmentTable {
             (live, c)
         };
         let stats = &self.shared.stats;
-        stats.segments_live.fetch_add(live as u64, Ordering::Relaxed);
+        stats.segments_live.fetch_add(live, Ordering::Relaxed);
         let mut ok = Vec::with_capacity(candidates.len());
         for seg in candidates {
             match self.check_segment(&seg) {

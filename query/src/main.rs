@@ -258,10 +258,10 @@ impl Window {
     fn parse(&self) -> Result<(Option<i64>, Option<i64>), QueryError> {
         let since = self.since.as_deref().map(parse_time).transpose()?;
         let until = self.until.as_deref().map(parse_time).transpose()?;
-        if let (Some(s), Some(u)) = (since, until) {
-            if s >= u {
-                return Err(QueryError::BadQuery("--since must be before --until".into()));
-            }
+        if let (Some(s), Some(u)) = (since, until)
+            && s >= u
+        {
+            return Err(QueryError::BadQuery("--since must be before --until".into()));
         }
         Ok((since, until))
     }

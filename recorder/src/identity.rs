@@ -271,10 +271,11 @@ impl Identity {
         for r in &mut b.conn[c0..] {
             r.identity = self.lookup_run(&mut last, r.raw.cgroup_id);
             seen.note(r.raw.cgroup_id, r.time, || ());
-            if let Some(id) = &r.identity {
-                if r.raw.netns != self.host_netns && is_pod_address(r.raw.src.0) {
-                    addrs.note((r.raw.src.0, Arc::as_ptr(id)), r.time, || Arc::clone(id));
-                }
+            if let Some(id) = &r.identity
+                && r.raw.netns != self.host_netns
+                && is_pod_address(r.raw.src.0)
+            {
+                addrs.note((r.raw.src.0, Arc::as_ptr(id)), r.time, || Arc::clone(id));
             }
         }
         b.stamped_all();

@@ -22,6 +22,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start-up: the size of `Run`'s options does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     /// Record until SIGTERM/SIGINT, then drain, flush, seal and exit 0 (needs root
     /// and a kernel with BTF). Recovers what a previous crash left first.

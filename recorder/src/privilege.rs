@@ -321,6 +321,10 @@ impl CapCounters {
     pub fn len(&self) -> usize {
         self.last.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
 }
 
 #[cfg(test)]

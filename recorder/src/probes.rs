@@ -287,10 +287,10 @@ fn kallsyms_ranges(kallsyms: &str, names: &[&str]) -> Vec<(u64, u64)> {
     syms.sort_unstable_by_key(|s| s.0);
     let mut out = Vec::new();
     for (i, (addr, name)) in syms.iter().enumerate() {
-        if names.contains(name) {
-            if let Some(next) = syms[i + 1..].iter().find(|s| s.0 > *addr) {
-                out.push((*addr, next.0));
-            }
+        if names.contains(name)
+            && let Some(next) = syms[i + 1..].iter().find(|s| s.0 > *addr)
+        {
+            out.push((*addr, next.0));
         }
     }
     out.sort_unstable();

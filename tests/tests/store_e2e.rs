@@ -122,7 +122,7 @@ fn one_pod_one_hour_opens_only_overlapping_segments_and_matches_a_full_scan() {
     assert_eq!(opened_full, live, "the unprunable query must open every segment");
     // 24 h at <= 10 min a segment is >= 144 segments; one hour overlaps at most 7.
     assert!(live >= 144, "only {live} segments in 24 h");
-    assert!(opened >= 1 && opened <= 7, "opened {opened} of {live} segments for one hour");
+    assert!((1..=7).contains(&opened), "opened {opened} of {live} segments for one hour");
 }
 
 #[test]

@@ -57,11 +57,11 @@ pub fn parse(path: &str) -> CgroupIdentity {
         let pod = systemd_pod(part).or_else(|| cgroupfs_pod(&parts, i));
         let Some((uid, qos)) = pod else { continue };
         let mut id = CgroupIdentity { pod_uid: Some(uid), qos: Some(qos), pod_cgroup: Some(parts[..=i].join("/")), ..Default::default() };
-        if let Some(next) = parts.get(i + 1) {
-            if let Some((cid, runtime)) = container_scope(next) {
-                id.container_id = Some(cid);
-                id.runtime = runtime;
-            }
+        if let Some(next) = parts.get(i + 1)
+            && let Some((cid, runtime)) = container_scope(next)
+        {
+            id.container_id = Some(cid);
+            id.runtime = runtime;
         }
         return id;
     }

@@ -231,12 +231,10 @@ pub(super) fn convert(p: &Pod) -> Option<(CriPod, Vec<CriContainer>)> {
     let status = p.status.as_ref();
     let host_network = p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
     let mut ips: Vec<String> = Vec::new();
-    if !host_network {
-        if let Some(st) = status {
-            for ip in st.pod_ips.iter().flatten().map(|i| i.ip.clone()).chain(st.pod_ip.clone()) {
-                if !ip.is_empty() && !ips.contains(&ip) {
-                    ips.push(ip);
-                }
+    if !host_network && let Some(st) = status {
+        for ip in st.pod_ips.iter().flatten().map(|i| i.ip.clone()).chain(st.pod_ip.clone()) {
+            if !ip.is_empty() && !ips.contains(&ip) {
+                ips.push(ip);
             }
         }
     }
@@ -289,12 +287,11 @@ fn containers_of(cs: &ContainerStatus, pod_uid: &str) -> Vec<CriContainer> {
             out.push(CriContainer { id, sandbox_id: pod_uid.into(), name: cs.name.clone(), image: cs.image.clone(), created_at: ns_of(started), running, runtime });
         }
     }
-    if let Some((id, t)) = last {
-        if let (Some((runtime, id)), Some(started)) = (split_id(id), t.started_at.as_ref()) {
-            if !out.iter().any(|c| c.id == id) {
-                out.push(CriContainer { id, sandbox_id: pod_uid.into(), name: cs.name.clone(), image: cs.image.clone(), created_at: ns_of(started), running: false, runtime });
-            }
-        }
+    if let Some((id, t)) = last
+        && let (Some((runtime, id)), Some(started)) = (split_id(id), t.started_at.as_ref())
+        && !out.iter().any(|c| c.id == id)
+    {
+        out.push(CriContainer { id, sandbox_id: pod_uid.into(), name: cs.name.clone(), image: cs.image.clone(), created_at: ns_of(started), running: false, runtime });
     }
     out
 }

@@ -204,10 +204,10 @@ impl Identity {
         }
         self.poll_metadata(now);
         let fresh = |cg: u64, cur: &mut Option<Arc<PodIdentity>>, cgroups: &std::collections::HashMap<u64, super::Resolved>| {
-            if nameless(cur) {
-                if let Some(i) = cgroups.get(&cg).and_then(|r| r.identity.clone()) {
-                    *cur = Some(i);
-                }
+            if nameless(cur)
+                && let Some(i) = cgroups.get(&cg).and_then(|r| r.identity.clone())
+            {
+                *cur = Some(i);
             }
         };
         for r in &mut b.exec {

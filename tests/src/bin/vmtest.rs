@@ -105,7 +105,10 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "panic".into())
 }
 
-const CASES: &[(&str, fn(&Run) -> Outcome)] = &[
+/// A case of the matrix: it runs against one booted kernel.
+type Case = fn(&Run) -> Outcome;
+
+const CASES: &[(&str, Case)] = &[
     ("programs", programs),
     ("exec", exec),
     ("cwd", cwd),

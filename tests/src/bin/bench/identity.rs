@@ -165,10 +165,10 @@ fn queries(dir: &Path, runs: usize) -> anyhow::Result<()> {
             c
         })?;
         let rd = out_d.lines().count().saturating_sub(1);
-        if let Some(n) = expect_rows {
-            if n != rd {
-                bail!("{name}: podtrail returned {n} rows, duckdb {rd}:\n{out_p}\n---\n{out_d}");
-            }
+        if let Some(n) = expect_rows
+            && n != rd
+        {
+            bail!("{name}: podtrail returned {n} rows, duckdb {rd}:\n{out_p}\n---\n{out_d}");
         }
         println!("{:<44} {:>12.1} {:>12.1} {:>8}", name, tp.as_secs_f64() * 1e3, td.as_secs_f64() * 1e3, rd);
         Ok(())
