@@ -113,11 +113,27 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("podtraild: error: {e:#}");
+            eprintln!("podtraild: error: {}", error_text(&e));
             ExitCode::from(1)
         }
     }
 }
+
+/// The error and its causes on one line, each cause once: our errors already
+/// name their source in their own text ("PATH: No space left on device"), which
+/// `{:#}` would repeat.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.ends_with(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
@@ -213,4 +229,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let e = anyhow::Error::new(podtrail_recorder::segments::SegmentError::Io { path: "/d/hot/x.arrows".into(), source: io });
+        assert_eq!(error_text(&e), "/d/hot/x.arrows: No space left on device (os error 28)");
+        let e = anyhow::anyhow!("inner").context("loading handle_exec");
+        assert_eq!(error_text(&e), "loading handle_exec: inner");
+    }
 }
