@@ -134,7 +134,6 @@ fn error_text(e: &anyhow::Error) -> String {
     out
 }
 
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, kube_api, kubeconfig, no_kube, no_syscall_tracepoints, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age } => {
