@@ -188,11 +188,16 @@ pub fn write_identity(cat: &mut Catalog, pods: &[PodRecord], containers: &[Conta
             st.execute(params![c.container_id, c.pod_uid, c.container_name, c.image, c.runtime, c.cgroup_id.map(|v| v as i64), c.valid_from, c.valid_to, c.source])
                 .map_err(e)?;
         }
+        // An address seen before the runtime named its pod is written nameless,
+        // then again with the name once it is known: the rewrite names it (and
+        // never erases a name).
         let mut st = tx
             .prepare_cached(
                 "INSERT INTO ip_owners (ip, pod_uid, pod_namespace, pod_name, node, valid_from, valid_to, source) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT (ip, valid_from, pod_uid) DO UPDATE SET valid_to = excluded.valid_to, source = excluded.source",
+                 ON CONFLICT (ip, valid_from, pod_uid) DO UPDATE SET \
+                 pod_namespace = coalesce(excluded.pod_namespace, ip_owners.pod_namespace), \
+                 pod_name = coalesce(excluded.pod_name, ip_owners.pod_name), valid_to = excluded.valid_to, source = excluded.source",
             )
             .map_err(e)?;
         for i in ips {

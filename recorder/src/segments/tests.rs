@@ -424,3 +424,30 @@ fn retention_removes_shipped_segments_first_and_counts_unshipped_ones_as_loss() 
     let after: i64 = cat.conn().query_row("SELECT count(*) FROM loss", [], |r| r.get(0)).unwrap();
     assert_eq!(before, after);
 }
+
+#[test]
+fn an_address_written_before_its_pod_was_named_gets_the_name_and_keeps_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = store(tmp.path());
+    let ip = |name: Option<&str>, valid_to: Option<i64>| IpOwnerRecord {
+        ip: "10.244.1.5".into(),
+        pod_uid: "uid-b".into(),
+        pod_namespace: name.map(|_| "shop".into()),
+        pod_name: name.map(Into::into),
+        node: "n1".into(),
+        valid_from: T0,
+        valid_to,
+        source: "observed".into(),
+    };
+    let read = |s: &SegmentStore| -> Vec<(Option<String>, Option<String>, Option<i64>)> {
+        let mut st = s.catalog().conn().prepare("SELECT pod_namespace, pod_name, valid_to FROM ip_owners WHERE ip = '10.244.1.5'").unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    };
+    s.write_identity(&[], &[], &[ip(None, None)]).unwrap();
+    assert_eq!(read(&s), vec![(None, None, None)]);
+    s.write_identity(&[], &[], &[ip(Some("web-b"), None)]).unwrap();
+    assert_eq!(read(&s), vec![(Some("shop".into()), Some("web-b".into()), None)]);
+    // Closed by a record that never learned the name: the name stays.
+    s.write_identity(&[], &[], &[ip(None, Some(T0 + HOUR))]).unwrap();
+    assert_eq!(read(&s), vec![(Some("shop".into()), Some("web-b".into()), Some(T0 + HOUR))]);
+}
