@@ -46,7 +46,31 @@
 #define PT_CONN_HAS_OWNER 1   /* pid/comm are the process that called connect() */
 #define PT_CONN_HAS_ORIG 2    /* orig_daddr/orig_dport from cgroup/connect4|6 */
 #define PT_CONN_HAS_NAT 4     /* nat_daddr/nat_dport from conntrack (DNAT) */
-#define PT_CONN_HAS_BYTES 8   /* bytes_* and duration_ns valid (close) */
+#define PT_CONN_HAS_BYTES 8   /* bytes_* and duration_ns valid (close); unset on
+                                 the close of a socket the `established` map did
+                                 not hold (full, or established before the
+                                 recorder started): the row is sent all the same */
+
+/* Index of the `drops` counters (common.h): what was lost, for which table,
+ * and why. Userspace turns each into `podtrail_loss` rows (recorder/src/probes,
+ * DROP_REASONS names them); a number is never reused for another meaning. */
+#define PT_DROP_EXEC_RING 0        /* process_exec row: ring buffer full */
+#define PT_DROP_EXIT_RING 1        /* process_exit row: ring buffer full */
+#define PT_DROP_FORK_RING 2        /* fork record (no row: the process tree; a child
+                                      that never execs then has no exec_id) */
+#define PT_DROP_CONN_RING 3        /* net_conn row: ring buffer full */
+#define PT_DROP_CONN_STATE_FULL 4  /* net_conn: the `established` map was full: the
+                                      connection's close row has no bytes or duration */
+#define PT_DROP_CONN_NO_OWNER 5    /* net_conn connect/fail row without its process
+                                      (pid, comm, exec_id, orig_dst): no connect()
+                                      record (evicted, or before the recorder started) */
+#define PT_DROP_PRIV_RING 6        /* privilege row: ring buffer full */
+#define PT_DROP_PRIV_PENDING_FULL 7 /* privilege row: the per-thread `pending` map was full */
+#define PT_DROP_CAP_RING 8         /* privilege row of a refused capability check:
+                                      ring buffer full (also in cap_usage.denied_unrecorded) */
+#define PT_DROP_CAP_MAP_FULL 9     /* cap_usage: the `cap_usage` map was full: the check
+                                      is not counted */
+#define PT_DROP_REASONS 10
 
 #define PT_COMM_LEN 16
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */

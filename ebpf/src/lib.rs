@@ -19,7 +19,7 @@ static PRIVILEGE_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OU
 /// (tracepoint/syscalls/sys_enter_|sys_exit_<syscall>) for every syscall in
 /// [`PRIV_SYSCALLS`], `cap_check` (tp_btf/cap_capable), ring buffer `events`,
 /// hash `cap_usage` ([`CapKey`] -> [`CapVal`]), global `noaudit_sites`,
-/// per-CPU counter `drops`.
+/// per-CPU counters `drops` and per-cgroup `drops_by_cgroup` (common.h).
 pub fn privilege_object() -> &'static [u8] {
     &PRIVILEGE_OBJ.0
 }
@@ -46,59 +46,22 @@ pub const PRIV_SYSCALLS: &[(&str, u32)] = &[
 
 /// `net.bpf.o`: `connect4`/`connect6` (cgroup/connect4|6), `nat_xmit`
 /// (tp_btf/net_dev_start_xmit), `sock_state` (tp_btf/inet_sock_set_state),
-/// ring buffer `events`, per-CPU counter `drops`.
+/// ring buffer `events`, per-CPU counters `drops` and per-cgroup `drops_by_cgroup`.
 pub fn net_object() -> &'static [u8] {
     &NET_OBJ.0
 }
 
 /// `process.bpf.o`: `handle_exec` (tp_btf/sched_process_exec) and `handle_exit`
-/// (tp_btf/sched_process_exit), ring buffer `events`, per-CPU counter `drops`.
+/// (tp_btf/sched_process_exit), ring buffer `events`, per-CPU counters `drops`
+/// and per-cgroup `drops_by_cgroup`.
 pub fn process_object() -> &'static [u8] {
     &PROCESS_OBJ.0
 }
 
-pub const KIND_EXEC: u32 = 1;
-pub const KIND_EXIT: u32 = 2;
-pub const KIND_CONN: u32 = 3;
-pub const KIND_FORK: u32 = 4;
-pub const KIND_PRIV: u32 = 5;
-pub const KIND_CAP: u32 = 6;
-
-pub const EXEC_ARGS_TRUNCATED: u32 = 1;
-pub const EXEC_FILELESS: u32 = 2;
-pub const EXEC_CWD_TRUNCATED: u32 = 4;
-
-pub const PRIV_SETUID: u32 = 1;
-pub const PRIV_SETGID: u32 = 2;
-pub const PRIV_SETREUID: u32 = 3;
-pub const PRIV_SETREGID: u32 = 4;
-pub const PRIV_SETRESUID: u32 = 5;
-pub const PRIV_SETRESGID: u32 = 6;
-pub const PRIV_CAPSET: u32 = 7;
-pub const PRIV_SETNS: u32 = 8;
-pub const PRIV_UNSHARE: u32 = 9;
-pub const PRIV_MOUNT: u32 = 10;
-pub const PRIV_UMOUNT: u32 = 11;
-pub const PRIV_PTRACE: u32 = 12;
-pub const PRIV_BPF: u32 = 13;
-pub const PRIV_INIT_MODULE: u32 = 14;
-pub const PRIV_FINIT_MODULE: u32 = 15;
-pub const PRIV_MEMFD_CREATE: u32 = 16;
-pub const PRIV_STR_MAX: usize = 256;
-
-pub const CONN_CONNECT: u32 = 1;
-pub const CONN_ACCEPT: u32 = 2;
-pub const CONN_CLOSE: u32 = 3;
-pub const CONN_FAIL: u32 = 4;
-
-pub const CONN_HAS_OWNER: u32 = 1;
-pub const CONN_HAS_ORIG: u32 = 2;
-pub const CONN_HAS_NAT: u32 = 4;
-pub const CONN_HAS_BYTES: u32 = 8;
-pub const COMM_LEN: usize = 16;
-pub const FILENAME_MAX: usize = 512;
-pub const ARGS_MAX: usize = 3584;
-pub const CWD_MAX: usize = 512;
+// The kinds, flags, limits and drop reasons of ebpf/include/events.h
+// (`KIND_EXEC`, `CONN_HAS_BYTES`, `COMM_LEN`, `DROP_EXEC_RING`, ...),
+// generated from the header by build.rs.
+include!(concat!(env!("OUT_DIR"), "/events_consts.rs"));
 
 /// Mirror of `struct pt_exec_event` (fixed part; `data` follows, variable length).
 #[repr(C)]
@@ -223,6 +186,17 @@ pub struct CapVal {
     pub window_rows: u64,
 }
 
+/// Mirror of `struct pt_drop_key` (ebpf/include/common.h): key of every object's
+/// `drops_by_cgroup` map, whose value is the `u64` count since load.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DropKey {
+    pub cgroup_id: u64,
+    /// A `DROP_*` reason.
+    pub reason: u32,
+    pub pad: u32,
+}
+
 /// Mirror of `struct pt_conn_event`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -319,6 +293,9 @@ mod tests {
         );
         assert_eq!(btf_layout(obj, "pt_cap_event"), layout!(CapEvent, kind, cap, pid, tid, ret, uid, euid, gid, egid, reserved, time_ns, cgroup_id, cap_effective, comm), "CapEvent drifted from struct pt_cap_event");
         assert_eq!(btf_layout(obj, "pt_cap_key"), layout!(CapKey, cgroup_id, cap, pad), "CapKey drifted from struct pt_cap_key");
+        for obj in [process_object(), net_object(), privilege_object()] {
+            assert_eq!(btf_layout(obj, "pt_drop_key"), layout!(DropKey, cgroup_id, reason, pad), "DropKey drifted from struct pt_drop_key");
+        }
         assert_eq!(
             btf_layout(obj, "pt_cap_val"),
             layout!(CapVal, granted, denied, denied_unlogged, first_ns, last_ns, window_ns, window_rows),

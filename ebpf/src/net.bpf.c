@@ -9,7 +9,8 @@
  * - tp_btf/inet_sock_set_state: connect / accept / fail / close, with the socket's
  *   own cgroup and netns (these transitions often run in softirq, where `current`
  *   is an unrelated task), bytes and duration at close.
- * No kprobes, fentry or LSM. Records the ring buffer cannot take are counted. */
+ * No kprobes, fentry or LSM. Every record the ring buffer cannot take, and every
+ * row sent without part of its state, is counted (common.h). */
 /* The ring buffer's size (common.h wakes the reader at an eighth of it). */
 #define PT_RING_BYTES (8 << 20)
 
@@ -43,7 +44,10 @@ struct {
     __uint(max_entries, PT_RING_BYTES);
 } events SEC(".maps");
 
-/* What connect() asked for, and who asked: by socket cookie. */
+/* What connect() asked for, and who asked: by socket cookie, until the
+ * connection fails or closes. LRU: a connect() that never reaches SYN_SENT
+ * (no route) leaves its entry behind; an evicted entry costs only the owner of
+ * a row (counted as PT_DROP_CONN_NO_OWNER), never the row. */
 struct connect_info {
     __u8 daddr[16];
     __u16 dport;
@@ -62,7 +66,16 @@ struct {
 /* Each established socket, by socket address: when, the counters then (so the
  * handshake's SYN is not counted as payload), its local port (released before
  * CLOSE), and whether a FIN went each way (a FIN takes one sequence number, which
- * the kernel's byte counters include). */
+ * the kernel's byte counters include).
+ *
+ * A plain hash, not LRU: an LRU map evicts entries before it is full (its free
+ * nodes sit on per-CPU lists), and an evicted entry was a close nobody saw.
+ * Every established socket passes TCP_CLOSE, where its entry is deleted, so the
+ * map holds the sockets established now: 65536 concurrent connections (both
+ * ends of a local one count), about 5.5 MiB of kernel memory, preallocated
+ * (tracing programs cannot allocate on 5.10). When it is full the connection
+ * is still recorded; its close row lacks bytes and duration, counted as
+ * PT_DROP_CONN_STATE_FULL. */
 struct conn_state {
     __u64 since;
     __u64 acked0;
@@ -74,7 +87,7 @@ struct conn_state {
 };
 
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 65536);
     __type(key, __u64);
     __type(value, struct conn_state);
@@ -185,6 +198,22 @@ static __always_inline __u64 sock_cgroup_id(struct sock *sk)
     return BPF_CORE_READ((struct cgroup *)v, kn, id);
 }
 
+/* A state a connection leaves for TCP_CLOSE once it was established (not a
+ * handshake that failed, not a listener). */
+static __always_inline int was_connected(int oldstate)
+{
+    switch (oldstate) {
+    case TCP_ESTABLISHED:
+    case TCP_FIN_WAIT1:
+    case TCP_FIN_WAIT2:
+    case TCP_CLOSE_WAIT:
+    case TCP_LAST_ACK:
+    case TCP_CLOSING:
+        return 1;
+    }
+    return 0;
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 {
@@ -214,14 +243,17 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
         event = PT_CONN_ACCEPT;
     else if (newstate == TCP_CLOSE && oldstate == TCP_SYN_SENT)
         event = PT_CONN_FAIL;
-    else if (newstate == TCP_CLOSE && st)
+    else if (newstate == TCP_CLOSE && (st || was_connected(oldstate)))
+        /* Without its state (a full map, or a connection older than the
+         * recorder) the close is recorded all the same, without bytes. */
         event = PT_CONN_CLOSE;
     else
         return 0;
 
+    __u64 cgroup_id = sock_cgroup_id(sk);
     struct pt_conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
-        count_drop();
+        count_drop(PT_DROP_CONN_RING, cgroup_id);
         return 0;
     }
     __builtin_memset(e, 0, sizeof(*e));
@@ -230,7 +262,7 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
     e->time_ns = now;
     e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
     e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-    e->cgroup_id = sock_cgroup_id(sk);
+    e->cgroup_id = cgroup_id;
     /* Map keys live on the stack: before Linux 5.11 map helpers refuse
      * ring-buffer memory as a key. */
     __u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
@@ -256,6 +288,10 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
             e->orig_dport = ci->dport;
         }
     }
+    /* The connecting side always went through cgroup/connect4|6 (attached at
+     * the root): a connect or fail row without its process is incomplete. */
+    if ((event == PT_CONN_CONNECT || event == PT_CONN_FAIL) && !(e->flags & PT_CONN_HAS_OWNER))
+        count_drop(PT_DROP_CONN_NO_OWNER, cgroup_id);
     if (event == PT_CONN_CONNECT || event == PT_CONN_CLOSE) {
         struct nat_key k = {};
         __builtin_memcpy(k.saddr, e->saddr, 16);
@@ -278,7 +314,8 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
             .received0 = BPF_CORE_READ(tp, bytes_received),
             .sport = e->sport,
         };
-        bpf_map_update_elem(&established, &key, &ns, BPF_ANY);
+        if (bpf_map_update_elem(&established, &key, &ns, BPF_ANY) != 0)
+            count_drop(PT_DROP_CONN_STATE_FULL, cgroup_id);
         break;
     }
     case PT_CONN_FAIL:
@@ -287,6 +324,8 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
             bpf_map_delete_elem(&connects, &cookie);
         break;
     case PT_CONN_CLOSE: {
+        if (e->cookie)
+            bpf_map_delete_elem(&connects, &cookie);
         if (!st)
             break;
         /* LAST_ACK -> CLOSE: our FIN was acked unless the close was a reset. */
@@ -303,8 +342,6 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
         e->bytes_received = received >= fin_in ? received - fin_in : 0;
         e->duration_ns = now - st->since;
         bpf_map_delete_elem(&established, &key);
-        if (e->cookie)
-            bpf_map_delete_elem(&connects, &cookie);
         break;
     }
     }

@@ -114,7 +114,7 @@ static __always_inline int enter_common(__u32 op, const __u64 *args)
         p.args[i] = args[i];
     __u64 id = bpf_get_current_pid_tgid();
     if (bpf_map_update_elem(&pending, &id, &p, BPF_ANY) != 0)
-        count_drop();
+        count_drop(PT_DROP_PRIV_PENDING_FULL, p.cgroup_id);
     return 0;
 }
 
@@ -235,7 +235,7 @@ static __always_inline int exit_common(long ret, __u32 op)
     /* Most calls carry no string: send the record without the string slots. */
     __u64 size = (e->str_len[0] | e->str_len[1] | e->str_len[2]) ? sizeof(*e) : __builtin_offsetof(struct pt_priv_event, str);
     if (bpf_ringbuf_output(&events, e, size, pt_submit_flags(&events)) != 0)
-        count_drop();
+        count_drop(PT_DROP_PRIV_RING, e->cgroup_id);
     return 0;
 }
 
@@ -360,7 +360,7 @@ int BPF_PROG(cap_check, const struct cred *cred, struct user_namespace *target_n
     if (!v) {
         struct pt_cap_val init = { .first_ns = now, .last_ns = now, .window_ns = now };
         if (bpf_map_update_elem(&cap_usage, &key, &init, BPF_NOEXIST) != 0 && bpf_map_lookup_elem(&cap_usage, &key) == NULL) {
-            count_drop(); /* map full: this check is not counted */
+            count_drop(PT_DROP_CAP_MAP_FULL, key.cgroup_id); /* this check is not counted */
             return 0;
         }
         v = bpf_map_lookup_elem(&cap_usage, &key);
@@ -384,7 +384,7 @@ int BPF_PROG(cap_check, const struct cred *cred, struct user_namespace *target_n
     v->window_rows++;
     struct pt_cap_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
-        count_drop();
+        count_drop(PT_DROP_CAP_RING, key.cgroup_id);
         __sync_fetch_and_add(&v->denied_unlogged, 1);
         return 0;
     }

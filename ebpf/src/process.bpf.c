@@ -145,7 +145,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
     if (size > sizeof(*e))
         size = sizeof(*e);
     if (bpf_ringbuf_output(&events, e, size, pt_submit_flags(&events)) != 0)
-        count_drop();
+        count_drop(PT_DROP_EXEC_RING, e->cgroup_id);
     return 0;
 }
 
@@ -158,7 +158,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
         return 0; /* a thread, not the process */
     struct pt_exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
-        count_drop();
+        count_drop(PT_DROP_EXIT_RING, bpf_get_current_cgroup_id());
         return 0;
     }
     e->kind = PT_KIND_EXIT;
@@ -180,7 +180,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
         return 0; /* a new thread, not a new process */
     struct pt_fork_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
-        count_drop();
+        count_drop(PT_DROP_FORK_RING, bpf_get_current_cgroup_id());
         return 0;
     }
     e->kind = PT_KIND_FORK;

@@ -36,7 +36,6 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use podtrail_schema::catalog::{Catalog, SegmentRecord};
 use podtrail_schema::tables::{CATALOG_TABLES, EVENT_TABLES, IP_OWNERS, TableDef};
 use podtrail_schema::{hot, layout};
-use sha2::{Digest, Sha256};
 
 use crate::QueryError;
 
@@ -102,22 +101,7 @@ fn session_config() -> SessionConfig {
 impl Engine {
     /// Open `data_dir` read-only and register every table.
     pub async fn open(data_dir: &Path, opts: EngineOptions) -> Result<Engine, QueryError> {
-        let cat_path = layout::catalog_path(data_dir);
-        if !data_dir.is_dir() {
-            return Err(QueryError::NoData(format!(
-                "data dir {} does not exist; start recording with `podtraild run --data-dir {}` or point --data-dir / PODTRAIL_DATA_DIR at an existing one",
-                data_dir.display(),
-                data_dir.display()
-            )));
-        }
-        if !cat_path.exists() {
-            return Err(QueryError::NoData(format!(
-                "{} holds no podtrail history (no {}); start recording with `podtraild run --data-dir {}`",
-                data_dir.display(),
-                layout::CATALOG_FILE,
-                data_dir.display()
-            )));
-        }
+        let cat_path = check_data_dir(data_dir)?;
         let catalog = Catalog::open_ro(&cat_path)?;
         // A hot file can vanish between listing and reading when the writer seals it;
         // then the snapshot is stale: start over with a fresh one.
@@ -482,27 +466,12 @@ pub fn check_file(path: &Path, seg: &SegmentRecord, hash: bool) -> Result<(), St
         return Err(format!("size {} bytes, catalog says {}", meta.len(), seg.bytes));
     }
     if hash {
-        let got = sha256_file(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let got = podtrail_schema::catalog::sha256_file(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
         if got != seg.sha256 {
             return Err(format!("SHA-256 {got} does not match the catalog's {}", seg.sha256));
         }
     }
     Ok(())
-}
-
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(podtrail_schema::catalog::hex_lower(&h.finalize()))
 }
 
 #[async_trait]
@@ -639,6 +608,33 @@ fn literal_through_cast(e: &Expr) -> Option<&ScalarValue> {
         Expr::Cast(c) => literal_through_cast(&c.expr),
         Expr::TryCast(c) => literal_through_cast(&c.expr),
         e => literal(e),
+    }
+}
+
+/// The catalog of `data_dir`, or one line saying why there is none to read: no
+/// such directory, not a directory, no permission, or no history in it.
+pub fn check_data_dir(data_dir: &Path) -> Result<std::path::PathBuf, QueryError> {
+    let start = || format!("start recording with `podtraild run --data-dir {}`", data_dir.display());
+    match std::fs::metadata(data_dir) {
+        Ok(m) if !m.is_dir() => return Err(QueryError::NoData(format!("data dir {} is not a directory", data_dir.display()))),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(QueryError::NoData(format!(
+                "data dir {} does not exist; {} or point --data-dir / PODTRAIL_DATA_DIR at an existing one",
+                data_dir.display(),
+                start()
+            )));
+        }
+        Err(e) => return Err(QueryError::NoData(format!("data dir {}: {e}", data_dir.display()))),
+    }
+    let cat_path = layout::catalog_path(data_dir);
+    match std::fs::metadata(&cat_path) {
+        Ok(_) => Ok(cat_path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(QueryError::NoData(format!("{} holds no podtrail history (no {}); {}", data_dir.display(), layout::CATALOG_FILE, start())))
+        }
+        // Permission denied on the data dir (0700, the recorder's user): say so.
+        Err(e) => Err(QueryError::NoData(format!("{}: {e} (the data dir is readable by its owner only; run as that user or root)", cat_path.display()))),
     }
 }
 

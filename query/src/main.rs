@@ -228,7 +228,9 @@ struct Window {
     until: Option<String>,
 }
 
-/// Write to standard output; a closed pipe (`| head`) is not an error worth a message.
+/// Write to standard output; a closed pipe (`| head`, `| true`) ends the
+/// output quietly, not with an error (every command's output goes through here:
+/// `println!` panics on a closed pipe).
 fn print_out(buf: &[u8]) -> Result<(), QueryError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(buf).and_then(|_| out.flush()) {
@@ -300,11 +302,8 @@ fn no_lake(cli: &Cli, cmd: &str) -> Result<(), QueryError> {
 async fn run(cli: Cli) -> Result<u8, QueryError> {
     match &cli.cmd {
         Cmd::Schema { ocsf } => {
-            if *ocsf {
-                print!("{}", podtrail_query::ocsf::markdown());
-            } else {
-                print!("{}", podtrail_schema::tables::tables_markdown());
-            }
+            let text = if *ocsf { podtrail_query::ocsf::markdown() } else { podtrail_schema::tables::tables_markdown() };
+            print_out(text.as_bytes())?;
             Ok(0)
         }
         Cmd::Export { to, window, tables, node, schema, json } => {
@@ -329,22 +328,27 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
         Cmd::Verify { json } => {
             no_lake(&cli, "verify")?;
             let r = verify::verify(&cli.data_dir)?;
+            let mut text = String::new();
             if *json {
-                println!("{}", serde_json::to_string_pretty(&r).expect("serializable"));
+                text = serde_json::to_string_pretty(&r).expect("serializable") + "\n";
             } else {
                 for p in &r.problems {
-                    println!("FAIL {p}");
+                    text.push_str(&format!("FAIL {p}\n"));
                 }
-                println!(
-                    "verified {} segments: {} intact ({} bytes hashed), {} expired by retention, {} problem{}",
+                if let Some(note) = &r.chain_rebuilt {
+                    text.push_str(&format!("note: {note}\n"));
+                }
+                text.push_str(&format!(
+                    "verified {} segments: {} intact ({} bytes hashed), {} expired by retention, {} problem{}\n",
                     r.segments,
                     r.ok,
                     r.bytes_hashed,
                     r.expired,
                     r.problems.len(),
                     if r.problems.len() == 1 { "" } else { "s" }
-                );
+                ));
             }
+            print_out(text.as_bytes())?;
             Ok(if r.passed() { 0 } else { 1 })
         }
         Cmd::WhoOwned { ip, at, json } => {
@@ -376,13 +380,9 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
         Cmd::Status { json } => {
             no_lake(&cli, "status")?;
             let engine = Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads: false }).await?;
-            let st = status::status(&engine).await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&st).expect("serializable"));
-            } else {
-                println!("data dir: {}", cli.data_dir.display());
-                print!("{st}");
-            }
+            let st = status::status(&engine, &cli.data_dir).await?;
+            let text = if *json { serde_json::to_string_pretty(&st).expect("serializable") + "\n" } else { format!("data dir: {}\n{st}", cli.data_dir.display()) };
+            print_out(text.as_bytes())?;
             Ok(0)
         }
         Cmd::Sql { query, file, format, output, stats, no_verify } => {

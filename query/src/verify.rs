@@ -1,16 +1,19 @@
-//! `podtrail verify`: re-hash every sealed segment and re-walk the hash chain.
+//! `podtrail verify`: check the catalog itself, re-hash every sealed segment and
+//! re-walk the hash chain.
 //!
 //! In: the catalog and the segment files. Out: one line per problem, naming the
-//! segment and its file, and a summary. Any altered or missing segment, or a break
-//! in the chain (a catalog row removed or edited), fails the verification.
+//! catalog, or the segment and its file, and a summary. A catalog SQLite finds
+//! damaged, any altered or missing segment, or a break in the chain (a catalog
+//! row removed or edited) fails the verification. A chain rebuilt from the
+//! segment files (`podtraild recover --rebuild-catalog`) is said, not failed: it
+//! proves the segments unaltered since the rebuild only.
 
 use std::path::Path;
 
 use podtrail_schema::catalog::{CHAIN_GENESIS, Catalog, chain_sha256};
-use podtrail_schema::layout;
 
 use crate::QueryError;
-use crate::engine::check_file;
+use crate::engine::{check_file, one_line};
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct VerifyReport {
@@ -19,6 +22,8 @@ pub struct VerifyReport {
     pub bytes_hashed: u64,
     pub expired: u64,
     pub problems: Vec<String>,
+    /// When the chain was rebuilt from the segment files, what that means.
+    pub chain_rebuilt: Option<String>,
 }
 
 impl VerifyReport {
@@ -28,15 +33,52 @@ impl VerifyReport {
 }
 
 pub fn verify(data_dir: &Path) -> Result<VerifyReport, QueryError> {
-    let cat_path = layout::catalog_path(data_dir);
-    if !cat_path.exists() {
-        return Err(QueryError::NoData(format!("{} holds no podtrail history (no {})", data_dir.display(), layout::CATALOG_FILE)));
-    }
-    let cat = Catalog::open_ro(&cat_path)?;
+    let cat_path = crate::engine::check_data_dir(data_dir)?;
     let mut r = VerifyReport::default();
+    let damaged = |r: &mut VerifyReport, why: String| {
+        r.problems.push(format!(
+            "catalog {}: {why}; the history it indexes cannot be trusted: rebuild it from the segments with `podtraild --data-dir {} recover --rebuild-catalog`",
+            cat_path.display(),
+            data_dir.display()
+        ));
+    };
+    let cat = match Catalog::open_ro(&cat_path) {
+        Ok(c) => c,
+        Err(podtrail_schema::CatalogError::Damaged { problem, .. }) => {
+            damaged(&mut r, format!("cannot be read ({problem})"));
+            return Ok(r);
+        }
+        Err(e @ podtrail_schema::CatalogError::Sqlite { .. }) => {
+            damaged(&mut r, format!("cannot be read ({})", one_line(&e.to_string())));
+            return Ok(r);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match cat.check() {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => {
+            let more = if problems.len() > 1 { format!(" (and {} more)", problems.len() - 1) } else { String::new() };
+            damaged(&mut r, format!("SQLite's integrity check fails: {}{more}", problems[0]));
+        }
+        Err(e) => damaged(&mut r, format!("SQLite's integrity check cannot run ({})", one_line(&e.to_string()))),
+    }
+    if let Ok(Some(meta)) = cat.meta(podtrail_schema::catalog::META_CHAIN_REBUILT) {
+        let v: serde_json::Value = serde_json::from_str(&meta).unwrap_or_default();
+        let at = v["at"].as_i64().map(|t| chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_else(|| "?".into());
+        r.chain_rebuilt = Some(format!(
+            "the hash chain was rebuilt from the segment files at {at} (podtraild recover --rebuild-catalog): it proves segments unaltered since then, not before"
+        ));
+    }
+    let segments = match cat.segments() {
+        Ok(s) => s,
+        Err(e) => {
+            damaged(&mut r, format!("its segment records cannot be read ({})", one_line(&e.to_string())));
+            return Ok(r);
+        }
+    };
     let mut prev_chain = CHAIN_GENESIS.to_owned();
     let mut prev_seq = 0;
-    for seg in cat.segments()? {
+    for seg in segments {
         r.segments += 1;
         if seg.seq != prev_seq + 1 {
             r.problems.push(format!(

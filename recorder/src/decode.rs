@@ -183,6 +183,20 @@ fn cwd_path(components: &[u8], truncated: bool) -> String {
     if truncated { format!("...{path}") } else { path }
 }
 
+/// The table a kernel record's rows go to, from its kind alone (fork records
+/// are not rows; an unknown or short record has none): how an undecodable
+/// record's loss is attributed.
+pub fn table_of_record(b: &[u8]) -> Option<&'static str> {
+    use podtrail_schema::tables::{NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    match u32::from_ne_bytes(b.get(0..4)?.try_into().ok()?) {
+        KIND_EXEC => Some(PROCESS_EXEC.name),
+        KIND_EXIT => Some(PROCESS_EXIT.name),
+        KIND_CONN => Some(NET_CONN.name),
+        KIND_PRIV | KIND_CAP => Some(PRIVILEGE.name),
+        _ => None,
+    }
+}
+
 pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
     if b.len() < 4 {
         return Err(DecodeError::Short(b.len()));

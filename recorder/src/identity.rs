@@ -114,7 +114,7 @@ pub struct Identity {
     ips: HashMap<IpAddr, OpenIp>,
     closed: IdentityWrites,
     stats: IdentityStats,
-    unresolved_window: u64,
+    unresolved_window: std::collections::BTreeMap<&'static str, u64>,
     last_walk: i64,
     /// Pod names by UID, from metadata sources, and when the source last listed each.
     meta: HashMap<String, cri::PodMeta>,
@@ -151,7 +151,7 @@ impl Identity {
             ips: HashMap::new(),
             closed: IdentityWrites::default(),
             stats: IdentityStats::default(),
-            unresolved_window: 0,
+            unresolved_window: Default::default(),
             last_walk: i64::MIN / 2,
             meta: HashMap::new(),
             meta_seen: HashMap::new(),
@@ -251,25 +251,26 @@ impl Identity {
         // run of rows of one cgroup.
         let mut seen: Earliest<u64, ()> = Earliest::default();
         let mut last = None;
+        use podtrail_schema::tables::{CAP_USAGE, NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
         for r in &mut b.exec[e0..] {
-            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id, PROCESS_EXEC.name);
             seen.note(r.raw.cgroup_id, r.time, || ());
         }
         for r in &mut b.exit[x0..] {
-            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id, PROCESS_EXIT.name);
             seen.note(r.raw.cgroup_id, r.time, || ());
         }
         for r in &mut b.privs[st.privs..] {
-            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id, PRIVILEGE.name);
             seen.note(r.raw.cgroup_id, r.time, || ());
         }
         for r in &mut b.caps[st.caps..] {
-            r.identity = self.lookup_run(&mut last, r.delta.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.delta.cgroup_id, CAP_USAGE.name);
             seen.note(r.delta.cgroup_id, r.time, || ());
         }
         let mut addrs: Earliest<(IpAddr, *const PodIdentity), Arc<PodIdentity>> = Earliest::default();
         for r in &mut b.conn[c0..] {
-            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id);
+            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id, NET_CONN.name);
             seen.note(r.raw.cgroup_id, r.time, || ());
             if let Some(id) = &r.identity
                 && r.raw.netns != self.host_netns
@@ -294,7 +295,7 @@ impl Identity {
     /// rows repeat one cgroup row after row, and each such row then costs no
     /// hash lookup (unresolved rows are still counted one by one).
     #[allow(clippy::option_option)] // outer: not in the map; inner: a host cgroup
-    fn lookup_run(&mut self, last: &mut Option<(u64, Option<Option<Arc<PodIdentity>>>)>, cgroup_id: u64) -> Option<Arc<PodIdentity>> {
+    fn lookup_run(&mut self, last: &mut Option<(u64, Option<Option<Arc<PodIdentity>>>)>, cgroup_id: u64, table: &'static str) -> Option<Arc<PodIdentity>> {
         let found = match last {
             Some((id, found)) if *id == cgroup_id => found,
             _ => &mut last.insert((cgroup_id, self.cgroups.get(&cgroup_id).map(|r| r.identity.clone()))).1,
@@ -303,16 +304,22 @@ impl Identity {
             Some(identity) => identity.clone(),
             None => {
                 self.stats.unresolved_rows += 1;
-                self.unresolved_window += 1;
+                *self.unresolved_window.entry(table).or_default() += 1;
                 None
             }
         }
     }
 
-    /// Rows stored without identity since the last call (their cgroup was gone
-    /// before it could be resolved): a gap to count as loss.
-    pub fn take_unresolved(&mut self) -> u64 {
+    /// Rows stored without identity since the last call, per table (their
+    /// cgroup was gone before it could be resolved): a gap to count as loss.
+    pub fn take_unresolved(&mut self) -> std::collections::BTreeMap<&'static str, u64> {
         std::mem::take(&mut self.unresolved_window)
+    }
+
+    /// The pod UID of a cgroup already resolved (none for a host cgroup or
+    /// one not seen): how kernel drop counts per cgroup are put on a pod.
+    pub fn pod_of_cgroup(&self, cgroup_id: u64) -> Option<String> {
+        self.cgroups.get(&cgroup_id)?.identity.as_ref().map(|i| i.pod_uid.clone())
     }
 
     fn observe_cgroup(&mut self, t: i64, cgroup_id: u64) {

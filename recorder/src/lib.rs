@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod decode;
 pub mod identity;
+pub mod loss;
 pub mod metrics;
 pub mod privilege;
 pub mod probes;

@@ -98,11 +98,28 @@ enum Cmd {
         /// Seal a segment (and so make it shippable) once it is this many seconds old.
         #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=3600))]
         segment_max_age: u64,
+        /// Keep at least this much free on the data dir's filesystem (e.g. 2G,
+        /// 500M; 0: no floor): below it the oldest sealed segments are removed,
+        /// shipped ones first, unshipped ones counted as loss. Default: 5 % of
+        /// the filesystem, at most 1G. If the disk fills all the same, podtraild
+        /// keeps running: rows are held in memory up to 48 MiB, then counted as
+        /// `disk` loss, and writing resumes when space returns.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size_or_zero)]
+        min_free: Option<u64>,
     },
     /// Recover a data dir after a crash: remove half-written files, seal every hot
-    /// tail up to its last complete flush, record torn frames as loss; then exit.
-    /// The recorder does the same on every start.
-    Recover,
+    /// tail up to its last complete flush, count what was lost (moving damaged
+    /// files to quarantine/), close a run that never ended; then exit. The
+    /// recorder does the same on every start.
+    Recover {
+        /// The catalog is damaged (podtraild and `podtrail verify` say so): keep
+        /// it aside as catalog.db.damaged-<time> and build a new one from the
+        /// sealed segment files, with what can still be read from the old one.
+        /// The hash chain is then marked rebuilt: it proves the segments
+        /// unaltered from now on, not before.
+        #[arg(long)]
+        rebuild_catalog: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -136,7 +153,7 @@ fn error_text(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, kube_api, kubeconfig, no_kube, no_syscall_tracepoints, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age } => {
+        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, kube_api, kubeconfig, no_kube, no_syscall_tracepoints, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age, min_free } => {
             use podtrail_recorder::run::CriChoice;
             let cri = match (cri_socket, no_cri) {
                 (_, true) => CriChoice::Off,
@@ -187,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ship,
                 disk_budget_bytes: disk_budget,
                 segment_max_age: Some(std::time::Duration::from_secs(segment_max_age)),
+                min_free_bytes: min_free,
             };
             let summary = podtrail_recorder::run::run(cfg, |missing| {
                 if !missing.is_empty() {
@@ -196,14 +214,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&summary)?);
             Ok(())
         }
-        Cmd::Recover => {
+        Cmd::Recover { rebuild_catalog } => {
             let node = hostname();
+            let rebuilt = if rebuild_catalog { Some(podtrail_recorder::segments::rebuild_catalog(&cli.data_dir, &node)?) } else { None };
             let (store, report) = SegmentStore::open(StoreConfig::new(&cli.data_dir, node))?;
             store.close()?;
-            println!("{}", serde_json::to_string(&report)?);
+            let out = match rebuilt {
+                Some(r) => serde_json::json!({ "rebuild": r, "recovery": report }),
+                None => serde_json::to_value(&report)?,
+            };
+            println!("{out}");
             Ok(())
         }
     }
+}
+
+/// Like [`parse_size`], and `0` (off).
+fn parse_size_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" { Ok(0) } else { parse_size(s) }
 }
 
 /// `20G`, `500M`, `64k` or plain bytes (powers of 1024).

@@ -28,6 +28,13 @@ pub struct Metrics {
     pub segments_shipped: AtomicU64,
     pub ship_failures: AtomicU64,
     pub ship_backlog: AtomicU64,
+    /// Rows not stored because the data dir could not be written.
+    pub disk_dropped_rows: AtomicU64,
+    pub store_write_failures: AtomicU64,
+    /// 1 while the store's writes fail (rows held in memory, then counted as loss).
+    pub store_failing: AtomicU64,
+    pub store_buffered_bytes: AtomicU64,
+    pub disk_free_bytes: AtomicU64,
     /// The kernel ring buffers' fill, set once the probes are loaded.
     pub rings: std::sync::OnceLock<Vec<Arc<crate::probes::RingGauge>>>,
 }
@@ -64,6 +71,19 @@ impl Metrics {
              # TYPE podtrail_dropped_total counter\n\
              podtrail_dropped_total{{source=\"kernel_ringbuf\"}} {}\n\
              podtrail_dropped_total{{source=\"decode\"}} {}\n\
+             podtrail_dropped_total{{source=\"disk\"}} {}\n\
+             # HELP podtrail_store_write_failing 1 while writes to the data dir fail (rows are held in memory up to a bound, then counted as disk loss; writes are retried).\n\
+             # TYPE podtrail_store_write_failing gauge\n\
+             podtrail_store_write_failing {}\n\
+             # HELP podtrail_store_write_failures_total Writes to the data dir that failed (each retried).\n\
+             # TYPE podtrail_store_write_failures_total counter\n\
+             podtrail_store_write_failures_total {}\n\
+             # HELP podtrail_store_buffered_bytes Bytes of rows held in memory, not yet sealed.\n\
+             # TYPE podtrail_store_buffered_bytes gauge\n\
+             podtrail_store_buffered_bytes {}\n\
+             # HELP podtrail_data_dir_free_bytes Free bytes on the data dir's filesystem.\n\
+             # TYPE podtrail_data_dir_free_bytes gauge\n\
+             podtrail_data_dir_free_bytes {}\n\
              # HELP podtrail_segments_sealed_total Segments sealed to Parquet.\n\
              # TYPE podtrail_segments_sealed_total counter\n\
              podtrail_segments_sealed_total {}\n\
@@ -104,6 +124,11 @@ impl Metrics {
             g(&self.cap_usage_rows),
             g(&self.kernel_drops),
             g(&self.decode_errors),
+            g(&self.disk_dropped_rows),
+            g(&self.store_failing),
+            g(&self.store_write_failures),
+            g(&self.store_buffered_bytes),
+            g(&self.disk_free_bytes),
             g(&self.segments_sealed),
             g(&self.bytes_sealed),
             g(&self.hot_flushes),

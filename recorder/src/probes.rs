@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, FEntry, FExit, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Pod};
-use podtrail_ebpf::{CapKey, CapVal};
+use podtrail_ebpf::{CapKey, CapVal, DropKey};
 
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
@@ -55,18 +55,52 @@ struct ObjectSpec {
     name: &'static str,
     bytes: fn() -> &'static [u8],
     programs: &'static [(&'static str, Attach, Need)],
-    /// What a count in its `drops` means, for `loss` rows.
-    drops: Drops,
 }
 
-/// Where the records counted in an object's `drops` would have gone, and why
-/// they were dropped.
+/// What a count of one `drops` reason (`DROP_*` in ebpf/include/events.h) means,
+/// for `loss` rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drops {
-    /// `loss.table_name`
-    pub tables: &'static str,
+pub struct DropReason {
+    /// The `DROP_*` number this entry describes (its index in [`DROP_REASONS`]).
+    pub reason: usize,
+    /// `loss.source`
+    pub source: &'static str,
+    /// `loss.table_name`: the table whose rows were lost or stored incomplete
+    /// (none for fork records, which are not rows).
+    pub table: Option<&'static str>,
     /// `loss.detail`
     pub detail: &'static str,
+}
+
+/// Every drop reason of the kernel programs, indexed by its `DROP_*` number.
+pub const DROP_REASONS: [DropReason; podtrail_ebpf::DROP_REASONS] = {
+    use podtrail_ebpf as e;
+    use podtrail_schema::tables::{CAP_USAGE, NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    const fn r(reason: usize, source: &'static str, table: Option<&'static str>, detail: &'static str) -> DropReason {
+        DropReason { reason, source, table, detail }
+    }
+    [
+        r(e::DROP_EXEC_RING as usize, "kernel_ringbuf", Some(PROCESS_EXEC.name), "ring buffer of process.bpf.o full"),
+        r(e::DROP_EXIT_RING as usize, "kernel_ringbuf", Some(PROCESS_EXIT.name), "ring buffer of process.bpf.o full"),
+        r(e::DROP_FORK_RING as usize, "kernel_ringbuf", None, "fork records lost (ring buffer of process.bpf.o full): not rows, but a forked child that never execs then has no exec_id"),
+        r(e::DROP_CONN_RING as usize, "kernel_ringbuf", Some(NET_CONN.name), "ring buffer of net.bpf.o full"),
+        r(e::DROP_CONN_STATE_FULL as usize, "incomplete", Some(NET_CONN.name), "connections tracked without state (the `established` map of net.bpf.o was full): their close rows have no bytes_sent, bytes_received or duration_ns"),
+        r(e::DROP_CONN_NO_OWNER as usize, "incomplete", Some(NET_CONN.name), "connect/fail rows without their process (pid, comm, exec_id, orig_dst_ip, orig_dst_port): the socket's connect() record (the `connects` map of net.bpf.o) was evicted or predates the recorder"),
+        r(e::DROP_PRIV_RING as usize, "kernel_ringbuf", Some(PRIVILEGE.name), "ring buffer of privilege.bpf.o full"),
+        r(e::DROP_PRIV_PENDING_FULL as usize, "kernel_map", Some(PRIVILEGE.name), "the per-thread `pending` map of privilege.bpf.o was full: these syscalls have no row"),
+        r(e::DROP_CAP_RING as usize, "kernel_ringbuf", Some(PRIVILEGE.name), "refused capability checks without their row (ring buffer of privilege.bpf.o full); counted in cap_usage.denied_unrecorded too"),
+        r(e::DROP_CAP_MAP_FULL as usize, "kernel_map", Some(CAP_USAGE.name), "capability checks not counted: the `cap_usage` map of privilege.bpf.o was full"),
+    ]
+};
+
+/// Drop counters of every object, cumulative since load.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DropCounts {
+    /// Per `DROP_*` reason, summed over CPUs: the exact totals.
+    pub total: [u64; podtrail_ebpf::DROP_REASONS],
+    /// Per (cgroup, reason), as far as the kernel's LRU map kept them: read
+    /// before `total`, so they never add up to more than it.
+    pub by_cgroup: Vec<(DropKey, u64)>,
 }
 
 /// enter_/exit_ program pairs of privilege.bpf.o, one per traced syscall
@@ -84,7 +118,6 @@ const OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "process.bpf.o",
         bytes: podtrail_ebpf::process_object,
-        drops: Drops { tables: "process_exec/process_exit", detail: "ring buffer of process.bpf.o full" },
         programs: &[
             ("handle_exec", Attach::BtfTracepoint("sched_process_exec"), Need::Required),
             ("handle_exit", Attach::BtfTracepoint("sched_process_exit"), Need::Required),
@@ -94,7 +127,6 @@ const OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "net.bpf.o",
         bytes: podtrail_ebpf::net_object,
-        drops: Drops { tables: "net_conn", detail: "ring buffer of net.bpf.o full" },
         programs: &[
             ("connect4", Attach::CgroupRoot("connect4"), Need::Required),
             ("connect6", Attach::CgroupRoot("connect6"), Need::Required),
@@ -105,8 +137,6 @@ const OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "privilege.bpf.o",
         bytes: podtrail_ebpf::privilege_object,
-        // Also counted: a full per-thread `pending` map or `cap_usage` map.
-        drops: Drops { tables: "privilege/cap_usage", detail: "ring buffer or map of privilege.bpf.o full" },
         // `bpf` last: podtraild's own loads and attaches before it are not recorded.
         programs: syscall_programs!(
             [(CAP_CHECK_PROGRAM, Attach::BtfTracepoint("cap_capable"), Need::Optional),]
@@ -219,6 +249,12 @@ struct CapValPod(CapVal);
 // SAFETY: CapVal is #[repr(C)] plain data (u64s).
 unsafe impl Pod for CapValPod {}
 
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct DropKeyPod(DropKey);
+// SAFETY: DropKey is #[repr(C)] plain data (integers, explicit padding field).
+unsafe impl Pod for DropKeyPod {}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("podtraild must run as root to load eBPF programs (it needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN); running as uid {0}")]
@@ -235,6 +271,8 @@ pub enum ProbeError {
     Map { object: &'static str, map: &'static str, reason: String },
     #[error("reading {path} (named by {BPF_OVERRIDE_ENV}): {reason}")]
     Override { path: String, reason: String },
+    #[error("{0}")]
+    MapEntries(String),
     #[error("setting up the wait on the ring buffers (epoll): {0}")]
     Epoll(std::io::Error),
 }
@@ -244,11 +282,29 @@ pub enum ProbeError {
 /// recorded in the catalog (`meta` key `bpf_objects_overridden`).
 pub const BPF_OVERRIDE_ENV: &str = "PODTRAIL_BPF_OVERRIDE_DIR";
 
+/// `map=entries,...`: load the named maps with that many entries instead of
+/// their size in the object (tests only: how the fault tests fill the
+/// `established` map with a few thousand connections). Logged when set.
+pub const MAP_ENTRIES_ENV: &str = "PODTRAIL_TEST_MAP_ENTRIES";
+
+/// [`MAP_ENTRIES_ENV`]'s value parsed; a malformed entry is an error naming it.
+fn map_entries_override(value: &str) -> Result<Vec<(String, u32)>, String> {
+    value
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let (name, n) = e.split_once('=').ok_or_else(|| format!("{MAP_ENTRIES_ENV}: `{e}` is not map=entries"))?;
+            let n: u32 = n.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("{MAP_ENTRIES_ENV}: `{e}`: entries must be a positive number"))?;
+            Ok((name.trim().to_owned(), n))
+        })
+        .collect()
+}
+
 /// One loaded object: its drop counters (its ring buffer is in [`RingReader`]).
 struct Source {
     object: &'static str,
-    what: Drops,
     drops: PerCpuArray<MapData, u64>,
+    drops_by_cgroup: BpfHashMap<MapData, DropKeyPod, u64>,
     /// privilege.bpf.o's capability counters.
     cap_usage: Option<BpfHashMap<MapData, CapKeyPod, CapValPod>>,
     // Keeps the object's programs attached for as long as the source lives.
@@ -398,6 +454,10 @@ impl Probes {
             tracing::warn!(functions = ?NOAUDIT_SITES, "none of these kernel functions is in /proc/kallsyms: the kernel's own CAP_SYS_ADMIN probes on memory accounting will be counted as uses of CAP_SYS_ADMIN");
         }
         let override_dir = std::env::var_os(BPF_OVERRIDE_ENV).filter(|d| !d.is_empty()).map(PathBuf::from);
+        let map_entries = map_entries_override(&std::env::var(MAP_ENTRIES_ENV).unwrap_or_default()).map_err(ProbeError::MapEntries)?;
+        if !map_entries.is_empty() {
+            tracing::warn!(maps = ?map_entries, "map sizes overridden ({MAP_ENTRIES_ENV}; for tests only)");
+        }
         let mut overridden = Vec::new();
         let mut attached = 0usize;
         let mut privilege_syscalls = "tracepoints";
@@ -413,11 +473,12 @@ impl Probes {
                 }
                 None => None,
             };
-            let mut ebpf = EbpfLoader::new()
-                .btf(Some(&btf))
-                .override_global("noaudit_sites", &noaudit, false)
-                .load(replacement.as_deref().unwrap_or_else(|| (spec.bytes)()))
-                .map_err(|source| ProbeError::Load { object, source })?;
+            let mut loader = EbpfLoader::new();
+            loader.btf(Some(&btf)).override_global("noaudit_sites", &noaudit, false);
+            for (map, entries) in &map_entries {
+                loader.map_max_entries(map, *entries);
+            }
+            let mut ebpf = loader.load(replacement.as_deref().unwrap_or_else(|| (spec.bytes)())).map_err(|source| ProbeError::Load { object, source })?;
             let mut syscalls_by_fentry = false;
             let mut syscall_mode_decided = false;
             for &(program, attach, need) in spec.programs {
@@ -487,6 +548,8 @@ impl Probes {
                 .map_err(|e| map_err("events", e.to_string()))?;
             let drops = PerCpuArray::try_from(ebpf.take_map("drops").ok_or_else(|| map_err("drops", "absent".into()))?)
                 .map_err(|e| map_err("drops", e.to_string()))?;
+            let drops_by_cgroup = BpfHashMap::try_from(ebpf.take_map("drops_by_cgroup").ok_or_else(|| map_err("drops_by_cgroup", "absent".into()))?)
+                .map_err(|e| map_err("drops_by_cgroup", e.to_string()))?;
             let cap_usage = match ebpf.take_map("cap_usage") {
                 Some(m) => Some(BpfHashMap::try_from(m).map_err(|e| map_err("cap_usage", e.to_string()))?),
                 None => None,
@@ -494,7 +557,7 @@ impl Probes {
             let positions = RingPositions::map(ring.as_fd().as_raw_fd()).map_err(|e| map_err("events", format!("mapping its positions read-only: {e}")))?;
             let gauge = std::sync::Arc::new(RingGauge { object, size, pending: Default::default(), peak: Default::default() });
             rings.push(Ring { ring, positions, gauge });
-            sources.push(Source { object, what: spec.drops, drops, cap_usage, _ebpf: ebpf });
+            sources.push(Source { object, drops, drops_by_cgroup, cap_usage, _ebpf: ebpf });
         }
         if !syscall_tracepoints {
             tracing::info!("privilege syscalls not traced (--no-syscall-tracepoints): no privilege rows for them; capability counting stays on");
@@ -535,21 +598,39 @@ impl Probes {
     }
 
 
-    /// Records the kernel could not reserve since load: (what they were, per-CPU counts).
-    pub fn drops_per_cpu(&self) -> Vec<(Drops, Vec<u64>)> {
-        self.sources
-            .iter()
-            .map(|s| {
-                let v = match s.drops.get(&0, 0) {
-                    Ok(v) => v.iter().copied().collect(),
-                    Err(e) => {
-                        tracing::warn!(object = s.object, "reading the drop counters: {e}");
-                        Vec::new()
+    /// The drop counters of every object (cumulative since load): per reason,
+    /// and per (cgroup, reason). The per-cgroup map is read first: the
+    /// kernel bumps the per-reason counter first, so what is read per cgroup
+    /// never exceeds the totals read after it. Only read when a total moved
+    /// since `last`: nothing to attribute otherwise.
+    pub fn drop_counts(&self, last: &DropCounts) -> DropCounts {
+        let totals = |sources: &[Source]| {
+            let mut total = [0u64; podtrail_ebpf::DROP_REASONS];
+            for s in sources {
+                for (reason, sum) in total.iter_mut().enumerate() {
+                    match s.drops.get(&(reason as u32), 0) {
+                        Ok(v) => *sum += v.iter().sum::<u64>(),
+                        Err(e) => tracing::warn!(object = s.object, reason, "reading the drop counters: {e}"),
                     }
-                };
-                (s.what, v)
-            })
-            .collect()
+                }
+            }
+            total
+        };
+        let total = totals(&self.sources);
+        if total == last.total {
+            return last.clone();
+        }
+        let mut by_cgroup = Vec::new();
+        for s in &self.sources {
+            for item in s.drops_by_cgroup.iter() {
+                match item {
+                    Ok((k, n)) => by_cgroup.push((k.0, n)),
+                    // A key evicted while iterating: its drops stay in the totals.
+                    Err(e) => tracing::debug!(object = s.object, "reading drops_by_cgroup: {e}"),
+                }
+            }
+        }
+        DropCounts { total: totals(&self.sources), by_cgroup }
     }
 }
 
@@ -790,10 +871,20 @@ mod tests {
     }
 
     #[test]
-    fn each_object_names_its_own_drops() {
-        for o in OBJECTS {
-            assert!(o.drops.detail.contains(o.name), "{}: {}", o.name, o.drops.detail);
+    fn every_drop_reason_is_described_at_its_own_number() {
+        for (i, r) in DROP_REASONS.iter().enumerate() {
+            assert_eq!(r.reason, i, "DROP_REASONS[{i}] describes reason {}", r.reason);
+            assert!(OBJECTS.iter().any(|o| r.detail.contains(o.name)), "reason {i} does not name its object: {}", r.detail);
+            assert!(["kernel_ringbuf", "kernel_map", "incomplete"].contains(&r.source), "reason {i}: source {}", r.source);
         }
+    }
+
+    #[test]
+    fn map_entries_override_parses_and_names_a_bad_entry() {
+        assert_eq!(map_entries_override("established=1024, connects=64").unwrap(), vec![("established".into(), 1024), ("connects".into(), 64)]);
+        assert!(map_entries_override("").unwrap().is_empty());
+        assert!(map_entries_override("established").unwrap_err().contains("`established`"));
+        assert!(map_entries_override("established=0").unwrap_err().contains("positive"));
     }
 
     #[test]

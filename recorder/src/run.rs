@@ -1,12 +1,18 @@
 //! `podtraild run`: the pipeline `probes -> decode -> procs -> identity -> batch -> segments`.
 //!
-//! Startup order: open the store (recovering what a crash left) -> resume open
-//! identity intervals -> seed procs from /proc -> load and attach probes -> loop.
-//! The loop polls the ring buffer, and about once a second stamps the pending rows
-//! with their pod identity, appends them, flushes the hot tail (rows are then
-//! durable and queryable), writes changed identity intervals, seals aged segments
-//! and turns new kernel drops into `loss` rows. SIGTERM/SIGINT: drain the ring
-//! buffer, flush, seal, exit 0.
+//! Startup order: open the store (checking the catalog, recovering what a crash
+//! left) -> record this run -> resume open identity intervals -> seed procs from
+//! /proc -> load and attach probes -> loop. The loop polls the ring buffer, and
+//! about once a second stamps the pending rows with their pod identity, appends
+//! them, flushes the hot tail (rows are then durable and queryable), writes
+//! changed identity intervals, seals aged segments and turns new kernel drops,
+//! undecodable records and unresolved identities into `loss` rows, per table.
+//! SIGTERM/SIGINT: drain the ring buffer, flush, seal, exit 0.
+//!
+//! Once recording, nothing the store meets stops the loop: a write that fails
+//! (disk full, I/O error) puts the store in its failing mode (rows held in
+//! memory up to a bound, then counted as `disk` loss; every write retried), and
+//! the ring buffers keep being drained.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +25,7 @@ use crate::identity::{Identity, SOURCE_OBSERVED};
 use crate::probes::{ProbeError, Probes};
 use crate::procs::{ProcTable, boot_id};
 use crate::segments::{LossRecord, SegmentError, SegmentStore, StoreConfig};
+use crate::loss::KernelLoss;
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -39,6 +46,17 @@ pub struct RunConfig {
     pub disk_budget_bytes: Option<u64>,
     /// Seal a segment once it spans this long (`--segment-max-age`; default 10 min).
     pub segment_max_age: Option<Duration>,
+    /// Keep this many bytes free on the data dir's filesystem (`--min-free`);
+    /// None: [`default_min_free`] of it.
+    pub min_free_bytes: Option<u64>,
+}
+
+/// The free-space floor when none is given: 5 % of the data dir's filesystem,
+/// at most 1 GiB (a small filesystem keeps most of itself for history; a large
+/// one never gives up more than a gigabyte).
+pub fn default_min_free(data_dir: &std::path::Path) -> Option<u64> {
+    let (_, total) = crate::segments::filesystem_space(data_dir)?;
+    Some((total / 20).min(1 << 30))
 }
 
 /// Which CRI runtime to ask for pod names, namespaces, labels and IPs.
@@ -77,8 +95,15 @@ pub struct RunSummary {
     pub conn_rows: u64,
     pub privilege_rows: u64,
     pub cap_usage_rows: u64,
+    /// Events the kernel programs could not send (ring buffer or map full).
     pub kernel_drops: u64,
+    /// Rows stored without part of their columns (kernel state gone), counted as `incomplete` loss.
+    pub incomplete_rows: u64,
     pub decode_errors: u64,
+    /// Rows not stored because the data dir could not be written (`disk` loss).
+    pub disk_dropped_rows: u64,
+    /// Writes to the data dir that failed (each retried).
+    pub store_write_failures: u64,
     /// Rows whose cgroup could not be resolved to a path (pod columns null).
     pub identity_unresolved: u64,
     pub cgroup_walks: u64,
@@ -206,8 +231,9 @@ const BUSY_PASS_RECORDS: usize = 256;
 struct Pass {
     events: Vec<RawEvent>,
     conns: Vec<ConnRow>,
-    /// Records that did not decode (counted as loss, never guessed into rows).
-    decode_errors: u64,
+    /// Records that did not decode, per table their kind names (counted as
+    /// loss, never guessed into rows).
+    decode_errors: std::collections::BTreeMap<Option<&'static str>, u64>,
 }
 
 impl Pass {
@@ -215,11 +241,13 @@ impl Pass {
     fn take_into(mut self, into: &mut Pass) {
         move_all(&mut self.events, &mut into.events);
         move_all(&mut self.conns, &mut into.conns);
-        into.decode_errors += self.decode_errors;
+        for (table, n) in self.decode_errors {
+            *into.decode_errors.entry(table).or_default() += n;
+        }
     }
 
     fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.conns.is_empty() && self.decode_errors == 0
+        self.events.is_empty() && self.conns.is_empty() && self.decode_errors.is_empty()
     }
 }
 
@@ -332,12 +360,12 @@ fn spawn_ring_reader(mut reader: crate::probes::RingReader, boot_to_wall: i64) -
         loop {
             let stopping = STOP.load(Ordering::SeqCst);
             let sized = |last: usize| (last + last / 4).min(1 << 16);
-            let mut pass = Pass { events: Vec::with_capacity(sized(last_events)), conns: Vec::with_capacity(sized(last_conns)), decode_errors: 0 };
+            let mut pass = Pass { events: Vec::with_capacity(sized(last_events)), conns: Vec::with_capacity(sized(last_conns)), decode_errors: Default::default() };
             let mut take = |rec: &[u8]| match decode(rec) {
                 Ok(RawEvent::Conn(c)) => pass.conns.push(ConnRow { time: c.time_boot_ns as i64 + boot_to_wall, exec_id: None, identity: None, raw: c }),
                 Ok(ev) => pass.events.push(ev),
                 Err(err) => {
-                    pass.decode_errors += 1;
+                    *pass.decode_errors.entry(crate::decode::table_of_record(rec)).or_default() += 1;
                     errors_total += 1;
                     if errors_total.is_power_of_two() {
                         tracing::warn!(len = rec.len(), errors.total = errors_total, "undecodable kernel record: {err}");
@@ -377,8 +405,15 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     if let Some(age) = cfg.segment_max_age {
         store_cfg.max_segment_age = age;
     }
+    store_cfg.min_free_bytes = cfg.min_free_bytes.or_else(|| default_min_free(&cfg.data_dir));
+    // Rows held while the data dir cannot be written: three segments' worth
+    // (the RSS bound under a storm is about one segment).
+    store_cfg.max_buffered_bytes = 3 * RECORDER_SEGMENT_BYTES;
     let (mut store, recovery) = SegmentStore::open(store_cfg)?;
-    tracing::info!(?recovery, data_dir = %cfg.data_dir.display(), "store open");
+    tracing::info!(?recovery, data_dir = %cfg.data_dir.display(), min_free_bytes = ?store.config().min_free_bytes, "store open");
+    if let Err(e) = store.begin_run() {
+        tracing::warn!(error = %e, "recording this run in the catalog failed; retried at every flush");
+    }
     // After the store: the catalog exists (and is migrated) before the shipper opens it.
     let shipper = match &cfg.ship {
         Some(ship) => Some(crate::ship::Shipper::start(ship.clone(), cfg.data_dir.clone(), cfg.node.clone()).map_err(RunError::Ship)?),
@@ -425,10 +460,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     // What this run cannot record, for the readers (`podtrail profile` says
     // when capability profiling was unavailable rather than guess).
     let unavailable = serde_json::json!({ "since": now_ns(), "programs": probes.unavailable.iter().chain(probes.missing.iter()).collect::<Vec<_>>() });
-    store.set_meta(podtrail_schema::catalog::META_CAPTURE_UNAVAILABLE, &unavailable.to_string())?;
+    // Kept and retried by the store when the catalog cannot be written now.
+    let _ = store.set_meta(podtrail_schema::catalog::META_CAPTURE_UNAVAILABLE, &unavailable.to_string());
+    let _ = store.set_meta(crate::probes::META_PRIVILEGE_SYSCALLS, &serde_json::json!({ "since": now_ns(), "mode": probes.privilege_syscalls, "fentry_refused": probes.fentry_refused }).to_string());
     // Rows of this run come from these objects instead of the built-in ones.
-    store.set_meta(crate::probes::META_PRIVILEGE_SYSCALLS, &serde_json::json!({ "since": now_ns(), "mode": probes.privilege_syscalls, "fentry_refused": probes.fentry_refused }).to_string())?;
-    store.set_meta("bpf_objects_overridden", &serde_json::json!({ "since": now_ns(), "objects": probes.overridden }).to_string())?;
+    let _ = store.set_meta("bpf_objects_overridden", &serde_json::json!({ "since": now_ns(), "objects": probes.overridden }).to_string());
     let mut cap_counters = crate::privilege::CapCounters::default();
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     if let Some(addr) = cfg.metrics_addr {
@@ -445,10 +481,10 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let _ = metrics.rings.set(reader.gauges());
     let (passes, reader_thread) = spawn_ring_reader(reader, boot_to_wall).map_err(RunError::Reader)?;
     let mut reader_thread = Some(reader_thread);
-    let mut last_drops: Vec<Vec<u64>> = probes.drops_per_cpu().into_iter().map(|(_, v)| vec![0; v.len()]).collect();
+    let mut kernel_loss = KernelLoss::default();
     let mut window_start = now_ns();
     let mut last_tick = Instant::now();
-    let mut decode_errors_window = 0u64;
+    let mut decode_errors_window: std::collections::BTreeMap<Option<&'static str>, u64> = Default::default();
     tracing::info!(node = %cfg.node, "recording");
     ready(&probes.missing);
 
@@ -477,7 +513,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             }
         }
         let Pass { events, conns, decode_errors } = std::mem::take(&mut taken);
-        decode_errors_window += decode_errors;
+        for (table, n) in decode_errors {
+            *decode_errors_window.entry(table).or_default() += n;
+        }
         apply(events, conns, &mut procs, &mut batcher, boot_to_wall);
         identity.stamp(&mut batcher, now_ns(), false);
         identity.refresh_waiting(now_ns());
@@ -509,23 +547,42 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             // (When no pod waits, the rows are not even looked at.)
             let wait = |id: Option<&crate::batch::PodIdentity>| identity.should_wait(id, now);
             let hold = (!stopping && identity.may_hold()).then_some(&wait as crate::batch::Hold<'_>);
-            for (table, batch) in batcher.take_except(&cfg.node, hold)? {
-                let n = batch.num_rows() as u64;
-                let counter = match table {
-                    "process_exec" => (&mut summary.exec_rows, &metrics.exec_rows),
-                    "process_exit" => (&mut summary.exit_rows, &metrics.exit_rows),
-                    "privilege" => (&mut summary.privilege_rows, &metrics.privilege_rows),
-                    "cap_usage" => (&mut summary.cap_usage_rows, &metrics.cap_usage_rows),
-                    _ => (&mut summary.conn_rows, &metrics.conn_rows),
-                };
-                *counter.0 += n;
-                counter.1.fetch_add(n, Ordering::Relaxed);
-                store.append(table, batch)?;
+            let held_before = batcher.pending();
+            let mut refused: Vec<LossRecord> = Vec::new();
+            match batcher.take_except(&cfg.node, hold) {
+                Ok(batches) => {
+                    for (table, batch) in batches {
+                        let n = batch.num_rows() as u64;
+                        let counter = match table {
+                            "process_exec" => (&mut summary.exec_rows, &metrics.exec_rows),
+                            "process_exit" => (&mut summary.exit_rows, &metrics.exit_rows),
+                            "privilege" => (&mut summary.privilege_rows, &metrics.privilege_rows),
+                            "cap_usage" => (&mut summary.cap_usage_rows, &metrics.cap_usage_rows),
+                            _ => (&mut summary.conn_rows, &metrics.conn_rows),
+                        };
+                        *counter.0 += n;
+                        counter.1.fetch_add(n, Ordering::Relaxed);
+                        // Only a batch not of its table's schema is refused (a bug): counted, not fatal.
+                        if let Err(e) = store.append(table, batch) {
+                            tracing::error!(table, rows = n, error = %e, "the store refused a batch");
+                            refused.push(LossRecord { source: "decode".into(), table_name: Some(table.into()), count: Some(n), detail: Some(format!("rows the store refused: {e}")), ..LossRecord::default() });
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "building a batch failed: its rows are lost");
+                    let lost = held_before.saturating_sub(batcher.pending()) as u64;
+                    refused.push(LossRecord { source: "decode".into(), count: Some(lost), detail: Some(format!("rows lost building a batch: {e}")), ..LossRecord::default() });
+                }
             }
-            store.flush()?;
+            // A failing store keeps its rows (up to a bound) and retries; it
+            // logged the failure when it began.
+            if let Err(e) = store.flush() {
+                tracing::debug!(error = %e, "flush incomplete");
+            }
             let writes = identity.tick(now_ns());
             if !writes.is_empty() {
-                store.write_identity(&writes.pods, &writes.containers, &writes.ips)?;
+                let _ = store.write_identity(&writes.pods, &writes.containers, &writes.ips);
             }
             let ids = identity.stats();
             metrics.identity_unresolved.store(ids.unresolved_rows, Ordering::Relaxed);
@@ -538,7 +595,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             summary.cri_errors = ids.cri_errors;
             summary.kube_updates = ids.kube_updates;
             summary.kube_errors = ids.kube_errors;
-            let sealed = store.seal_aged()?;
+            let sealed = store.seal_aged().unwrap_or_default();
             if let Some(sh) = &shipper {
                 if !sealed.is_empty() {
                     sh.nudge();
@@ -552,43 +609,42 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
             metrics.segments_sealed.store(st.segments_sealed, Ordering::Relaxed);
             metrics.bytes_sealed.store(st.bytes_sealed, Ordering::Relaxed);
             metrics.hot_flushes.store(st.hot_flushes, Ordering::Relaxed);
+            metrics.disk_dropped_rows.store(st.rows_dropped_disk, Ordering::Relaxed);
+            metrics.store_write_failures.store(st.write_failures, Ordering::Relaxed);
+            summary.disk_dropped_rows = st.rows_dropped_disk;
+            summary.store_write_failures = st.write_failures;
+            let ws = store.write_state();
+            metrics.store_failing.store(u64::from(ws.failing_since.is_some()), Ordering::Relaxed);
+            metrics.store_buffered_bytes.store(ws.buffered_bytes, Ordering::Relaxed);
+            metrics.disk_free_bytes.store(crate::segments::free_bytes(&cfg.data_dir).unwrap_or(0), Ordering::Relaxed);
             let window_end = now_ns();
-            for ((what, drops), last_obj) in probes.drops_per_cpu().into_iter().zip(last_drops.iter_mut()) {
-                for (cpu, (&now, last)) in drops.iter().zip(last_obj.iter_mut()).enumerate() {
-                    if now > *last {
-                        let lost = now - *last;
-                        summary.kernel_drops += lost;
-                        metrics.kernel_drops.fetch_add(lost, Ordering::Relaxed);
-                        store.record_loss(&LossRecord {
-                            time_from: window_start,
-                            time_to: window_end,
-                            source: "kernel_ringbuf".into(),
-                            table_name: Some(what.tables.into()),
-                            cpu: Some(cpu as u32),
-                            count: lost,
-                            detail: Some(what.detail.into()),
-                        })?;
-                        *last = now;
-                    }
+            let window = |l: LossRecord| LossRecord { time_from: window_start, time_to: window_end, ..l };
+            for l in refused {
+                store.record_loss(&window(l)).ok();
+            }
+            let counts = probes.drop_counts(kernel_loss.last());
+            for (reason, pod_uid, n) in kernel_loss.update(counts, |cg| identity.pod_of_cgroup(cg)) {
+                let what = &crate::probes::DROP_REASONS[reason];
+                if what.source == "incomplete" {
+                    summary.incomplete_rows += n;
+                } else {
+                    summary.kernel_drops += n;
+                    metrics.kernel_drops.fetch_add(n, Ordering::Relaxed);
                 }
+                let l = LossRecord { source: what.source.into(), table_name: what.table.map(Into::into), count: Some(n), detail: Some(what.detail.into()), pod_uid, ..LossRecord::default() };
+                store.record_loss(&window(l)).ok();
             }
-            let unresolved = identity.take_unresolved();
-            if unresolved > 0 {
-                store.record_loss(&LossRecord {
-                    time_from: window_start,
-                    time_to: window_end,
-                    source: "identity".into(),
-                    table_name: None,
-                    cpu: None,
-                    count: unresolved,
-                    detail: Some("rows stored without pod identity: their cgroup was removed before it could be resolved".into()),
-                })?;
+            for (table, unresolved) in identity.take_unresolved() {
+                let detail = "rows stored without pod identity: their cgroup was removed before it could be resolved";
+                let l = LossRecord { source: "identity".into(), table_name: Some(table.into()), count: Some(unresolved), detail: Some(detail.into()), ..LossRecord::default() };
+                store.record_loss(&window(l)).ok();
             }
-            if decode_errors_window > 0 {
-                summary.decode_errors += decode_errors_window;
-                metrics.decode_errors.fetch_add(decode_errors_window, Ordering::Relaxed);
-                store.record_loss(&LossRecord { time_from: window_start, time_to: window_end, source: "decode".into(), table_name: None, cpu: None, count: decode_errors_window, detail: None })?;
-                decode_errors_window = 0;
+            for (table, n) in std::mem::take(&mut decode_errors_window) {
+                summary.decode_errors += n;
+                metrics.decode_errors.fetch_add(n, Ordering::Relaxed);
+                let detail = "kernel records that did not decode (kind, length or a field out of range): no row";
+                let l = LossRecord { source: "decode".into(), table_name: table.map(Into::into), count: Some(n), detail: Some(detail.into()), ..LossRecord::default() };
+                store.record_loss(&window(l)).ok();
             }
             window_start = window_end;
         }

@@ -14,9 +14,18 @@
 //!   fsynced, then committed to the catalog with a SHA-256 chained to the previous
 //!   segment's; a file not in the catalog is never read and is removed by recovery.
 //! - Nothing is dropped silently: what recovery cannot read back is a `loss` row.
+//! - A write that fails (disk full, I/O error) never loses what was appended and
+//!   never stops the store: the segment stays in memory (and in its hot file)
+//!   and every write is retried; while writes fail, new rows are held in memory
+//!   up to [`StoreConfig::max_buffered_bytes`], and past it dropped and counted
+//!   per table and pod as `disk` loss. Catalog writes (loss, identity, meta, the
+//!   run's heartbeat) wait in order in a queue for the next transaction that can
+//!   be written. The hot file is cut back to its last whole frame after a
+//!   failed append, so later frames are never stranded behind a torn one.
 
 mod catalog_write;
 mod parquet_out;
+mod rebuild;
 mod recovery;
 
 use std::collections::BTreeMap;
@@ -26,16 +35,27 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, TimestampNanosecondArray};
+use arrow::array::{Array, StringArray, TimestampNanosecondArray};
 use arrow::record_batch::RecordBatch;
 use podtrail_schema::catalog::{Catalog, CatalogError};
 use podtrail_schema::tables::{TableDef, event_table};
 use podtrail_schema::{hot, layout};
 
-pub use catalog_write::{ContainerRecord, IpOwnerRecord, LossRecord, PodRecord};
+pub use catalog_write::{CatalogOp, ContainerRecord, HotFileRecord, IpOwnerRecord, LossRecord, PodRecord, RunEnd};
+pub use rebuild::{RebuildReport, rebuild_catalog};
 pub use recovery::RecoveryReport;
 
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// Free space kept beyond what a write needs before it is tried while writes
+/// fail (directory entries, the catalog's journal).
+const WRITE_SLACK_BYTES: u64 = 1 << 20;
+
+/// While writes fail, a failed seal is tried again after this long, doubling
+/// up to [`SEAL_RETRY_MAX`] (a seal compresses a whole segment first); any
+/// write that succeeds (space came back) makes the next one immediate.
+const SEAL_RETRY_MIN: Duration = Duration::from_secs(1);
+const SEAL_RETRY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -49,6 +69,17 @@ pub struct StoreConfig {
     pub max_segment_bytes: usize,
     /// Sealed segments beyond this many bytes on disk are removed, oldest first.
     pub disk_budget_bytes: Option<u64>,
+    /// Keep at least this many bytes free on the data dir's filesystem: below
+    /// it, the oldest sealed segments are removed (as with the budget), so the
+    /// disk does not fill with history before it fills with something else.
+    pub min_free_bytes: Option<u64>,
+    /// While writes fail, rows of every table held in memory (open and unsealed
+    /// segments) up to this many bytes; beyond it new rows are dropped and
+    /// counted as `disk` loss.
+    pub max_buffered_bytes: usize,
+    /// How long [`SegmentStore::open`] waits for another writer's lock (a
+    /// recorder that was killed keeps it while the kernel tears it down).
+    pub lock_wait: Duration,
     /// Shipping target (`--ship-to`): retention removes segments shipped there
     /// first, and counts the rows of an unshipped one it must remove as loss.
     pub ship_target: Option<String>,
@@ -66,6 +97,9 @@ impl StoreConfig {
             max_segment_age: Duration::from_secs(600),
             max_segment_bytes: 64 << 20,
             disk_budget_bytes: None,
+            min_free_bytes: None,
+            max_buffered_bytes: 256 << 20,
+            lock_wait: Duration::from_secs(10),
             ship_target: None,
             row_group_rows: 64 * 1024,
             zstd_level: 3,
@@ -89,8 +123,12 @@ pub enum SegmentError {
     Arrow { segment: String, source: arrow::error::ArrowError },
     #[error("hot file {path}: {source}")]
     Hot { path: PathBuf, source: hot::HotError },
-    #[error("data dir {0} is in use by another writer (podtraild or podtrail-synth holds its LOCK file); one writer per data dir")]
-    Locked(PathBuf),
+    #[error("data dir {dir} is in use by another writer ({holder}; podtraild or podtrail-synth holds its LOCK file); one writer per data dir")]
+    Locked { dir: PathBuf, holder: String },
+    #[error("data dir {0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("{0}")]
+    Unstored(String),
 }
 
 pub type Result<T, E = SegmentError> = std::result::Result<T, E>;
@@ -108,6 +146,26 @@ pub struct StoreStats {
     pub bytes_sealed: u64,
     pub hot_flushes: u64,
     pub segments_expired: u64,
+    /// Rows dropped because the data dir could not be written and the memory
+    /// bound was reached (counted as `disk` loss).
+    pub rows_dropped_disk: u64,
+    /// Writes (hot appends, seals, catalog transactions) that failed.
+    pub write_failures: u64,
+}
+
+/// Whether the store can write, for metrics and the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteState {
+    /// Wall clock (ns) of the first failed write of the current failure, if any.
+    pub failing_since: Option<i64>,
+    /// That failure.
+    pub error: Option<String>,
+    /// Bytes of rows held in memory (open and unsealed segments).
+    pub buffered_bytes: u64,
+    /// Segments closed for appends that wait for a seal that works.
+    pub unsealed_segments: u64,
+    /// Catalog writes waiting for a transaction.
+    pub pending_catalog_writes: u64,
 }
 
 /// What one seal produced.
@@ -131,7 +189,75 @@ struct OpenSegment {
     time_min: i64,
     time_max: i64,
     opened: Instant,
+    /// Open for appending frames; none before the first flush, or for a
+    /// segment recovered from a hot file (all its rows are in it already).
     hot: Option<File>,
+    /// A hot file of this segment exists on disk (removed once it is sealed).
+    hot_exists: bool,
+    /// Bytes of the hot file that hold whole frames.
+    hot_len: u64,
+    /// Rows durably in the hot file, and their time range.
+    hot_rows: u64,
+    hot_time: Option<(i64, i64)>,
+    /// `hot_rows` changed since the catalog last recorded it.
+    hot_dirty: bool,
+    /// A failed append could not be cut back: no more frames go to this file.
+    hot_broken: bool,
+}
+
+impl OpenSegment {
+    fn new(def: &'static TableDef, id: String, time: (i64, i64)) -> Self {
+        OpenSegment {
+            def,
+            id,
+            batches: Vec::new(),
+            flushed: 0,
+            rows: 0,
+            mem_bytes: 0,
+            time_min: time.0,
+            time_max: time.1,
+            opened: Instant::now(),
+            hot: None,
+            hot_exists: false,
+            hot_len: 0,
+            hot_rows: 0,
+            hot_time: None,
+            hot_dirty: false,
+            hot_broken: false,
+        }
+    }
+
+    fn unflushed_rows(&self) -> u64 {
+        total_rows(&self.batches[self.flushed..])
+    }
+}
+
+/// The failure the store is in: writes are retried, rows held up to a bound.
+struct Failing {
+    since: Instant,
+    since_ns: i64,
+    error: String,
+    /// The next time a failed seal is tried again, and the wait after that.
+    next_seal: Instant,
+    seal_backoff: Duration,
+}
+
+/// Rows not stored for a full (or failing) disk, per table and pod, since the
+/// catalog last recorded them.
+#[derive(Debug, Clone, Copy)]
+struct DiskLoss {
+    rows: u64,
+    time_from: i64,
+    time_to: i64,
+}
+
+/// This writer's run in the catalog (`runs`), when it records one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    None,
+    /// To be inserted at the next transaction (the first attempt failed).
+    Pending { started_at: i64 },
+    Active { id: i64, started_at: i64 },
 }
 
 pub struct SegmentStore {
@@ -140,6 +266,15 @@ pub struct SegmentStore {
     cfg: StoreConfig,
     catalog: Catalog,
     open: BTreeMap<&'static str, OpenSegment>,
+    /// Segments closed for appends (an hour boundary, their age or size) whose
+    /// seal failed: kept in memory and in their hot files, sealed by a later
+    /// flush, oldest first.
+    unsealed: Vec<OpenSegment>,
+    failing: Option<Failing>,
+    /// Catalog writes waiting for the next transaction, in order.
+    ops: Vec<CatalogOp>,
+    disk_loss: BTreeMap<(&'static str, Option<String>), DiskLoss>,
+    run: Run,
     last_id_ns: i64,
     stats: StoreStats,
     /// The hot tail's frame buffer, kept across flushes (see `hot::encode_frame_into`).
@@ -147,23 +282,48 @@ pub struct SegmentStore {
 }
 
 impl SegmentStore {
-    /// Open (creating) the data dir, then recover whatever a previous writer left:
-    /// temporary files, unrecorded segment files, and hot tails.
+    /// Open (creating) the data dir after checking its catalog, then recover
+    /// whatever a previous writer left: temporary files, unrecorded segment
+    /// files, hot tails, a run that never ended. Recovery never fails on a
+    /// damaged hot file (it is quarantined and counted) or on a full disk (what
+    /// cannot be sealed yet stays in memory and its hot file, retried later).
     pub fn open(cfg: StoreConfig) -> Result<(Self, RecoveryReport)> {
+        match fs::metadata(&cfg.data_dir) {
+            Ok(m) if !m.is_dir() => return Err(SegmentError::NotADirectory(cfg.data_dir.clone())),
+            _ => {}
+        }
         for dir in [cfg.data_dir.clone(), cfg.data_dir.join(layout::SEGMENTS_DIR), cfg.data_dir.join(layout::HOT_DIR)] {
             create_private_dir(&dir)?;
         }
-        let lock = lock_data_dir(&cfg.data_dir)?;
+        let lock = lock_data_dir(&cfg.data_dir, cfg.lock_wait)?;
         let cat_path = layout::catalog_path(&cfg.data_dir);
         if !cat_path.exists() {
             // Created 0600 before SQLite opens it: SQLite gives its -wal and -shm
             // files the database file's permissions.
             create_private_file(&cat_path)?;
         }
-        let catalog = Catalog::open_rw(&cat_path)?;
-        catalog_write::set_meta(&catalog, "node", &cfg.node)?;
-        let mut store = SegmentStore { _lock: lock, cfg, catalog, open: BTreeMap::new(), last_id_ns: 0, stats: StoreStats::default(), frame: Vec::new() };
+        let catalog = Catalog::open_rw_checked(&cat_path, true)?;
+        let mut store = SegmentStore {
+            _lock: lock,
+            cfg,
+            catalog,
+            open: BTreeMap::new(),
+            unsealed: Vec::new(),
+            failing: None,
+            ops: Vec::new(),
+            disk_loss: BTreeMap::new(),
+            run: Run::None,
+            last_id_ns: 0,
+            stats: StoreStats::default(),
+            frame: Vec::new(),
+        };
+        store.queue(CatalogOp::Meta("node".into(), store.cfg.node.clone()));
         let report = recovery::recover(&mut store)?;
+        // Whatever recovery queued, in one transaction (kept for later if the
+        // disk is full: the store opens all the same).
+        if let Err(e) = store.commit_ops(false) {
+            store.fail(&e);
+        }
         Ok((store, report))
     }
 
@@ -179,12 +339,41 @@ impl SegmentStore {
         &self.catalog
     }
 
-    /// Add rows to `table`'s open segment, sealing the open segment first when the
-    /// batch would take it past an hour boundary, its age or its size.
+    /// Whether writes currently fail, and what is held meanwhile.
+    pub fn write_state(&self) -> WriteState {
+        WriteState {
+            failing_since: self.failing.as_ref().map(|f| f.since_ns),
+            error: self.failing.as_ref().map(|f| f.error.clone()),
+            buffered_bytes: self.buffered_bytes() as u64,
+            unsealed_segments: self.unsealed.len() as u64,
+            pending_catalog_writes: (self.ops.len() + self.disk_loss.len()) as u64,
+        }
+    }
+
+    /// Record this writer as a recorder run (`runs`): from now on every flush
+    /// that makes all rows durable records its time as the run's last durable
+    /// flush, and [`SegmentStore::close`] records how the run ended. A run
+    /// still open at the next start did not end cleanly.
+    pub fn begin_run(&mut self) -> Result<()> {
+        self.run = Run::Pending { started_at: now_ns() };
+        self.commit_ops(false)
+    }
+
+    /// Bytes of rows held in memory.
+    fn buffered_bytes(&self) -> usize {
+        self.open.values().chain(self.unsealed.iter()).map(|s| s.mem_bytes).sum()
+    }
+
+    /// Add rows to `table`'s open segment, closing the open segment first when the
+    /// batch would take it past an hour boundary, its age or its size (it is
+    /// sealed, or kept unsealed when the seal fails).
     ///
     /// Invariant: every row of a segment lies in the same UTC clock hour (a batch
     /// that spans an hour boundary is split), so a segment's date and hour
     /// partitions hold for each of its rows; the lake prunes on that.
+    ///
+    /// Errors only for a batch that is not of `table`'s schema: a failed write
+    /// never fails an append (see the module's invariants).
     pub fn append(&mut self, table: &str, batch: RecordBatch) -> Result<()> {
         let def = event_table(table).ok_or_else(|| SegmentError::UnknownTable(table.to_owned()))?;
         check_schema(def, &batch)?;
@@ -198,6 +387,10 @@ impl SegmentStore {
             }
             return Ok(());
         }
+        if self.failing.is_some() && self.buffered_bytes() + batch.get_array_memory_size() > self.cfg.max_buffered_bytes {
+            self.count_disk_loss(def, &batch);
+            return Ok(());
+        }
         if let Some(seg) = self.open.get(def.name) {
             let span = bmax.saturating_sub(seg.time_min).max(seg.time_max.saturating_sub(bmin));
             let roll = bmin.div_euclid(NS_PER_HOUR) != seg.time_min.div_euclid(NS_PER_HOUR)
@@ -205,22 +398,18 @@ impl SegmentStore {
                 || seg.opened.elapsed() >= self.cfg.max_segment_age
                 || seg.mem_bytes >= self.cfg.max_segment_bytes;
             if roll {
-                self.seal(def.name)?;
+                if self.failing.is_some() {
+                    // Writes fail: no seal is tried here (flush retries them).
+                    let seg = self.open.remove(def.name).expect("checked above");
+                    self.unsealed.push(seg);
+                } else {
+                    // A failure keeps the segment unsealed: nothing is lost.
+                    let _ = self.seal(def.name);
+                }
             }
         }
         let id_ns = self.next_id_ns();
-        let seg = self.open.entry(def.name).or_insert_with(|| OpenSegment {
-            def,
-            id: layout::segment_id(def.name, id_ns),
-            batches: Vec::new(),
-            flushed: 0,
-            rows: 0,
-            mem_bytes: 0,
-            time_min: bmin,
-            time_max: bmax,
-            opened: Instant::now(),
-            hot: None,
-        });
+        let seg = self.open.entry(def.name).or_insert_with(|| OpenSegment::new(def, layout::segment_id(def.name, id_ns), (bmin, bmax)));
         seg.time_min = seg.time_min.min(bmin);
         seg.time_max = seg.time_max.max(bmax);
         seg.rows += batch.num_rows();
@@ -234,57 +423,82 @@ impl SegmentStore {
     /// tail, or, for a segment already past half its size limit, by sealing it
     /// now (its rows would otherwise be written to the hot file only to be
     /// sealed moments later; under a storm, where a flush fills half a
-    /// segment, most rows never go through the hot file). A seal that fails
-    /// here falls back to the hot file, so its rows are durable all the same;
-    /// the error comes back when the segment must be sealed. The recorder calls
-    /// this about once a second.
+    /// segment, most rows never go through the hot file). Retries what failed
+    /// before: unsealed segments, queued catalog writes. Then records the
+    /// hot files' row counts and the run's last durable flush. The recorder
+    /// calls this about once a second.
+    ///
+    /// Errors when some row is not durable after it, or a catalog write
+    /// failed; everything stays queued and is retried by the next call. A seal
+    /// that fails while its rows reach the hot file is not an error here: they
+    /// are durable, and the seal is retried.
     pub fn flush(&mut self) -> Result<()> {
-        let full: Vec<&'static str> = self
-            .open
-            .iter()
-            .filter(|(_, s)| s.flushed < s.batches.len() && s.mem_bytes >= self.cfg.max_segment_bytes / 2)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in full {
-            if let Err(e) = self.seal(t) {
-                tracing::warn!(table = t, error = %e, "sealing a half-full segment failed; its rows go to the hot file instead");
+        let mut first: Option<SegmentError> = None;
+        let keep = |e: SegmentError, first: &mut Option<SegmentError>| {
+            first.get_or_insert(e);
+        };
+        if self.below_free_floor()
+            && let Err(e) = self.enforce_retention()
+        {
+            self.fail(&e);
+        }
+        self.retry_unsealed();
+        if self.failing.is_none() {
+            let full: Vec<&'static str> = self
+                .open
+                .iter()
+                .filter(|(_, s)| s.flushed < s.batches.len() && s.mem_bytes >= self.cfg.max_segment_bytes / 2)
+                .map(|(t, _)| *t)
+                .collect();
+            for t in full {
+                // On failure the segment is unsealed: its rows go to the hot file below.
+                if let Err(e) = self.seal(t) {
+                    tracing::warn!(table = t, error = %e, "sealing a half-full segment failed; its rows go to the hot file instead");
+                }
             }
         }
-        let dir = &self.cfg.data_dir;
-        for seg in self.open.values_mut() {
-            if seg.flushed == seg.batches.len() {
-                continue;
+        let mut durable = true;
+        let data_dir = self.cfg.data_dir.clone();
+        let failing = self.failing.is_some();
+        let mut failures = Vec::new();
+        for seg in self.open.values_mut().chain(self.unsealed.iter_mut()) {
+            match write_hot(&data_dir, seg, &mut self.frame, failing) {
+                Ok(HotWrite::Nothing) => {}
+                Ok(HotWrite::Written) => self.stats.hot_flushes += 1,
+                Ok(HotWrite::Skipped) => durable = false,
+                Err(e) => {
+                    durable = false;
+                    failures.push(e);
+                }
             }
-            let path = layout::hot_path(dir, seg.def.name, &seg.id);
-            if seg.hot.is_none() {
-                create_private_dir(&layout::hot_table_dir(dir, seg.def.name))?;
-                let mut f = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&path).map_err(io_err(&path))?;
-                f.write_all(hot::MAGIC).map_err(io_err(&path))?;
-                f.sync_all().map_err(io_err(&path))?;
-                fsync_dir(path.parent().expect("hot file has a parent"))?;
-                seg.hot = Some(f);
-            }
-            let pending = &seg.batches[seg.flushed..];
-            let batch = if pending.len() == 1 {
-                pending[0].clone()
-            } else {
-                arrow::compute::concat_batches(&seg.def.arrow_schema(), pending)
-                    .map_err(|source| SegmentError::Arrow { segment: seg.id.clone(), source })?
-            };
-            hot::encode_frame_into(&batch, &mut self.frame).map_err(|source| SegmentError::Hot { path: path.clone(), source })?;
-            let f = seg.hot.as_mut().expect("created above");
-            f.write_all(&self.frame).map_err(io_err(&path))?;
-            // Keep what a storm's flush needs, not the largest one ever seen.
-            self.frame.clear();
-            self.frame.shrink_to(8 << 20);
-            f.sync_data().map_err(io_err(&path))?;
-            seg.flushed = seg.batches.len();
-            self.stats.hot_flushes += 1;
         }
-        Ok(())
+        for e in failures {
+            self.fail(&e);
+            keep(e, &mut first);
+        }
+        if let Err(e) = self.commit_ops(durable) {
+            self.fail(&e);
+            keep(e, &mut first);
+        }
+        if first.is_none() && !durable {
+            // Skipped for lack of space: not tried, still not durable.
+            keep(SegmentError::Unstored(format!("{} unflushed rows wait for free space in {}", self.unflushed_rows(), self.cfg.data_dir.display())), &mut first);
+        }
+        match first {
+            None => {
+                self.recovered();
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
     }
 
-    /// Seal segments that have been open longer than `max_segment_age` (wall clock).
+    fn unflushed_rows(&self) -> u64 {
+        self.open.values().chain(self.unsealed.iter()).map(OpenSegment::unflushed_rows).sum()
+    }
+
+    /// Seal segments that have been open longer than `max_segment_age` (wall
+    /// clock). A seal that fails keeps its segment unsealed (flush retries it).
     pub fn seal_aged(&mut self) -> Result<Vec<SealedSegment>> {
         let aged: Vec<&'static str> = self
             .open
@@ -294,30 +508,126 @@ impl SegmentStore {
             .collect();
         let mut out = Vec::new();
         for t in aged {
+            if self.failing.is_some() {
+                let seg = self.open.remove(t).expect("listed above");
+                self.unsealed.push(seg);
+                continue;
+            }
             out.extend(self.seal(t)?);
         }
         Ok(out)
     }
 
-    /// Seal every open segment (shutdown).
+    /// Seal every segment (shutdown), and record how the run ended. What cannot
+    /// be sealed stays in its hot file (recovered at the next start); rows in
+    /// no hot file are counted as `disk` loss. Errors naming what was not stored.
     pub fn close(mut self) -> Result<Vec<SealedSegment>> {
-        let tables: Vec<&'static str> = self.open.keys().copied().collect();
         let mut out = Vec::new();
-        for t in tables {
-            out.extend(self.seal(t)?);
+        let mut errors: Vec<String> = Vec::new();
+        for seg in std::mem::take(&mut self.unsealed) {
+            self.open_or_unsealed_seal(seg, &mut out, &mut errors);
         }
-        Ok(out)
+        let tables: Vec<&'static str> = self.open.keys().copied().collect();
+        for t in tables {
+            let seg = self.open.remove(t).expect("listed above");
+            self.open_or_unsealed_seal(seg, &mut out, &mut errors);
+        }
+        // Not sealed: into its hot file if it can be written, else lost.
+        let data_dir = self.cfg.data_dir.clone();
+        let mut in_hot = 0u64;
+        for mut seg in std::mem::take(&mut self.unsealed) {
+            if write_hot(&data_dir, &mut seg, &mut self.frame, false).is_err() || seg.flushed < seg.batches.len() {
+                let lost: Vec<RecordBatch> = seg.batches[seg.flushed..].to_vec();
+                for b in &lost {
+                    self.count_disk_loss(seg.def, b);
+                }
+            }
+            in_hot += seg.hot_rows;
+            self.unsealed.push(seg);
+        }
+        let dropped = self.stats.rows_dropped_disk;
+        let end = if errors.is_empty() { RunEnd::Clean } else { RunEnd::Failed };
+        if let Run::Active { id, .. } = self.run {
+            let detail = (end == RunEnd::Failed)
+                .then(|| format!("stopped with {in_hot} rows left in hot files (sealed at the next start); {dropped} rows of this run not stored (disk loss): {}", errors.join("; ")));
+            self.queue(CatalogOp::EndRun { run_id: id, ended_at: now_ns(), end, detail });
+        }
+        if let Err(e) = self.commit_ops(errors.is_empty()) {
+            errors.push(format!("writing the catalog: {e}"));
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(SegmentError::Unstored(format!(
+                "could not seal everything before stopping ({}); {in_hot} rows stay in hot files and are sealed at the next start; {dropped} rows of this run could not be stored at all (counted as disk loss)",
+                errors.join("; ")
+            )))
+        }
     }
 
-    /// Seal `table`'s open segment. On failure the segment stays open (in memory
-    /// and in its hot file) so nothing is lost; the caller decides when to retry.
+    fn open_or_unsealed_seal(&mut self, seg: OpenSegment, out: &mut Vec<SealedSegment>, errors: &mut Vec<String>) {
+        match self.seal_segment(seg) {
+            Ok(Some(s)) => out.push(s),
+            Ok(None) => {}
+            Err((seg, e)) => {
+                errors.push(e.to_string());
+                self.unsealed.push(seg);
+            }
+        }
+    }
+
+    /// Seal `table`'s open segment. On failure the segment is kept unsealed (in
+    /// memory and in its hot file) so nothing is lost; a later flush retries it.
     pub fn seal(&mut self, table: &str) -> Result<Option<SealedSegment>> {
         let Some(seg) = self.open.remove(table) else { return Ok(None) };
-        match self.write_sealed(&seg.id, seg.def, &seg.batches, seg.hot.is_some()) {
-            Ok(sealed) => Ok(Some(sealed)),
-            Err(e) => {
-                self.open.insert(seg.def.name, seg);
+        match self.seal_segment(seg) {
+            Ok(s) => Ok(s),
+            Err((seg, e)) => {
+                self.fail(&e);
+                self.unsealed.push(seg);
                 Err(e)
+            }
+        }
+    }
+
+    /// Seal one segment; on failure hand it back with the error.
+    fn seal_segment(&mut self, seg: OpenSegment) -> std::result::Result<Option<SealedSegment>, (OpenSegment, SegmentError)> {
+        if seg.rows == 0 {
+            return Ok(None); // segments are made by an append: never empty
+        }
+        match self.write_sealed(&seg.id, seg.def, &seg.batches, seg.hot_exists) {
+            Ok(sealed) => {
+                if let Some(f) = &mut self.failing {
+                    // A seal worked: whatever failed may work again now.
+                    f.next_seal = Instant::now();
+                    f.seal_backoff = SEAL_RETRY_MIN;
+                }
+                Ok(Some(sealed))
+            }
+            Err(e) => Err((seg, e)),
+        }
+    }
+
+    /// Seal the unsealed segments, oldest first, when due (while writes fail: by
+    /// backoff, and only when the filesystem has room for one).
+    fn retry_unsealed(&mut self) {
+        while !self.unsealed.is_empty() {
+            if let Some(f) = &self.failing {
+                // About a quarter of the rows' memory: a generous size of their Parquet file.
+                let need = (self.unsealed[0].mem_bytes / 4) as u64;
+                if Instant::now() < f.next_seal || !self.room_for(need) {
+                    return;
+                }
+            }
+            let seg = self.unsealed.remove(0);
+            if let Err((seg, e)) = self.seal_segment(seg) {
+                self.unsealed.insert(0, seg);
+                self.fail(&e);
+                if let Some(f) = &mut self.failing {
+                    f.next_seal = Instant::now() + f.seal_backoff;
+                    f.seal_backoff = (f.seal_backoff * 2).min(SEAL_RETRY_MAX);
+                }
+                return;
             }
         }
     }
@@ -325,28 +635,46 @@ impl SegmentStore {
     fn write_sealed(&mut self, id: &str, def: &'static TableDef, batches: &[RecordBatch], has_hot: bool) -> Result<SealedSegment> {
         let data_dir = self.cfg.data_dir.clone();
         let written = parquet_out::write_segment(&data_dir, def, id, batches, &self.cfg)?;
-        catalog_write::commit_segment(&mut self.catalog, &written)?;
+        if let Err(e) = catalog_write::commit_segment(&mut self.catalog, &written) {
+            // Not in the catalog: the file is not history yet (recovery would
+            // remove it); free its space now, the rows are still here.
+            let _ = fs::remove_file(data_dir.join(&written.rel_path));
+            return Err(e);
+        }
         // Only now may the hot copy go: the catalog owns these rows.
         if has_hot {
-            let hot = layout::hot_path(&data_dir, def.name, id);
-            match fs::remove_file(&hot) {
-                Ok(()) => fsync_dir(hot.parent().expect("hot file has a parent"))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&hot)(e)),
-            }
+            remove_file_if_any(&layout::hot_path(&data_dir, def.name, id))?;
         }
         self.stats.segments_sealed += 1;
         self.stats.rows_sealed += written.rows;
         self.stats.bytes_sealed += written.bytes;
-        if let Some(budget) = self.cfg.disk_budget_bytes {
-            self.stats.segments_expired += catalog_write::enforce_budget(&mut self.catalog, &data_dir, budget, self.cfg.ship_target.as_deref())?;
+        if self.cfg.disk_budget_bytes.is_some() || self.below_free_floor() {
+            self.enforce_retention()?;
         }
         Ok(SealedSegment { segment_id: id.to_owned(), table: def.name, path: data_dir.join(&written.rel_path), rows: written.rows, bytes: written.bytes })
     }
 
-    /// Record pods, containers and IP ownership intervals (one transaction).
+    fn enforce_retention(&mut self) -> Result<()> {
+        let data_dir = self.cfg.data_dir.clone();
+        let free = || free_bytes(&data_dir);
+        let keep = catalog_write::Retention { budget: self.cfg.disk_budget_bytes, min_free: self.cfg.min_free_bytes, free: &free };
+        self.stats.segments_expired += catalog_write::enforce_retention(&mut self.catalog, &self.cfg.data_dir, &keep, self.cfg.ship_target.as_deref())?;
+        Ok(())
+    }
+
+    fn below_free_floor(&self) -> bool {
+        self.cfg.min_free_bytes.is_some_and(|floor| free_bytes(&self.cfg.data_dir).is_some_and(|f| f < floor))
+    }
+
+    /// Whether the data dir's filesystem has room for a write of `bytes`.
+    fn room_for(&self, bytes: u64) -> bool {
+        free_bytes(&self.cfg.data_dir).is_none_or(|f| f >= bytes.saturating_add(WRITE_SLACK_BYTES))
+    }
+
+    /// Record pods, containers and IP ownership intervals (one transaction; kept
+    /// and retried when the catalog cannot be written now).
     pub fn write_identity(&mut self, pods: &[PodRecord], containers: &[ContainerRecord], ips: &[IpOwnerRecord]) -> Result<()> {
-        catalog_write::write_identity(&mut self.catalog, pods, containers, ips)
+        self.queue_and_commit(CatalogOp::Identity(pods.to_vec(), containers.to_vec(), ips.to_vec()))
     }
 
     /// Identity intervals of `source` that a previous run left open on this node.
@@ -356,12 +684,147 @@ impl SegmentStore {
 
     /// Set a catalog `meta` value (what the recorder knows about its own run).
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
-        catalog_write::set_meta(&self.catalog, key, value)
+        self.queue_and_commit(CatalogOp::Meta(key.to_owned(), value.to_owned()))
     }
 
-    /// Record counted loss.
+    /// Record counted loss (kept and retried when the catalog cannot be written now).
     pub fn record_loss(&mut self, loss: &LossRecord) -> Result<()> {
-        catalog_write::record_loss(&self.catalog, loss)
+        self.queue_and_commit(CatalogOp::Loss(loss.clone()))
+    }
+
+    fn queue(&mut self, op: CatalogOp) {
+        self.ops.push(op);
+    }
+
+    /// Queue `op`, and write the queue now unless writes are failing (then the
+    /// next flush does).
+    fn queue_and_commit(&mut self, op: CatalogOp) -> Result<()> {
+        self.queue(op);
+        if self.failing.is_some() {
+            return Ok(());
+        }
+        self.commit_ops(false).inspect_err(|e| self.fail(e))
+    }
+
+    /// Write every queued catalog change in one transaction: the run (when its
+    /// insert is pending), queued writes in order, `disk` loss, the hot files'
+    /// row counts, and, when `durable` (every appended row is in a hot file or
+    /// sealed), the run's last durable flush. On failure everything stays queued.
+    fn commit_ops(&mut self, durable: bool) -> Result<()> {
+        let hot: Vec<HotFileRecord> = self
+            .open
+            .values()
+            .chain(self.unsealed.iter())
+            .filter(|s| s.hot_dirty)
+            .map(|s| {
+                let (time_min, time_max) = s.hot_time.unwrap_or((s.time_min, s.time_max));
+                HotFileRecord { segment_id: s.id.clone(), table_name: s.def.name.to_owned(), rows: s.hot_rows, bytes: s.hot_len, time_min, time_max }
+            })
+            .collect();
+        let heartbeat = durable && !matches!(self.run, Run::None);
+        if self.ops.is_empty() && self.disk_loss.is_empty() && hot.is_empty() && !heartbeat && !matches!(self.run, Run::Pending { .. }) {
+            return Ok(());
+        }
+        let now = now_ns();
+        let detail = self.disk_detail();
+        let path = self.catalog.path().to_owned();
+        let sql = |source| SegmentError::Catalog(CatalogError::Sqlite { path: path.clone(), source });
+        let node = self.cfg.node.clone();
+        let tx = self.catalog.write_tx()?;
+        let mut run = self.run;
+        if let Run::Pending { started_at } = run {
+            let id = catalog_write::insert_run(&tx, &node, std::process::id(), started_at).map_err(sql)?;
+            run = Run::Active { id, started_at };
+        }
+        for op in &self.ops {
+            catalog_write::apply(&tx, op).map_err(sql)?;
+        }
+        for ((table, pod), l) in &self.disk_loss {
+            let loss = LossRecord {
+                time_from: l.time_from,
+                time_to: l.time_to,
+                source: "disk".into(),
+                table_name: Some((*table).to_owned()),
+                count: Some(l.rows),
+                detail: Some(detail.clone()),
+                pod_uid: pod.clone(),
+                ..LossRecord::default()
+            };
+            catalog_write::insert_loss(&tx, &loss).map_err(sql)?;
+        }
+        for h in &hot {
+            catalog_write::upsert_hot(&tx, h).map_err(sql)?;
+        }
+        if let (Run::Active { id, .. }, true) = (run, heartbeat) {
+            catalog_write::heartbeat(&tx, id, now).map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        self.run = run;
+        self.ops.clear();
+        self.disk_loss.clear();
+        for s in self.open.values_mut().chain(self.unsealed.iter_mut()) {
+            s.hot_dirty = false;
+        }
+        Ok(())
+    }
+
+    fn disk_detail(&self) -> String {
+        let why = self.failing.as_ref().map_or("a write failed", |f| f.error.as_str());
+        format!(
+            "not stored: the data dir {} could not be written ({why}); rows were held in memory up to {} MiB, then dropped",
+            self.cfg.data_dir.display(),
+            self.cfg.max_buffered_bytes >> 20
+        )
+    }
+
+    /// Count the rows of `batch` as not stored, per pod.
+    fn count_disk_loss(&mut self, def: &'static TableDef, batch: &RecordBatch) {
+        let n = batch.num_rows();
+        self.stats.rows_dropped_disk += n as u64;
+        let times = batch.column(0).as_any().downcast_ref::<TimestampNanosecondArray>();
+        let pods = batch.column_by_name("pod_uid").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let now = now_ns();
+        for i in 0..n {
+            let pod = pods.and_then(|p| p.is_valid(i).then(|| p.value(i).to_owned()));
+            let t = times.map_or(now, |t| t.value(i));
+            let e = self.disk_loss.entry((def.name, pod)).or_insert(DiskLoss { rows: 0, time_from: t, time_to: t });
+            e.rows += 1;
+            e.time_from = e.time_from.min(t);
+            e.time_to = e.time_to.max(t);
+        }
+    }
+
+    /// A write failed: enter (or stay in) the failing mode.
+    fn fail(&mut self, e: &SegmentError) {
+        self.stats.write_failures += 1;
+        match &mut self.failing {
+            Some(f) => f.error = e.to_string(),
+            None => {
+                tracing::warn!(
+                    error = %e,
+                    buffer.max_mib = self.cfg.max_buffered_bytes >> 20,
+                    "the store cannot write: recording goes on; rows are held in memory up to the bound, then counted as disk loss; every write is retried"
+                );
+                self.failing = Some(Failing {
+                    since: Instant::now(),
+                    since_ns: now_ns(),
+                    error: e.to_string(),
+                    next_seal: Instant::now() + SEAL_RETRY_MIN,
+                    seal_backoff: SEAL_RETRY_MIN * 2,
+                });
+            }
+        }
+    }
+
+    /// Every write of a flush worked: leave the failing mode once nothing waits.
+    fn recovered(&mut self) {
+        if self.unsealed.is_empty()
+            && self.ops.is_empty()
+            && self.disk_loss.is_empty()
+            && let Some(f) = self.failing.take()
+        {
+            tracing::info!(failed_for_s = f.since.elapsed().as_secs_f64(), rows.dropped_total = self.stats.rows_dropped_disk, "the store writes again");
+        }
     }
 
     fn next_id_ns(&mut self) -> i64 {
@@ -370,6 +833,104 @@ impl SegmentStore {
         self.last_id_ns
     }
 }
+
+/// What a hot-file write did.
+enum HotWrite {
+    /// Nothing was waiting.
+    Nothing,
+    Written,
+    /// Not tried: writes fail and the filesystem has no room for it.
+    Skipped,
+}
+
+/// Append `seg`'s unflushed batches to its hot file as one frame and fsync it.
+/// A failed append is cut back to the last whole frame.
+fn write_hot(data_dir: &Path, seg: &mut OpenSegment, frame: &mut Vec<u8>, failing: bool) -> Result<HotWrite> {
+    if seg.flushed == seg.batches.len() {
+        return Ok(HotWrite::Nothing);
+    }
+    if seg.hot_broken {
+        return Ok(HotWrite::Skipped);
+    }
+    let pending = &seg.batches[seg.flushed..];
+    let pending_bytes: usize = pending.iter().map(RecordBatch::get_array_memory_size).sum();
+    if failing && free_bytes(data_dir).is_some_and(|f| f < (pending_bytes / 2) as u64 + WRITE_SLACK_BYTES) {
+        return Ok(HotWrite::Skipped);
+    }
+    let path = layout::hot_path(data_dir, seg.def.name, &seg.id);
+    if !seg.hot_exists {
+        create_private_dir(&layout::hot_table_dir(data_dir, seg.def.name))?;
+        create_hot_file(&path)?;
+        seg.hot_exists = true;
+        seg.hot_len = hot::MAGIC.len() as u64;
+    }
+    if seg.hot.is_none() {
+        seg.hot = Some(OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?);
+    }
+    let batch = if pending.len() == 1 {
+        pending[0].clone()
+    } else {
+        arrow::compute::concat_batches(&seg.def.arrow_schema(), pending).map_err(|source| SegmentError::Arrow { segment: seg.id.clone(), source })?
+    };
+    let time = time_range(seg.def, &batch)?;
+    hot::encode_frame_into(&batch, time, frame).map_err(|source| SegmentError::Hot { path: path.clone(), source })?;
+    let f = seg.hot.as_mut().expect("opened above");
+    let written = f.write_all(frame).and_then(|()| f.sync_data());
+    // Keep what a storm's flush needs, not the largest one ever seen.
+    let frame_len = frame.len() as u64;
+    frame.clear();
+    frame.shrink_to(8 << 20);
+    if let Err(e) = written {
+        // Part of the frame may be on disk: cut it off, or recovery would stop
+        // there and never read the frames appended after it.
+        if let Err(cut) = f.set_len(seg.hot_len).and_then(|()| f.sync_data()) {
+            tracing::error!(file = %path.display(), error = %cut, "cutting a failed hot-file append back failed: no more frames go to this file (its rows stay in memory until sealed)");
+            seg.hot_broken = true;
+        }
+        return Err(io_err(&path)(e));
+    }
+    seg.hot_len += frame_len;
+    seg.hot_rows += batch.num_rows() as u64;
+    seg.hot_time = Some(match seg.hot_time {
+        Some((lo, hi)) => (lo.min(time.0), hi.max(time.1)),
+        None => time,
+    });
+    seg.hot_dirty = true;
+    seg.flushed = seg.batches.len();
+    Ok(HotWrite::Written)
+}
+
+/// A new hot file holding only the magic, created under a temporary name and
+/// renamed: a hot file shorter than the magic is never one the writer made.
+fn create_hot_file(path: &Path) -> Result<()> {
+    let tmp = PathBuf::from(format!("{}{}", path.display(), layout::TMP_SUFFIX));
+    let made = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(hot::MAGIC)?;
+        f.sync_all()
+    })();
+    if let Err(e) = made {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(&tmp)(e));
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    fsync_dir(path.parent().expect("hot file has a parent"))
+}
+
+fn remove_file_if_any(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => fsync_dir(path.parent().expect("file has a parent")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Bytes an unprivileged writer may still use on `dir`'s filesystem.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    filesystem_space(dir).map(|(free, _)| free)
+}
+
+pub use podtrail_schema::layout::filesystem_space;
 
 fn check_schema(def: &TableDef, batch: &RecordBatch) -> Result<()> {
     let want = def.arrow_schema();
@@ -422,15 +983,38 @@ pub(crate) fn time_range(def: &TableDef, batch: &RecordBatch) -> Result<(i64, i6
     Ok((min, max))
 }
 
-/// Take the data dir's writer lock, or say who holds it.
-fn lock_data_dir(dir: &Path) -> Result<File> {
+/// Take the data dir's writer lock, waiting up to `wait` for a holder that is
+/// going away (a killed recorder holds it until the kernel has torn it down);
+/// then write our pid into it, for the next one's message.
+fn lock_data_dir(dir: &Path, wait: Duration) -> Result<File> {
     let path = dir.join(layout::LOCK_FILE);
-    let f = create_private_file(&path)?;
-    // SAFETY: flock on a file descriptor we own.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    let mut f = create_private_file(&path)?;
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            break;
+        }
         let e = std::io::Error::last_os_error();
-        return Err(if e.kind() == std::io::ErrorKind::WouldBlock { SegmentError::Locked(dir.to_owned()) } else { io_err(&path)(e) });
+        if e.kind() != std::io::ErrorKind::WouldBlock {
+            return Err(io_err(&path)(e));
+        }
+        let holder = match fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+            Some(pid) => format!("pid {pid}"),
+            None => "pid unknown".into(),
+        };
+        if started.elapsed() >= wait {
+            return Err(SegmentError::Locked { dir: dir.to_owned(), holder });
+        }
+        if !said {
+            tracing::info!(data_dir = %dir.display(), holder, wait_s = wait.as_secs(), "another writer holds the data dir's LOCK; waiting for it to go away");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let pid = format!("{}\n", std::process::id());
+    f.set_len(0).and_then(|()| f.write_all(pid.as_bytes())).map_err(io_err(&path))?;
     Ok(f)
 }
 
@@ -452,6 +1036,10 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
 /// Rows of a batch list, for reports.
 pub(crate) fn total_rows(batches: &[RecordBatch]) -> u64 {
     batches.iter().map(|b| b.num_rows() as u64).sum()
+}
+
+pub(crate) fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::tables::{self, ColType, TableDef};
 
 /// Bump with a new entry in [`MIGRATIONS`]; never edit a released migration.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The oldest catalog version readers still read as is (later migrations only
 /// relax constraints and add indexes; the recorder migrates on its next start).
@@ -97,6 +97,41 @@ CREATE TABLE shipped (
     shipped_at INTEGER NOT NULL,
     PRIMARY KEY (segment_id, target)
 ) WITHOUT ROWID;
+"#,
+// v4: coverage and exact loss. `runs`: each recorder run, its last durable
+// flush and how it ended (an unclean end leaves a window nobody recorded).
+// `hot_files`: rows durably flushed to each open segment's hot file, so
+// recovery knows what a damaged or truncated hot file held. `loss`: a count
+// may be unknown (NULL), and loss is attributed to a pod when known.
+r#"
+CREATE TABLE runs (
+    run_id     INTEGER PRIMARY KEY,
+    node       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    version    TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    last_flush INTEGER,
+    ended_at   INTEGER,
+    end_state  TEXT NOT NULL DEFAULT 'running' CHECK (end_state IN ('running', 'clean', 'unclean', 'failed')),
+    detail     TEXT
+);
+CREATE TABLE hot_files (
+    segment_id TEXT PRIMARY KEY,
+    table_name TEXT NOT NULL,
+    rows       INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    time_min   INTEGER NOT NULL,
+    time_max   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE loss_v4 (
+    id INTEGER PRIMARY KEY,
+    time_from INTEGER NOT NULL, time_to INTEGER NOT NULL, source TEXT NOT NULL,
+    table_name TEXT, cpu INTEGER, count INTEGER, detail TEXT, pod_uid TEXT
+);
+INSERT INTO loss_v4 (id, time_from, time_to, source, table_name, cpu, count, detail)
+    SELECT id, time_from, time_to, source, table_name, cpu, count, detail FROM loss;
+DROP TABLE loss;
+ALTER TABLE loss_v4 RENAME TO loss;
 "#];
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +142,12 @@ pub enum CatalogError {
     TooNew { path: PathBuf, found: i64 },
     #[error("catalog {path}: {what}")]
     Invalid { path: PathBuf, what: String },
+    #[error(
+        "catalog {path} is damaged ({problem}); nothing will be written into it. Rebuild it from the sealed segments with \
+         `podtraild --data-dir {dir} recover --rebuild-catalog` (the damaged file is kept beside it)",
+        dir = path.parent().map(|p| p.display().to_string()).unwrap_or_else(|| ".".into())
+    )]
+    Damaged { path: PathBuf, problem: String },
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -148,6 +189,27 @@ pub const CHAIN_GENESIS: &str = "podtrail-chain-v1";
 /// the kernel programs the latest recorder run could not attach or was told not to.
 pub const META_CAPTURE_UNAVAILABLE: &str = "capture_unavailable";
 
+/// `meta` key of a chain rebuilt from the segment files (`podtraild recover
+/// --rebuild-catalog`): JSON `{"at": ns, "segments": n, "damaged_catalog": path}`.
+/// Such a chain proves the segments unaltered since the rebuild, not before.
+pub const META_CHAIN_REBUILT: &str = "chain_rebuilt";
+
+/// SHA-256 of a file's content, lower-case hex (what the catalog records).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex_lower(&h.finalize()))
+}
+
 pub fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -159,15 +221,42 @@ pub struct Catalog {
 
 impl Catalog {
     /// Open for writing, creating and migrating as needed (the recorder only).
-    pub fn open_rw(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+    /// A file SQLite finds damaged (not a database, a malformed page) is
+    /// [`CatalogError::Damaged`]; so is one that fails [`Catalog::check`] when
+    /// `check` is set (writers check before they write: a record sealed into a
+    /// damaged catalog may never be read back).
+    pub fn open_rw_checked(path: &Path, check: bool) -> Result<Self> {
+        let damaged = |e: CatalogError| damaged_or(path, e);
+        let conn = Connection::open(path).map_err(|e| damaged(sql_err(path, e)))?;
         let mut cat = Catalog { conn, path: path.to_owned() };
         cat.conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(|e| cat.err(e))?;
+            .map_err(|e| damaged(cat.err(e)))?;
         cat.conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| cat.err(e))?;
-        cat.migrate()?;
+        if check {
+            let problems = cat.check().map_err(damaged)?;
+            if let Some(first) = problems.first() {
+                let more = if problems.len() > 1 { format!(" and {} more problem(s)", problems.len() - 1) } else { String::new() };
+                return Err(CatalogError::Damaged { path: path.to_owned(), problem: format!("integrity check: {first}{more}") });
+            }
+        }
+        cat.migrate().map_err(damaged)?;
         Ok(cat)
+    }
+
+    /// [`Catalog::open_rw_checked`] without the integrity check (a second
+    /// connection of a writer that checked at its start, e.g. the shipper).
+    pub fn open_rw(path: &Path) -> Result<Self> {
+        Self::open_rw_checked(path, false)
+    }
+
+    /// SQLite's own integrity check of every page and index: the problems it
+    /// reports (empty when the catalog is sound).
+    pub fn check(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        let lines = rows.collect::<rusqlite::Result<Vec<String>>>().map_err(|e| self.err(e))?;
+        Ok(lines.into_iter().filter(|l| l != "ok").collect())
     }
 
     /// Open read-only. Never creates the file; fails clearly when it is missing.
@@ -176,10 +265,10 @@ impl Catalog {
             return Err(CatalogError::Invalid { path: path.to_owned(), what: "no such file".into() });
         }
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| sql_err(path, e))?;
+            .map_err(|e| damaged_or(path, sql_err(path, e)))?;
         let mut cat = Catalog { conn, path: path.to_owned() };
         cat.conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| cat.err(e))?;
-        let v = match cat.version() {
+        let v = match cat.version().map_err(|e| damaged_or(path, e)) {
             Ok(v) => v,
             // A reader without write access cannot create the WAL index (-shm) that
             // SQLite removes when the writer closes cleanly. With no -wal file there
@@ -381,7 +470,14 @@ impl Catalog {
             what: format!("{} is not a catalog table", def.name),
         })?;
         let cols: Vec<&tables::ColumnDef> = def.columns().collect();
-        let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
+        // A catalog of an older version lacks the tables and columns added since
+        // (readers read versions from MIN_READABLE_VERSION on): they read as
+        // no rows and as nulls.
+        let present = self.sqlite_columns(sqlite_table)?;
+        if present.is_empty() {
+            return Ok(RecordBatch::new_empty(def.arrow_schema()));
+        }
+        let names: Vec<String> = cols.iter().map(|c| if present.iter().any(|p| p == c.name) { c.name.to_owned() } else { format!("NULL AS {}", c.name) }).collect();
         let sql = format!("SELECT {} FROM {sqlite_table} {filter}", names.join(", "));
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let mut builders: Vec<ColBuilder> = cols.iter().map(|c| ColBuilder::new(c.ty)).collect();
@@ -397,6 +493,25 @@ impl Catalog {
             what: format!("table {}: {e}", def.name),
         })
     }
+}
+
+impl Catalog {
+    /// Column names of a SQLite table of the catalog (none when it does not exist).
+    fn sqlite_columns(&self, table: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT name FROM pragma_table_info(?1)").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([table], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+    }
+}
+
+/// `e`, or [`CatalogError::Damaged`] when SQLite says the file is damaged.
+fn damaged_or(path: &Path, e: CatalogError) -> CatalogError {
+    if let CatalogError::Sqlite { source: rusqlite::Error::SqliteFailure(f, msg), .. } = &e
+        && matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    {
+        return CatalogError::Damaged { path: path.to_owned(), problem: msg.clone().unwrap_or_else(|| f.to_string()) };
+    }
+    e
 }
 
 fn wal_path(db: &Path) -> PathBuf {
@@ -423,6 +538,7 @@ pub fn sqlite_table_of(def: &TableDef) -> Option<&'static str> {
         "ip_owners" => Some("ip_owners"),
         "podtrail_segments" => Some("segments"),
         "podtrail_loss" => Some("loss"),
+        "podtrail_runs" => Some("runs"),
         _ => None,
     }
 }

@@ -4,6 +4,7 @@
 //! <data-dir>/catalog.db                                   SQLite catalog (WAL)
 //! <data-dir>/segments/<table>/date=YYYY-MM-DD/hour=HH/<segment-id>.parquet
 //! <data-dir>/hot/<table>/<segment-id>.arrows              open segment's hot tail
+//! <data-dir>/quarantine/<table>/...                       damaged files recovery moved aside
 //! ```
 //! A sealed segment is partitioned by its earliest row's time. The catalog, not the
 //! directory tree, is the source of truth for which segments exist and what they hold.
@@ -19,8 +20,10 @@ pub const SEGMENT_EXT: &str = "parquet";
 pub const HOT_EXT: &str = "arrows";
 /// Suffix of files being written; never read, removed by recovery.
 pub const TMP_SUFFIX: &str = ".tmp";
-/// Held (flock) by the one writer of a data dir.
+/// Held (flock) by the one writer of a data dir; holds its pid.
 pub const LOCK_FILE: &str = "LOCK";
+/// Damaged files recovery moved aside (never read by queries; kept as evidence).
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 pub fn catalog_path(data_dir: &Path) -> PathBuf {
     data_dir.join(CATALOG_FILE)
@@ -53,6 +56,38 @@ pub fn segment_id(table: &str, created_ns: i64) -> String {
 /// The segment id a hot file belongs to, from its file name.
 pub fn hot_file_segment_id(path: &Path) -> Option<String> {
     (path.extension()? == HOT_EXT).then(|| path.file_stem()?.to_str().map(str::to_owned))?
+}
+
+/// (bytes available to unprivileged writers, total bytes) of the filesystem
+/// holding `dir`; None when it cannot be asked.
+pub fn filesystem_space(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and out-pointer for the call.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let frsize = st.f_frsize;
+    Some((st.f_bavail * frsize, st.f_blocks * frsize))
+}
+
+/// Whether a writer (podtraild, podtrail-synth) holds the data dir's lock now:
+/// Some(pid written in it, if any) when one does, None when none does or the
+/// lock cannot be looked at (no LOCK file, no permission). Asks with a shared
+/// lock taken and released at once, which a starting writer waits out.
+pub fn writer_holding_lock(data_dir: &Path) -> Option<Option<u32>> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join(LOCK_FILE);
+    let f = std::fs::File::open(&path).ok()?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        // SAFETY: as above; releasing the lock just taken.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        return None;
+    }
+    Some(std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()))
 }
 
 #[cfg(test)]

@@ -312,16 +312,35 @@ pub const SEGMENTS: TableDef = TableDef {
 pub const LOSS: TableDef = TableDef {
     name: "podtrail_loss",
     storage: Storage::Catalog,
-    doc: "Counted loss: events the recorder saw happen but could not keep. Loss is data: a gap in the history is recorded here, never silent.",
+    doc: "Counted loss: events the recorder saw happen (or may have) but could not keep whole. Loss is data: a gap in the history is recorded here, never silent.",
     stamped: false,
     own_columns: &[
         col("time_from", ColType::Time, "Start of the window in which the loss happened."),
         col("time_to", ColType::Time, "End of that window."),
-        col("source", ColType::Text, "`kernel_ringbuf` (reserve failed in the kernel), `userspace_queue`, `disk` (write failed), `decode` (a kernel record userspace could not decode), `crash` (unflushed rows lost to a crash), `retention` (rows expired before shipping), `identity` (rows stored, but without their pod columns: the cgroup was removed before it could be resolved)."),
+        col("source", ColType::Text, "`kernel_ringbuf` (the kernel's ring buffer was full), `kernel_map` (a kernel map the event needed was full), `disk` (the data dir could not be written: disk full, I/O error; rows were held in memory up to a bound, then dropped), `decode` (a kernel record userspace could not decode, or a row the store refused), `crash` (rows lost to a crash: after the last durable flush of a run that did not end cleanly, or in a torn hot-file frame), `corrupt` (a damaged file of the data dir, moved to `quarantine/`), `retention` (rows expired before shipping), `identity` (rows stored without their pod columns: the cgroup was removed before it could be resolved), `incomplete` (rows stored with some columns null because kernel state they needed was gone; `detail` names the columns). `userspace_queue` is reserved: the reader waits rather than drops."),
         opt("table_name", ColType::Text, "Table the lost rows belonged to, when known."),
         opt("cpu", ColType::U32, "CPU, for per-CPU kernel counters."),
-        col("count", ColType::U64, "Number of events (rows) lost."),
+        opt("count", ColType::U64, "Number of events (rows) lost; null when it cannot be known (e.g. the unflushed rows of a crashed run, bytes of a damaged file)."),
         opt("detail", ColType::Text, "Free-text explanation (file name, error)."),
+        opt("pod_uid", ColType::Text, "Pod whose rows were lost, when known (the kernel counts drops per cgroup; rows dropped for a full disk are counted per pod); null for host rows or when unknown."),
+    ],
+};
+
+pub const RUNS: TableDef = TableDef {
+    name: "podtrail_runs",
+    storage: Storage::Catalog,
+    doc: "Each run of the recorder on this data dir: when it recorded, its last durable flush, and how it ended. Time between one run's end and the next one's start was not recorded (see `podtrail status`, sql-examples/14_time_not_recorded.sql).",
+    stamped: false,
+    own_columns: &[
+        col("run_id", ColType::I64, "Run number (1, 2, ...)."),
+        col("node", ColType::Text, "Node name the run recorded as."),
+        col("pid", ColType::U32, "Process id of that podtraild."),
+        col("version", ColType::Text, "podtrail version of that podtraild."),
+        col("started_at", ColType::Time, "When it started recording."),
+        opt("last_flush", ColType::Time, "Its latest durable flush (updated about once a second): events up to here are on disk."),
+        opt("ended_at", ColType::Time, "When it ended: its shutdown; for an unclean end, its last durable flush (what came after is covered by a `crash` loss row). Null while running."),
+        col("end_state", ColType::Text, "`running`, `clean` (drained, flushed and sealed), `failed` (stopped with rows it could not store, counted as loss), or `unclean` (killed, crashed or power loss; found at the next start)."),
+        opt("detail", ColType::Text, "What ended it, when known."),
     ],
 };
 
@@ -329,7 +348,7 @@ pub const LOSS: TableDef = TableDef {
 pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &PRIVILEGE, &CAP_USAGE];
 
 /// Tables kept in the SQLite catalog and exposed read-only to SQL.
-pub const CATALOG_TABLES: &[&TableDef] = &[&PODS, &CONTAINERS, &IP_OWNERS, &SEGMENTS, &LOSS];
+pub const CATALOG_TABLES: &[&TableDef] = &[&PODS, &CONTAINERS, &IP_OWNERS, &SEGMENTS, &LOSS, &RUNS];
 
 /// Names that were used once and must never be given a new meaning.
 pub const RESERVED_NAMES: &[&str] = &[];

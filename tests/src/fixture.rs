@@ -12,7 +12,10 @@
 //!   a shell, then `/tmp/xmrig` (a binary never seen before) at T0+40m, which
 //!   connects to 198.51.100.7:4444; C also connects straight to B.
 //! - the host runs kubelet (no pod).
-//! - the kernel ring buffer dropped 12 events at T0+40m (a counted gap).
+//! - the kernel ring buffer dropped 12 exec events of pod C at T0+40m (a counted gap).
+//! - the recorder (run 1) was killed at T0+12m03s, its last durable flush, and
+//!   restarted (run 2) at T0+12m48s: 45 s were not recorded (a `crash` loss of
+//!   unknown count).
 //! - privilege: at T0+4m pod A's app (uid 1000) tries setuid(0) and is refused
 //!   (a refused CAP_SETUID check too). In pod C the shell unshares net+mnt and
 //!   mounts a tmpfs at T0+36m, creates memfd `kworker` and executes it
@@ -261,11 +264,26 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
         time_from: T0 + 40 * M,
         time_to: T0 + 40 * M + S,
         source: "kernel_ringbuf".into(),
-        table_name: Some("process_exec/process_exit".into()),
-        cpu: Some(1),
-        count: 12,
+        table_name: Some("process_exec".into()),
+        cpu: None,
+        count: Some(12),
         detail: Some("ring buffer of process.bpf.o full".into()),
+        pod_uid: Some(UID_C.into()),
     })?;
     store.close()?;
+    // The recorder's runs (podtrail_runs): the store records a run's real start
+    // times, so the story's are written here, with the crash window's loss row
+    // recovery writes.
+    let cat = rusqlite::Connection::open(podtrail_schema::layout::catalog_path(dir))?;
+    let killed = T0 + 12 * M + 3 * S;
+    let restarted = T0 + 12 * M + 48 * S;
+    cat.execute_batch(&format!(
+        "INSERT INTO runs (node, pid, version, started_at, last_flush, ended_at, end_state, detail) VALUES \
+         ('{NODE}', 4242, 'fixture', {}, {killed}, {killed}, 'unclean', 'killed'), \
+         ('{NODE}', 4300, 'fixture', {restarted}, {end}, {end}, 'clean', NULL); \
+         INSERT INTO loss (time_from, time_to, source, count, detail) VALUES ({killed}, {restarted}, 'crash', NULL, 'run 1 ended without shutting down');",
+        T0 - 120 * M,
+        end = T0 + 60 * M
+    ))?;
     Ok(())
 }

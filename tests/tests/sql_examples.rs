@@ -49,7 +49,7 @@ fn check(name: &str, rows: &[Value]) {
             vec![json!(["ledger-0", "accept", "payments-api-1", "2026-11-17T14:30:00Z"])]
         ),
         "08_loss_during_an_incident_window" => {
-            assert_eq!(pick(rows, &["source", "table_name", "events_lost"]), vec![json!(["kernel_ringbuf", "process_exec/process_exit", 12])])
+            assert_eq!(pick(rows, &["source", "table_name", "pod_name", "events_lost", "losses_of_unknown_size"]), vec![json!(["kernel_ringbuf", "process_exec", "debug-shell", 12, 0])])
         }
         "09_process_tree_of_a_connection" => assert_eq!(
             pick(rows, &["pod_name", "process", "parent", "grandparent"]),
@@ -69,6 +69,9 @@ fn check(name: &str, rows: &[Value]) {
             pick(rows, &["pod_name", "binary", "parent_binary", "memfd_created", "time"]),
             vec![json!(["debug-shell", "memfd:kworker", "/bin/sh", "2026-11-17T14:38:00Z", "2026-11-17T14:38:01Z"])]
         ),
+        "14_time_not_recorded" => {
+            assert_eq!(pick(rows, &["run_before", "run_after", "not_recorded_from", "not_recorded_until", "seconds", "how_the_run_before_ended"]), vec![json!([1, 2, "2026-11-17T14:12:03Z", "2026-11-17T14:12:48Z", 45.0, "unclean"])])
+        }
         "13_containers_that_changed_namespaces_or_mounts" => assert_eq!(
             pick(rows, &["pod_name", "kind", "what", "target", "calls", "succeeded"]),
             vec![json!(["debug-shell", "unshare", "mnt,net", null, 1, 1]), json!(["debug-shell", "mount", "tmpfs", "/mnt/x", 1, 1])]

@@ -168,7 +168,7 @@ fn late_events_of_a_removed_cgroup_keep_their_pod_and_unknown_ids_are_counted() 
     assert_eq!(b.exec[0].identity.as_deref().map(|i| i.pod_uid.as_str()), Some(UID_A));
     assert!(b.exec[1].identity.is_none());
     assert_eq!(id.stats().unresolved_rows, 1);
-    assert_eq!(id.take_unresolved(), 1, "counted as an identity gap");
+    assert_eq!(id.take_unresolved(), [("process_exec", 1)].into(), "counted as an identity gap of its table");
     // Rows of one cgroup in a row are looked up once, but each unresolved row
     // is still counted, and a resolved one between them is not.
     let mut b = Batcher::default();
@@ -179,7 +179,7 @@ fn late_events_of_a_removed_cgroup_keep_their_pod_and_unknown_ids_are_counted() 
     b.exec.push(exec(999_999_999, 1_640));
     id.stamp_all(&mut b, 3_100);
     assert_eq!(b.exec.iter().map(|r| r.identity.is_some()).collect::<Vec<_>>(), [false, false, true, false]);
-    assert_eq!(id.take_unresolved(), 3);
+    assert_eq!(id.take_unresolved(), [("process_exec", 3)].into());
     let walks = id.stats().cgroup_walks;
     let mut b = Batcher::default();
     b.exec.push(exec(999_999_999, 1_700));

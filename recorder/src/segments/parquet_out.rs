@@ -179,19 +179,18 @@ pub fn write_segment(data_dir: &Path, def: &'static TableDef, id: &str, batches:
     let dir = path.parent().expect("segment path has a parent");
     create_private_dir(dir)?;
     let tmp = PathBuf::from(format!("{}{}", path.display(), layout::TMP_SUFFIX));
-    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err(&tmp))?;
-    let hw = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 };
-    let pq_err = |source| SegmentError::Parquet { segment: id.to_owned(), source };
-    let mut w = ArrowWriter::try_new(hw, Arc::clone(&schema), Some(writer_properties(def, id, cfg))).map_err(pq_err)?;
-    for b in &sorted {
-        w.write(b).map_err(pq_err)?;
-    }
-    let hw = w.into_inner().map_err(pq_err)?;
-    let HashingWriter { inner, hasher, bytes } = hw;
-    let file = inner.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    let written = write_file(&tmp, id, &schema, &sorted, writer_properties(def, id, cfg)).and_then(|w| {
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(w)
+    });
+    let (bytes, hasher) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            // A failed write (a full disk) must not keep its space until recovery.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     fsync_dir(dir)?;
     Ok(WrittenSegment {
         segment_id: id.to_owned(),
@@ -204,6 +203,21 @@ pub fn write_segment(data_dir: &Path, def: &'static TableDef, id: &str, batches:
         time_max,
         pods,
     })
+}
+
+/// Write `batches` as a Parquet file at `tmp` and fsync it: its size and hash.
+fn write_file(tmp: &Path, id: &str, schema: &arrow::datatypes::SchemaRef, batches: &[RecordBatch], props: WriterProperties) -> Result<(u64, Sha256)> {
+    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(tmp).map_err(io_err(tmp))?;
+    let hw = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 };
+    let pq_err = |source| SegmentError::Parquet { segment: id.to_owned(), source };
+    let mut w = ArrowWriter::try_new(hw, Arc::clone(schema), Some(props)).map_err(pq_err)?;
+    for b in batches {
+        w.write(b).map_err(pq_err)?;
+    }
+    let HashingWriter { inner, hasher, bytes } = w.into_inner().map_err(pq_err)?;
+    let file = inner.into_inner().map_err(|e| io_err(tmp)(e.into_error()))?;
+    file.sync_all().map_err(io_err(tmp))?;
+    Ok((bytes, hasher))
 }
 
 /// Runs of consecutive rows of one batch in `picks`: (batch, first row, rows).
