@@ -9,6 +9,8 @@
  * - tp_btf/inet_sock_set_state: connect / accept / fail / close, with the socket's
  *   own cgroup and netns (these transitions often run in softirq, where `current`
  *   is an unrelated task), bytes and duration at close.
+ * - tp_btf/tcp_destroy_sock: the close of a socket whose TCP_CLOSE the kernel
+ *   did not run sock_state for (see sock_destroy).
  * No kprobes, fentry or LSM. Every record the ring buffer cannot take, and every
  * row sent without part of its state, is counted (common.h). */
 /* The ring buffer's size (common.h wakes the reader at an eighth of it). */
@@ -198,62 +200,42 @@ static __always_inline __u64 sock_cgroup_id(struct sock *sk)
     return BPF_CORE_READ((struct cgroup *)v, kn, id);
 }
 
-/* A state a connection leaves for TCP_CLOSE once it was established (not a
- * handshake that failed, not a listener). */
-static __always_inline int was_connected(int oldstate)
+/* Start tracking an established socket: when, its counters now (so the
+ * handshake is not counted as payload), its local port. */
+static __always_inline void track(struct sock *sk, __u64 key, __u64 now, __u16 sport, __u64 cgroup_id)
 {
-    switch (oldstate) {
-    case TCP_ESTABLISHED:
-    case TCP_FIN_WAIT1:
-    case TCP_FIN_WAIT2:
-    case TCP_CLOSE_WAIT:
-    case TCP_LAST_ACK:
-    case TCP_CLOSING:
-        return 1;
-    }
-    return 0;
+    struct tcp_sock *tp = (struct tcp_sock *)sk;
+    struct conn_state ns = {
+        .since = now,
+        .acked0 = BPF_CORE_READ(tp, bytes_acked),
+        .received0 = BPF_CORE_READ(tp, bytes_received),
+        .sport = sport,
+    };
+    if (bpf_map_update_elem(&established, &key, &ns, BPF_ANY) != 0)
+        count_drop(PT_DROP_CONN_STATE_FULL, cgroup_id);
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
+/* Send one connection record of `sk` (its state `st` when the `established`
+ * map holds it) and update the maps for it. */
+static __always_inline int emit(struct sock *sk, __u32 event, struct conn_state *st, int oldstate, __u64 now)
 {
-    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-        return 0;
-    __u32 event;
     __u64 key = (__u64)sk;
-    __u64 now = bpf_ktime_get_boot_ns();
     struct tcp_sock *tp = (struct tcp_sock *)sk;
-    struct conn_state *st = bpf_map_lookup_elem(&established, &key);
-    if (st && (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)) {
-        /* A new socket at a freed socket's address whose close we missed. */
-        bpf_map_delete_elem(&established, &key);
-        st = 0;
-    }
-    if (st && newstate != TCP_CLOSE && newstate != TCP_ESTABLISHED) {
-        /* Closing handshake: note which FINs were exchanged. */
-        if (newstate == TCP_CLOSE_WAIT || newstate == TCP_CLOSING || newstate == TCP_TIME_WAIT)
-            st->fin_in = 1;
-        if (newstate == TCP_FIN_WAIT2 || (oldstate == TCP_CLOSING && newstate == TCP_TIME_WAIT))
-            st->fin_out_acked = 1;
-        return 0;
-    }
-    if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_SENT)
-        event = PT_CONN_CONNECT;
-    else if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_RECV)
-        event = PT_CONN_ACCEPT;
-    else if (newstate == TCP_CLOSE && oldstate == TCP_SYN_SENT)
-        event = PT_CONN_FAIL;
-    else if (newstate == TCP_CLOSE && (st || was_connected(oldstate)))
-        /* Without its state (a full map, or a connection older than the
-         * recorder) the close is recorded all the same, without bytes. */
-        event = PT_CONN_CLOSE;
-    else
-        return 0;
-
     __u64 cgroup_id = sock_cgroup_id(sk);
     struct pt_conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
         count_drop(PT_DROP_CONN_RING, cgroup_id);
+        /* The maps follow the socket whether or not its record fit: a close
+         * must not be sent a second time at destroy, and a connection whose
+         * connect record was lost still closes with its bytes. */
+        __u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+        if (event == PT_CONN_CONNECT || event == PT_CONN_ACCEPT) {
+            track(sk, key, now, BPF_CORE_READ(sk, __sk_common.skc_num), cgroup_id);
+        } else {
+            bpf_map_delete_elem(&established, &key);
+            if (cookie)
+                bpf_map_delete_elem(&connects, &cookie);
+        }
         return 0;
     }
     __builtin_memset(e, 0, sizeof(*e));
@@ -267,7 +249,13 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
      * ring-buffer memory as a key. */
     __u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
     e->cookie = cookie;
-    e->sport = st ? st->sport : BPF_CORE_READ(sk, __sk_common.skc_num);
+    /* The local port: kept in the state (the kernel releases it before
+     * CLOSE, zeroing skc_num); without state, inet_sport, which release
+     * leaves alone. */
+    __u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+    if (!sport)
+        sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+    e->sport = st ? st->sport : sport;
     e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
     if (e->family == AF_INET) {
         __u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
@@ -307,17 +295,9 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
     }
     switch (event) {
     case PT_CONN_CONNECT:
-    case PT_CONN_ACCEPT: {
-        struct conn_state ns = {
-            .since = now,
-            .acked0 = BPF_CORE_READ(tp, bytes_acked),
-            .received0 = BPF_CORE_READ(tp, bytes_received),
-            .sport = e->sport,
-        };
-        if (bpf_map_update_elem(&established, &key, &ns, BPF_ANY) != 0)
-            count_drop(PT_DROP_CONN_STATE_FULL, cgroup_id);
+    case PT_CONN_ACCEPT:
+        track(sk, key, now, e->sport, cgroup_id);
         break;
-    }
     case PT_CONN_FAIL:
         e->error = BPF_CORE_READ(sk, sk_err);
         if (e->cookie)
@@ -347,4 +327,75 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
     }
     bpf_ringbuf_submit(e, pt_submit_flags(&events));
     return 0;
+}
+
+/* A state a connection leaves for TCP_CLOSE once it was established (not a
+ * handshake that failed, not a listener). */
+static __always_inline int was_connected(int oldstate)
+{
+    switch (oldstate) {
+    case TCP_ESTABLISHED:
+    case TCP_FIN_WAIT1:
+    case TCP_FIN_WAIT2:
+    case TCP_CLOSE_WAIT:
+    case TCP_LAST_ACK:
+    case TCP_CLOSING:
+        return 1;
+    }
+    return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
+{
+    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+        return 0;
+    __u32 event;
+    __u64 key = (__u64)sk;
+    __u64 now = bpf_ktime_get_boot_ns();
+    struct conn_state *st = bpf_map_lookup_elem(&established, &key);
+    if (st && (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)) {
+        /* A new socket at a freed socket's address whose close we missed. */
+        bpf_map_delete_elem(&established, &key);
+        st = 0;
+    }
+    if (st && newstate != TCP_CLOSE && newstate != TCP_ESTABLISHED) {
+        /* Closing handshake: note which FINs were exchanged. */
+        if (newstate == TCP_CLOSE_WAIT || newstate == TCP_CLOSING || newstate == TCP_TIME_WAIT)
+            st->fin_in = 1;
+        if (newstate == TCP_FIN_WAIT2 || (oldstate == TCP_CLOSING && newstate == TCP_TIME_WAIT))
+            st->fin_out_acked = 1;
+        return 0;
+    }
+    if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_SENT)
+        event = PT_CONN_CONNECT;
+    else if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_RECV)
+        event = PT_CONN_ACCEPT;
+    else if (newstate == TCP_CLOSE && oldstate == TCP_SYN_SENT)
+        event = PT_CONN_FAIL;
+    else if (newstate == TCP_CLOSE && (st || was_connected(oldstate)))
+        /* Without its state (a full map, or a connection older than the
+         * recorder) the close is recorded all the same, without bytes. */
+        event = PT_CONN_CLOSE;
+    else
+        return 0;
+
+    return emit(sk, event, st, oldstate, now);
+}
+
+/* A second chance for a close the kernel skipped: a tracing program is not run
+ * again on a CPU where it is already running (a softirq changing another
+ * socket's state while sock_state runs), so a socket's TCP_CLOSE can go unseen
+ * (the kernel counts it in the program's recursion_misses, which userspace
+ * records as loss). Its state is then still in `established` when the socket
+ * is destroyed: the close is sent from here, with its bytes. Optional: the
+ * misses are counted all the same where this tracepoint is absent. */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(sock_destroy, struct sock *sk)
+{
+    __u64 key = (__u64)sk;
+    struct conn_state *st = bpf_map_lookup_elem(&established, &key);
+    if (!st)
+        return 0;
+    return emit(sk, PT_CONN_CLOSE, st, TCP_CLOSE, bpf_ktime_get_boot_ns());
 }

@@ -104,6 +104,16 @@ impl Batcher {
         self.exec.len() + self.exit.len() + self.conn.len() + self.privs.len() + self.caps.len()
     }
 
+    /// The time of the oldest row waiting (wall clock, ns), if any.
+    pub fn oldest_time(&self) -> Option<i64> {
+        let exec = self.exec.iter().map(|r| r.time);
+        let exit = self.exit.iter().map(|r| r.time);
+        let conn = self.conn.iter().map(|r| r.time);
+        let privs = self.privs.iter().map(|r| r.time);
+        let caps = self.caps.iter().map(|r| r.time);
+        exec.chain(exit).chain(conn).chain(privs).chain(caps).min()
+    }
+
     /// Every pending row is stamped: the identity stage calls this once it
     /// has stamped the rows that came since its last call. Connection rows
     /// stamped now extend the leading run known to be in key order for as long

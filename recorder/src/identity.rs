@@ -316,9 +316,18 @@ impl Identity {
         std::mem::take(&mut self.unresolved_window)
     }
 
-    /// The pod UID of a cgroup already resolved (none for a host cgroup or
-    /// one not seen): how kernel drop counts per cgroup are put on a pod.
-    pub fn pod_of_cgroup(&self, cgroup_id: u64) -> Option<String> {
+    /// The pod UID of a cgroup (none for a host cgroup, or one gone before it
+    /// could be resolved): how kernel drop counts per cgroup are put on a pod.
+    /// A cgroup not seen yet is looked for in the tree now: its drops may be
+    /// all that is known of it so far (its rows were the ones dropped).
+    pub fn pod_of_cgroup(&mut self, cgroup_id: u64, now: i64) -> Option<String> {
+        if !self.cgroups.contains_key(&cgroup_id) && self.unknown.get(&cgroup_id).is_none_or(|&t| now - t > UNKNOWN_RETRY_NS) {
+            self.last_walk = now;
+            self.walk();
+            if !self.cgroups.contains_key(&cgroup_id) {
+                self.unknown.insert(cgroup_id, now);
+            }
+        }
         self.cgroups.get(&cgroup_id)?.identity.as_ref().map(|i| i.pod_uid.clone())
     }
 

@@ -102,10 +102,16 @@ enum Cmd {
         /// 500M; 0: no floor): below it the oldest sealed segments are removed,
         /// shipped ones first, unshipped ones counted as loss. Default: 5 % of
         /// the filesystem, at most 1G. If the disk fills all the same, podtraild
-        /// keeps running: rows are held in memory up to 48 MiB, then counted as
-        /// `disk` loss, and writing resumes when space returns.
+        /// keeps running (see --write-buffer) and writes again when space returns.
         #[arg(long, value_name = "SIZE", value_parser = parse_size_or_zero)]
         min_free: Option<u64>,
+        /// While the data dir cannot be written (disk full, I/O errors), hold up
+        /// to this much of new rows in memory (e.g. 48M); beyond it rows are
+        /// dropped and counted in podtrail_loss (source `disk`, per table and
+        /// pod). Every write is retried, and writing resumes within seconds of
+        /// space returning. Default: 48M.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        write_buffer: Option<u64>,
     },
     /// Recover a data dir after a crash: remove half-written files, seal every hot
     /// tail up to its last complete flush, count what was lost (moving damaged
@@ -153,7 +159,7 @@ fn error_text(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, kube_api, kubeconfig, no_kube, no_syscall_tracepoints, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age, min_free } => {
+        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, kube_api, kubeconfig, no_kube, no_syscall_tracepoints, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age, min_free, write_buffer } => {
             use podtrail_recorder::run::CriChoice;
             let cri = match (cri_socket, no_cri) {
                 (_, true) => CriChoice::Off,
@@ -205,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 disk_budget_bytes: disk_budget,
                 segment_max_age: Some(std::time::Duration::from_secs(segment_max_age)),
                 min_free_bytes: min_free,
+                write_buffer_bytes: write_buffer.map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
             };
             let summary = podtrail_recorder::run::run(cfg, |missing| {
                 if !missing.is_empty() {

@@ -93,6 +93,33 @@ pub const DROP_REASONS: [DropReason; podtrail_ebpf::DROP_REASONS] = {
     ]
 };
 
+/// The table a program's rows go to (none: fork records, not rows): how runs
+/// the kernel skipped are put on a table. Every program of [`OBJECTS`] and
+/// [`FENTRY_PROGRAMS`] has one (a test checks).
+pub fn table_of_program(program: &str) -> Option<Option<&'static str>> {
+    use podtrail_schema::tables::{CAP_USAGE, NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    match program {
+        "handle_exec" => Some(Some(PROCESS_EXEC.name)),
+        "handle_exit" => Some(Some(PROCESS_EXIT.name)),
+        "handle_fork" => Some(None),
+        "connect4" | "connect6" | "nat_xmit" | "sock_state" | "sock_destroy" => Some(Some(NET_CONN.name)),
+        CAP_CHECK_PROGRAM => Some(Some(CAP_USAGE.name)),
+        p if ["enter_", "exit_", "fentry_", "fexit_", "fentry32_", "fexit32_"].iter().any(|x| p.starts_with(x)) => Some(Some(PRIVILEGE.name)),
+        _ => None,
+    }
+}
+
+/// Runs of one program the kernel skipped since load: a tracing program is not
+/// run again on a CPU where it is already running (an interrupt or softirq
+/// hitting the same tracepoint while it runs); the kernel counts each skip in
+/// the program's `recursion_misses` (Linux 5.12+; 0 before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkippedRuns {
+    pub object: &'static str,
+    pub program: &'static str,
+    pub runs: u64,
+}
+
 /// Drop counters of every object, cumulative since load.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DropCounts {
@@ -132,6 +159,7 @@ const OBJECTS: &[ObjectSpec] = &[
             ("connect6", Attach::CgroupRoot("connect6"), Need::Required),
             ("nat_xmit", Attach::BtfTracepoint("net_dev_start_xmit"), Need::Required),
             ("sock_state", Attach::BtfTracepoint("inet_sock_set_state"), Need::Required),
+            ("sock_destroy", Attach::BtfTracepoint("tcp_destroy_sock"), Need::Optional),
         ],
     },
     ObjectSpec {
@@ -303,6 +331,8 @@ fn map_entries_override(value: &str) -> Result<Vec<(String, u32)>, String> {
 /// One loaded object: its drop counters (its ring buffer is in [`RingReader`]).
 struct Source {
     object: &'static str,
+    /// Its programs, as named in [`OBJECTS`] and [`FENTRY_PROGRAMS`].
+    programs: Vec<&'static str>,
     drops: PerCpuArray<MapData, u64>,
     drops_by_cgroup: BpfHashMap<MapData, DropKeyPod, u64>,
     /// privilege.bpf.o's capability counters.
@@ -557,7 +587,8 @@ impl Probes {
             let positions = RingPositions::map(ring.as_fd().as_raw_fd()).map_err(|e| map_err("events", format!("mapping its positions read-only: {e}")))?;
             let gauge = std::sync::Arc::new(RingGauge { object, size, pending: Default::default(), peak: Default::default() });
             rings.push(Ring { ring, positions, gauge });
-            sources.push(Source { object, drops, drops_by_cgroup, cap_usage, _ebpf: ebpf });
+            let programs = spec.programs.iter().map(|p| p.0).chain(if object == "privilege.bpf.o" { FENTRY_PROGRAMS.iter().map(|p| p.0).collect() } else { Vec::new() }).collect();
+            sources.push(Source { object, programs, drops, drops_by_cgroup, cap_usage, _ebpf: ebpf });
         }
         if !syscall_tracepoints {
             tracing::info!("privilege syscalls not traced (--no-syscall-tracepoints): no privilege rows for them; capability counting stays on");
@@ -597,6 +628,23 @@ impl Probes {
         }
     }
 
+
+    /// Runs of each loaded program the kernel skipped since load (only those
+    /// with any).
+    pub fn skipped_runs(&self) -> Vec<SkippedRuns> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            for &program in &s.programs {
+                let Some(fd) = s._ebpf.program(program).and_then(|p| p.fd().ok()) else { continue };
+                match recursion_misses(fd.as_fd()) {
+                    Ok(0) => {}
+                    Ok(runs) => out.push(SkippedRuns { object: s.object, program, runs }),
+                    Err(e) => tracing::debug!(program.name = program, "reading recursion_misses: {e}"),
+                }
+            }
+        }
+        out
+    }
 
     /// The drop counters of every object (cumulative since load): per reason,
     /// and per (cgroup, reason). The per-cgroup map is read first: the
@@ -844,6 +892,30 @@ fn program_error_reason(e: &ProgramError) -> String {
     }
 }
 
+/// A program's `recursion_misses` (BPF_OBJ_GET_INFO_BY_FD). Kernels before
+/// 5.12 have no such field and leave it 0.
+fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
+    use aya_obj::generated::bpf_prog_info;
+    /// `union bpf_attr`'s `info` member.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // SAFETY: bpf_prog_info is plain integers; all zeros is a valid value.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr { bpf_fd: fd.as_raw_fd() as u32, info_len: std::mem::size_of::<bpf_prog_info>() as u32, info: &raw mut info as u64 };
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: a valid attr of its declared size; the kernel writes at most
+    // info_len bytes into `info`, which outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &raw mut attr, std::mem::size_of::<InfoAttr>()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info.recursion_misses)
+}
+
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 fn raise_memlock() {
     let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
@@ -877,6 +949,20 @@ mod tests {
             assert!(OBJECTS.iter().any(|o| r.detail.contains(o.name)), "reason {i} does not name its object: {}", r.detail);
             assert!(["kernel_ringbuf", "kernel_map", "incomplete"].contains(&r.source), "reason {i}: source {}", r.source);
         }
+    }
+
+    #[test]
+    fn every_program_puts_its_skipped_runs_on_a_table() {
+        for o in OBJECTS {
+            for (p, _, _) in o.programs {
+                assert!(table_of_program(p).is_some(), "{} of {}: no table", p, o.name);
+            }
+        }
+        for (p, _, _) in FENTRY_PROGRAMS {
+            assert!(table_of_program(p).is_some(), "{p}: no table");
+        }
+        assert_eq!(table_of_program("handle_fork"), Some(None), "fork records are not rows");
+        assert_eq!(table_of_program("not_a_program"), None);
     }
 
     #[test]

@@ -49,7 +49,14 @@ pub struct RunConfig {
     /// Keep this many bytes free on the data dir's filesystem (`--min-free`);
     /// None: [`default_min_free`] of it.
     pub min_free_bytes: Option<u64>,
+    /// Rows held in memory while the data dir cannot be written
+    /// (`--write-buffer`); None: [`DEFAULT_WRITE_BUFFER`].
+    pub write_buffer_bytes: Option<usize>,
 }
+
+/// Rows held in memory while the data dir cannot be written: three segments'
+/// worth (RSS under a storm stays about one segment above idle).
+pub const DEFAULT_WRITE_BUFFER: usize = 3 * RECORDER_SEGMENT_BYTES;
 
 /// The free-space floor when none is given: 5 % of the data dir's filesystem,
 /// at most 1 GiB (a small filesystem keeps most of itself for history; a large
@@ -350,7 +357,9 @@ fn apply(mut events: Vec<RawEvent>, mut conns: Vec<ConnRow>, procs: &mut ProcTab
 /// keep emptying while the pipeline builds and writes a flush. Each pass is sent
 /// as one [`Pass`]. After STOP the thread drains once more and ends, closing the
 /// channel.
-fn spawn_ring_reader(mut reader: crate::probes::RingReader, boot_to_wall: i64) -> std::io::Result<(mpsc::Receiver<Pass>, std::thread::JoinHandle<()>)> {
+/// `read_to`: set after each pass is sent to the time (wall clock, ns) the pass
+/// began draining: every event before it was in that pass or an earlier one.
+fn spawn_ring_reader(mut reader: crate::probes::RingReader, boot_to_wall: i64, read_to: std::sync::Arc<std::sync::atomic::AtomicI64>) -> std::io::Result<(mpsc::Receiver<Pass>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(READER_QUEUE_PASSES);
     let handle = std::thread::Builder::new().name("ring-reader".into()).spawn(move || {
         let mut errors_total = 0u64;
@@ -379,11 +388,14 @@ fn spawn_ring_reader(mut reader: crate::probes::RingReader, boot_to_wall: i64) -
                 (false, true) => READER_POLL_BUSY_MS,
                 (false, false) => READER_POLL_MS,
             };
+            // Before the wait: events older than this are read by this pass.
+            let began = now_ns();
             reader.poll(wait, &mut take);
             (last_events, last_conns) = (pass.events.len(), pass.conns.len());
             if !pass.is_empty() && tx.send(pass).is_err() {
                 return; // the pipeline is gone
             }
+            read_to.store(began, Ordering::Release);
             if stopping {
                 return;
             }
@@ -406,14 +418,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
         store_cfg.max_segment_age = age;
     }
     store_cfg.min_free_bytes = cfg.min_free_bytes.or_else(|| default_min_free(&cfg.data_dir));
-    // Rows held while the data dir cannot be written: three segments' worth
-    // (the RSS bound under a storm is about one segment).
-    store_cfg.max_buffered_bytes = 3 * RECORDER_SEGMENT_BYTES;
+    store_cfg.max_buffered_bytes = cfg.write_buffer_bytes.unwrap_or(DEFAULT_WRITE_BUFFER);
     let (mut store, recovery) = SegmentStore::open(store_cfg)?;
     tracing::info!(?recovery, data_dir = %cfg.data_dir.display(), min_free_bytes = ?store.config().min_free_bytes, "store open");
-    if let Err(e) = store.begin_run() {
-        tracing::warn!(error = %e, "recording this run in the catalog failed; retried at every flush");
-    }
     // After the store: the catalog exists (and is migrated) before the shipper opens it.
     let shipper = match &cfg.ship {
         Some(ship) => Some(crate::ship::Shipper::start(ship.clone(), cfg.data_dir.clone(), cfg.node.clone()).map_err(RunError::Ship)?),
@@ -479,17 +486,27 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let mut taken = Pass::default();
     let reader = probes.take_reader().expect("the ring buffers are taken once, here");
     let _ = metrics.rings.set(reader.gauges());
-    let (passes, reader_thread) = spawn_ring_reader(reader, boot_to_wall).map_err(RunError::Reader)?;
+    let read_to = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(now_ns()));
+    let (passes, reader_thread) = spawn_ring_reader(reader, boot_to_wall, std::sync::Arc::clone(&read_to)).map_err(RunError::Reader)?;
     let mut reader_thread = Some(reader_thread);
     let mut kernel_loss = KernelLoss::default();
+    // Per program: the kernel's count of its skipped runs already recorded.
+    let mut skipped_before: std::collections::HashMap<(&'static str, &'static str), u64> = std::collections::HashMap::new();
     let mut window_start = now_ns();
     let mut last_tick = Instant::now();
     let mut decode_errors_window: std::collections::BTreeMap<Option<&'static str>, u64> = Default::default();
     tracing::info!(node = %cfg.node, "recording");
+    // Recording from here: the run (and the end of the window a crashed run left).
+    if let Err(e) = store.begin_run() {
+        tracing::warn!(error = %e, "recording this run in the catalog failed; retried at every flush");
+    }
     ready(&probes.missing);
 
     loop {
         let stopping = STOP.load(Ordering::SeqCst);
+        // Read before the passes are taken: every event older than it is in
+        // them (the reader publishes it after sending its pass).
+        let received_to = read_to.load(Ordering::Acquire);
         if stopping {
             // The reader drains the kernel's buffers once more after STOP and
             // ends: take everything it sent until then.
@@ -575,6 +592,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                     refused.push(LossRecord { source: "decode".into(), count: Some(lost), detail: Some(format!("rows lost building a batch: {e}")), ..LossRecord::default() });
                 }
             }
+            // Every event before this is in the store now, or counted: what a
+            // durable flush records as the run's last durable flush.
+            store.set_watermark(batcher.oldest_time().map_or(received_to, |t| t.min(received_to)));
             // A failing store keeps its rows (up to a bound) and retries; it
             // logged the failure when it began.
             if let Err(e) = store.flush() {
@@ -623,7 +643,7 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                 store.record_loss(&window(l)).ok();
             }
             let counts = probes.drop_counts(kernel_loss.last());
-            for (reason, pod_uid, n) in kernel_loss.update(counts, |cg| identity.pod_of_cgroup(cg)) {
+            for (reason, pod_uid, n) in kernel_loss.update(counts, |cg| identity.pod_of_cgroup(cg, window_end)) {
                 let what = &crate::probes::DROP_REASONS[reason];
                 if what.source == "incomplete" {
                     summary.incomplete_rows += n;
@@ -632,6 +652,23 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
                     metrics.kernel_drops.fetch_add(n, Ordering::Relaxed);
                 }
                 let l = LossRecord { source: what.source.into(), table_name: what.table.map(Into::into), count: Some(n), detail: Some(what.detail.into()), pod_uid, ..LossRecord::default() };
+                store.record_loss(&window(l)).ok();
+            }
+            for skipped in probes.skipped_runs() {
+                let seen = skipped_before.entry((skipped.object, skipped.program)).or_default();
+                let n = skipped.runs.saturating_sub(*seen);
+                *seen = skipped.runs;
+                if n == 0 {
+                    continue;
+                }
+                summary.kernel_drops += n;
+                metrics.kernel_drops.fetch_add(n, Ordering::Relaxed);
+                let table = crate::probes::table_of_program(skipped.program).flatten();
+                let detail = format!(
+                    "runs of {} ({}) the kernel skipped: it was already running on that CPU when an interrupt hit its hook again; each skipped run may have been a row (at most this many)",
+                    skipped.program, skipped.object
+                );
+                let l = LossRecord { source: "kernel_skipped".into(), table_name: table.map(Into::into), count: Some(n), detail: Some(detail), ..LossRecord::default() };
                 store.record_loss(&window(l)).ok();
             }
             for (table, unresolved) in identity.take_unresolved() {

@@ -240,6 +240,8 @@ struct Failing {
     /// The next time a failed seal is tried again, and the wait after that.
     next_seal: Instant,
     seal_backoff: Duration,
+    /// The last time a batch over the bound made the store retry its writes.
+    last_drop_retry: Option<Instant>,
 }
 
 /// Rows not stored for a full (or failing) disk, per table and pod, since the
@@ -275,6 +277,12 @@ pub struct SegmentStore {
     ops: Vec<CatalogOp>,
     disk_loss: BTreeMap<(&'static str, Option<String>), DiskLoss>,
     run: Run,
+    /// See [`SegmentStore::set_watermark`].
+    watermark: Option<i64>,
+    /// Runs recovery found ended uncleanly (their end, and their `crash`
+    /// loss), waiting for the time recording starts again (or the store
+    /// closes) to end their window.
+    crash_windows: Vec<(CatalogOp, LossRecord)>,
     last_id_ns: i64,
     stats: StoreStats,
     /// The hot tail's frame buffer, kept across flushes (see `hot::encode_frame_into`).
@@ -313,6 +321,8 @@ impl SegmentStore {
             ops: Vec::new(),
             disk_loss: BTreeMap::new(),
             run: Run::None,
+            watermark: None,
+            crash_windows: Vec::new(),
             last_id_ns: 0,
             stats: StoreStats::default(),
             frame: Vec::new(),
@@ -350,13 +360,49 @@ impl SegmentStore {
         }
     }
 
-    /// Record this writer as a recorder run (`runs`): from now on every flush
-    /// that makes all rows durable records its time as the run's last durable
-    /// flush, and [`SegmentStore::close`] records how the run ended. A run
-    /// still open at the next start did not end cleanly.
+    /// Record this writer as a recorder run (`runs`), recording from now on:
+    /// from now every flush that makes all rows durable records the run's last
+    /// durable flush, and [`SegmentStore::close`] records how the run ended. A
+    /// run still open at the next start did not end cleanly. The windows of
+    /// runs that recovery found ended uncleanly end now, when recording starts
+    /// again.
     pub fn begin_run(&mut self) -> Result<()> {
-        self.run = Run::Pending { started_at: now_ns() };
+        let now = now_ns();
+        self.run = Run::Pending { started_at: now };
+        self.close_crash_windows(now);
         self.commit_ops(false)
+    }
+
+    /// The events up to `ns` (wall clock) have all been handed to the store:
+    /// what a durable flush records as the run's last durable flush (the
+    /// recorder's pipeline holds younger events, and rows waiting for their pod).
+    pub fn set_watermark(&mut self, ns: i64) {
+        self.watermark = Some(ns);
+    }
+
+    /// Queue the runs recovery found ended uncleanly, with their windows
+    /// ending at `until`.
+    fn close_crash_windows(&mut self, until: i64) {
+        for (end, mut l) in std::mem::take(&mut self.crash_windows) {
+            l.time_to = until.max(l.time_from);
+            self.queue(end);
+            self.queue(CatalogOp::Loss(l));
+        }
+    }
+
+    /// Over the bound while writes fail: before dropping rows, try the writes
+    /// again if there may be room (space may have come back since the last
+    /// flush), at most once a second. Whether the store writes again.
+    fn retry_before_drop(&mut self) -> bool {
+        let due = self.failing.as_ref().is_some_and(|f| f.last_drop_retry.is_none_or(|t| t.elapsed() >= SEAL_RETRY_MIN));
+        if !due || !self.room_for(0) {
+            return false;
+        }
+        if let Some(f) = &mut self.failing {
+            f.last_drop_retry = Some(Instant::now());
+        }
+        let _ = self.flush();
+        self.failing.is_none()
     }
 
     /// Bytes of rows held in memory.
@@ -387,7 +433,7 @@ impl SegmentStore {
             }
             return Ok(());
         }
-        if self.failing.is_some() && self.buffered_bytes() + batch.get_array_memory_size() > self.cfg.max_buffered_bytes {
+        if self.failing.is_some() && self.buffered_bytes() + batch.get_array_memory_size() > self.cfg.max_buffered_bytes && !self.retry_before_drop() {
             self.count_disk_loss(def, &batch);
             return Ok(());
         }
@@ -545,6 +591,7 @@ impl SegmentStore {
             in_hot += seg.hot_rows;
             self.unsealed.push(seg);
         }
+        self.close_crash_windows(now_ns());
         let dropped = self.stats.rows_dropped_disk;
         let end = if errors.is_empty() { RunEnd::Clean } else { RunEnd::Failed };
         if let Run::Active { id, .. } = self.run {
@@ -756,7 +803,7 @@ impl SegmentStore {
             catalog_write::upsert_hot(&tx, h).map_err(sql)?;
         }
         if let (Run::Active { id, .. }, true) = (run, heartbeat) {
-            catalog_write::heartbeat(&tx, id, now).map_err(sql)?;
+            catalog_write::heartbeat(&tx, id, self.watermark.map_or(now, |w| w.min(now))).map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         self.run = run;
@@ -811,6 +858,7 @@ impl SegmentStore {
                     error: e.to_string(),
                     next_seal: Instant::now() + SEAL_RETRY_MIN,
                     seal_backoff: SEAL_RETRY_MIN * 2,
+                    last_drop_retry: None,
                 });
             }
         }

@@ -29,7 +29,7 @@ pub struct Recorder {
     pub log: String,
     /// Every log line so far (for failure messages).
     full_log: Arc<Mutex<Vec<String>>>,
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Recorder {
@@ -47,10 +47,46 @@ impl Recorder {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let (child, log, full_log) = spawn_recorder(&data_dir, extra, env);
-        Recorder { child: Some(child), data_dir, log, full_log, _tmp: tmp }
+        Recorder { child: Some(child), data_dir, log, full_log, _tmp: Some(tmp) }
     }
 
-    /// Start again on the same data dir after [`Recorder::stop`].
+    /// On a data dir of the caller's (e.g. on a small tmpfs).
+    pub fn start_in(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Recorder {
+        require_privileges();
+        let (child, log, full_log) = spawn_recorder(data_dir, extra, env);
+        Recorder { child: Some(child), data_dir: data_dir.to_owned(), log, full_log, _tmp: None }
+    }
+
+    /// The running podtraild's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Still running (not exited, not killed)?
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Send a signal to podtraild (by the pid this test spawned).
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on the pid of the child this test spawned.
+        assert_eq!(unsafe { libc::kill(self.pid() as libc::pid_t, sig) }, 0);
+    }
+
+    /// kill -9, as a crash or the OOM killer would; returns once it is reaped.
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        let mut child = self.child.take().expect("running");
+        let _ = child.wait();
+    }
+
+    /// The last lines it logged (for failure messages).
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.full_log.lock().unwrap();
+        log[log.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Start again on the same data dir after [`Recorder::stop`] or [`Recorder::kill9`].
     pub fn restart(&mut self, extra: &[&str]) {
         assert!(self.child.is_none(), "stop it first");
         let (child, log, full_log) = spawn_recorder(&self.data_dir, extra, &[]);
@@ -119,8 +155,12 @@ fn spawn_recorder(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Chi
 impl Drop for Recorder {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            // SAFETY: kill(2) on our own child's pid. SIGCONT too: a test that
+            // failed while it had stopped the recorder must not hang here.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+                libc::kill(c.id() as libc::pid_t, libc::SIGCONT);
+            }
             let _ = c.wait();
         }
     }
@@ -229,4 +269,66 @@ pub fn ip(args: &[&str]) {
 pub fn in_ns(ns: &str, cmd: &[&str]) {
     let o = Command::new("ip").args(["netns", "exec", ns]).args(cmd).output().expect("ip netns exec");
     assert!(o.status.success(), "in {ns}: {cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A tmpfs of a given size mounted on a temporary directory (a filesystem a
+/// test can fill); unmounted (lazily, so a process still in it cannot keep it)
+/// and removed when dropped, also when the test fails.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `size`: as mount(8) takes it, e.g. `40m`.
+    pub fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(dir.path()).output().expect("mount");
+        assert!(o.status.success(), "mounting a tmpfs: {}", String::from_utf8_lossy(&o.stderr));
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Grow (or shrink) it in place, as an operator freeing space would.
+    pub fn resize(&self, size: &str) {
+        let o = Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(self.path()).output().expect("mount");
+        assert!(o.status.success(), "resizing the tmpfs: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// Fill it up with a file of its own (not the recorder's): writes until the
+    /// filesystem says it is full.
+    pub fn fill(&self) -> u64 {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path().join("filler")).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        let mut written = 0;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        let _ = f.sync_all();
+        written
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Err(e) = Command::new("umount").arg("-l").arg(self.path()).status() {
+            eprintln!("cleanup: umount -l {}: {e}", self.path().display());
+        }
+    }
+}
+
+/// RSS (bytes) and open file descriptors of a process, from /proc.
+pub fn rss_and_fds(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0) * 1024;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    (rss, fds)
 }

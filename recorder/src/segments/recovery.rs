@@ -50,8 +50,11 @@ pub fn recover(store: &mut SegmentStore) -> Result<RecoveryReport> {
     for run in catalog_write::open_runs(&store.catalog)? {
         let ended_at = run.last_flush.unwrap_or(run.started_at);
         tracing::warn!(run.id = run.run_id, run.pid = run.pid, "recovery: the previous recorder run did not end cleanly (killed, crashed or power loss); what happened after its last durable flush until now was not recorded");
-        store.queue(CatalogOp::EndRun { run_id: run.run_id, ended_at, end: RunEnd::Unclean, detail: Some("found at the next start: it ended without shutting down (killed, crashed or power loss)".into()) });
-        store.queue(CatalogOp::Loss(LossRecord {
+        // Written when recording starts again (begin_run: the window ends
+        // then), or when the store closes without a run (`podtraild recover`):
+        // a start that fails before either leaves the run open for the next.
+        let end = CatalogOp::EndRun { run_id: run.run_id, ended_at, end: RunEnd::Unclean, detail: Some("found at the next start: it ended without shutting down (killed, crashed or power loss)".into()) };
+        store.crash_windows.push((end, LossRecord {
             time_from: ended_at,
             time_to: now.max(ended_at),
             source: "crash".into(),
