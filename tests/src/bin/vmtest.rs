@@ -40,6 +40,11 @@ type Outcome = Result<(), String>;
 /// Exec storm size: small enough for a software-emulated guest, large enough to
 /// fill ring buffers in bursts.
 const STORM: usize = 300;
+/// Entries of the `established` map in the matrix's recorder (the other
+/// workloads hold a handful of sockets at a time), and the connections the
+/// `socket_map_full` workload holds open at once: twice as many sockets.
+const ESTABLISHED_ENTRIES: usize = 64;
+const HELD: usize = 64;
 const V4_SENT: usize = 1234;
 const V4_REPLY: usize = 4321;
 const POD_ADDR: &str = "10.244.1.2";
@@ -119,6 +124,7 @@ const CASES: &[(&str, Case)] = &[
     ("conntrack", conntrack),
     ("conntrack6", conntrack6),
     ("storm", storm),
+    ("socket_map_full", socket_map_full),
     ("privilege", privilege),
     ("capabilities", capabilities),
     ("modules", modules),
@@ -142,6 +148,8 @@ struct Run {
     /// `conntrack` case's, not every case's.
     nat: Result<NatFacts, String>,
     storm_probe: String,
+    /// The `held` workload: its cgroup, pod and server port.
+    held: Result<(u64, String, u16), String>,
     privilege: PrivFacts,
     /// The module the guest loaded while recording, and insmod's pid; None where
     /// there is none to load (the host: a kernel without module support).
@@ -183,7 +191,7 @@ struct PrivFacts {
 }
 
 fn record() -> Result<Run, String> {
-    let mut rec = Recorder::start_with(&["--no-cri"]);
+    let mut rec = Recorder::start_with_env(&["--no-cri"], &[(podtrail_recorder::probes::MAP_ENTRIES_ENV, &format!("established={ESTABLISHED_ENTRIES}"))]);
     let tmp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
 
     // exec: a copy of /bin/true under a unique path, started by a shell inside a
@@ -237,6 +245,9 @@ fn record() -> Result<Run, String> {
     let (_, status) = sh(&format!("i=0; while [ $i -lt {STORM} ]; do {}; i=$((i+1)); done", storm.display()))?;
     check!(status.success(), "exec storm: {status}");
 
+    let hcg = PodCgroup::new("vm-held");
+    let held = self_child("held", Some(&hcg)).and_then(|out| out.parse().map_err(|_| format!("held child printed {out:?}"))).map(|port| (hcg.id(), hcg.uid.clone(), port));
+
     let pcg = PodCgroup::new("vm-priv");
     let sysprobe = podtrail_tests::bin("podtrail-sysprobe");
     let fileless = format!("pt-vm-fileless-{}", std::process::id());
@@ -278,8 +289,8 @@ fn record() -> Result<Run, String> {
         },
         Err(_) => format!("unknown ({mode_meta:?})"),
     };
-    drop((cg, ncg, acg, pcg));
-    Ok(Run { summary, rows, loss, unavailable, privilege_syscalls, exec, exit7_pid, killed_pid, fork, net, nat, storm_probe: storm.display().to_string(), privilege, module })
+    drop((cg, ncg, acg, hcg, pcg));
+    Ok(Run { summary, rows, loss, unavailable, privilege_syscalls, exec, exit7_pid, killed_pid, fork, net, nat, storm_probe: storm.display().to_string(), held, privilege, module })
 }
 
 /// Every row of `table` in its sealed segments (all of them after a clean stop).
@@ -354,6 +365,7 @@ fn child(what: &str) {
         "tcp" => child_tcp(),
         "fork-connect" => child_fork_connect(),
         "nat" => child_nat(),
+        "held" => child_held(),
         _ => Err(format!("unknown child workload {what:?}")),
     };
     if let Err(e) = r {
@@ -402,6 +414,21 @@ fn child_tcp() -> Outcome {
     drop(l6.accept().map_err(|e| e.to_string())?);
     drop(c6);
     println!("{} {netns} {port}", std::process::id());
+    Ok(())
+}
+
+/// HELD connections on 127.0.0.1 open at once (more sockets than the
+/// recorder's `established` map holds), then all closed. Prints the server port.
+fn child_held() -> Outcome {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    let clients: Vec<TcpStream> = (0..HELD).map(|_| TcpStream::connect(("127.0.0.1", port))).collect::<Result<_, _>>().map_err(|e| format!("connect: {e}"))?;
+    let servers: Vec<TcpStream> = (0..HELD).map(|_| l.accept().map(|(s, _)| s)).collect::<Result<_, _>>().map_err(|e| format!("accept: {e}"))?;
+    drop(clients);
+    drop(servers);
+    // Closed: both sides' closes happen now (the server's on its FIN exchange).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    println!("{port}");
     Ok(())
 }
 
@@ -618,12 +645,31 @@ fn conntrack6(run: &Run) -> Outcome {
 
 fn storm(run: &Run) -> Outcome {
     let n = rows(run, "process_exec", |r| r["binary"] == run.storm_probe.as_str()).len();
-    let lost: u64 = run.loss.iter().filter(|r| r["source"] == "kernel_ringbuf" || r["source"] == "decode").filter_map(|r| r["count"].as_u64()).sum();
+    // Every source the summary's kernel_drops + decode_errors count.
+    let lost: u64 = run.loss.iter().filter(|r| ["kernel_ringbuf", "kernel_map", "kernel_skipped", "decode"].contains(&r["source"].as_str().unwrap_or(""))).filter_map(|r| r["count"].as_u64()).sum();
     let seen = run.summary["kernel_drops"].as_u64().unwrap_or(0) + run.summary["decode_errors"].as_u64().unwrap_or(0);
     check!(lost == seen, "loss rows count {lost}, the recorder saw {seen} drops: {}", run.summary);
     check!(n <= STORM, "{n} rows for {STORM} spawns: invented rows");
     check!(n as u64 + lost >= STORM as u64, "{n} rows + {lost} counted loss < {STORM} spawns: silent loss");
     check!(lost > 0 || n == STORM, "no loss counted but {n} rows for {STORM} spawns");
+    Ok(())
+}
+
+/// More established sockets than the map holds: every connection still has its
+/// close, the ones without state lack bytes and keep their local port, and each
+/// of those is counted (`incomplete`, on the pod): no close is lost silently.
+fn socket_map_full(run: &Run) -> Outcome {
+    let (cgroup, pod, port) = run.held.clone()?;
+    let of = |event: &str| rows(run, "net_conn", |r| r["cgroup_id"].as_u64() == Some(cgroup) && r["event"] == event && (r["dst_port"] == port || r["src_port"] == port));
+    let (connects, closes) = (of("connect"), of("close"));
+    let lost: u64 = run.loss.iter().filter(|r| r["table_name"] == "net_conn" && ["kernel_ringbuf", "kernel_skipped"].contains(&r["source"].as_str().unwrap_or(""))).filter_map(|r| r["count"].as_u64()).sum();
+    check!(connects.len() == HELD || lost > 0, "{} connect rows of {HELD}", connects.len());
+    check!(closes.len() + lost as usize >= 2 * HELD, "{} close rows of {} sockets, {lost} counted lost", closes.len(), 2 * HELD);
+    let stateless: Vec<&&Value> = closes.iter().filter(|r| r["bytes_sent"].is_null()).collect();
+    check!(stateless.len() >= 2 * HELD - ESTABLISHED_ENTRIES, "{} closes without state, the map holds {ESTABLISHED_ENTRIES}", stateless.len());
+    check!(stateless.iter().all(|r| r["src_port"].as_u64().is_some_and(|p| p > 0)), "a close without state lost its local port: {stateless:?}");
+    let counted: u64 = run.loss.iter().filter(|r| r["source"] == "incomplete" && r["pod_uid"] == pod.as_str() && r["detail"].as_str().unwrap_or("").contains("established")).filter_map(|r| r["count"].as_u64()).sum();
+    check!(counted as usize >= stateless.len() && counted as usize <= stateless.len() + lost as usize, "{} closes without state, {counted} counted incomplete on the pod", stateless.len());
     Ok(())
 }
 
