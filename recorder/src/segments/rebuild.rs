@@ -47,6 +47,9 @@ pub struct RebuildReport {
     pub pods_from_segments: u64,
 }
 
+/// Per pod UID seen in the segments: its name, namespace, first and last time.
+type SeenPods = BTreeMap<String, (Option<String>, Option<String>, i64, i64)>;
+
 /// Tables copied from a damaged catalog, in an order that keeps references valid.
 const SALVAGE: &[&str] = &["meta", "pods", "containers", "ip_owners", "loss", "runs", "shipped"];
 
@@ -79,7 +82,7 @@ pub fn rebuild_catalog(data_dir: &Path, node: &str) -> Result<RebuildReport> {
     let mut found = Vec::new();
     collect_parquet(&data_dir.join(layout::SEGMENTS_DIR), &mut found);
     let mut segments = Vec::new();
-    let mut pods: BTreeMap<String, (Option<String>, Option<String>, i64, i64)> = BTreeMap::new();
+    let mut pods = SeenPods::new();
     let mut ops = Vec::new();
     for path in found {
         match read_segment(data_dir, &path, &mut pods) {
@@ -113,7 +116,7 @@ pub fn rebuild_catalog(data_dir: &Path, node: &str) -> Result<RebuildReport> {
         }
     }
     // Chain order: creation order (segment ids carry their creation time).
-    segments.sort_by(|a, b| creation_key(&a.segment_id).cmp(&creation_key(&b.segment_id)));
+    segments.sort_by_key(|s| creation_key(&s.segment_id));
     for s in &segments {
         catalog_write::commit_segment(&mut cat, s)?;
         report.segments += 1;
@@ -238,7 +241,7 @@ fn copy_table(from: &rusqlite::Connection, to: &rusqlite::Connection, table: &st
 
 /// A segment file's catalog record, from its footer and its key columns; its
 /// pods' names and time ranges are added to `pods`.
-fn read_segment(data_dir: &Path, path: &Path, pods: &mut BTreeMap<String, (Option<String>, Option<String>, i64, i64)>) -> std::result::Result<WrittenSegment, String> {
+fn read_segment(data_dir: &Path, path: &Path, pods: &mut SeenPods) -> std::result::Result<WrittenSegment, String> {
     let file = fs::File::open(path).map_err(|e| e.to_string())?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
     let kv = |key: &str| {
