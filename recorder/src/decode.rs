@@ -392,7 +392,7 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
 fn errno_name(e: u32) -> String {
     match e {
         0 => "closed before established".into(),
-        n => crate::privilege::errno_name(n),
+        n => crate::names::errno_name(n),
     }
 }
 

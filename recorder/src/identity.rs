@@ -34,8 +34,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::batch::{Batcher, PodIdentity};
-use crate::segments::{ContainerRecord, IpOwnerRecord, PodRecord};
+use crate::rows::{Hold, PodIdentity, ReadRows, Row, RowSet, Table, VisitRows};
+use podtrail_schema::records::{ContainerRecord, IpOwnerRecord, PodRecord};
 use cgroup_path::CgroupIdentity;
 
 /// How long a removed cgroup's identity is kept for late events.
@@ -122,6 +122,10 @@ pub struct Identity {
     /// Pods seen without a name while a metadata source is configured, since when.
     nameless_since: HashMap<String, i64>,
     sources: Vec<metadata::SourceState>,
+    /// Rows accepted and not stamped yet (a walk they need was not due).
+    incoming: RowSet,
+    /// Stamped rows not released yet.
+    waiting: RowSet,
 }
 
 impl IdentityStats {
@@ -157,6 +161,8 @@ impl Identity {
             meta_seen: HashMap::new(),
             nameless_since: HashMap::new(),
             sources: Vec::new(),
+            incoming: RowSet::default(),
+            waiting: RowSet::default(),
         }
     }
 
@@ -199,29 +205,57 @@ impl Identity {
             .unwrap_or_default()
     }
 
-    /// Stamp the rows added since the last call with their identity and record
-    /// what they show (pods, containers, addresses). Called after every drain of
-    /// the ring buffer, so a new cgroup is resolved within milliseconds of its
-    /// first event, while it still exists. An unknown cgroup id triggers a walk of
-    /// the cgroup tree, at most one per [`MIN_WALK_INTERVAL_NS`] unless `force`
-    /// (the flush): rows waiting for a walk are stamped by a later call. `now`:
-    /// wall clock, ns.
-    pub fn stamp(&mut self, b: &mut Batcher, now: i64, force: bool) {
-        let st = b.stamped;
-        let (e0, x0, c0) = (st.exec, st.exit, st.conn);
-        let ids = b.exec[e0..]
-            .iter()
-            .map(|r| r.raw.cgroup_id)
-            .chain(b.exit[x0..].iter().map(|r| r.raw.cgroup_id))
-            .chain(b.conn[c0..].iter().map(|r| r.raw.cgroup_id))
-            .chain(b.privs[st.privs..].iter().map(|r| r.raw.cgroup_id))
-            .chain(b.caps[st.caps..].iter().map(|r| r.delta.cgroup_id));
+    /// Take rows fresh from the process table (moved out of `fresh`): they stay
+    /// here, stamped by [`Identity::stamp`], until [`Identity::release`] lets
+    /// them go (at once, or once their pod is named or has waited long enough).
+    pub fn accept(&mut self, fresh: &mut RowSet) {
+        self.incoming.append(fresh, false);
+    }
+
+    /// Rows held here (not released yet).
+    pub fn pending(&self) -> usize {
+        self.incoming.len() + self.waiting.len()
+    }
+
+    /// The time of the oldest row held here, if any.
+    pub fn oldest_pending(&self) -> Option<i64> {
+        match (self.incoming.oldest_time(), self.waiting.oldest_time()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Stamp the rows accepted since the last call with their identity and
+    /// record what they show (pods, containers, addresses). Called after every
+    /// drain of the ring buffer, so a new cgroup is resolved within milliseconds
+    /// of its first event, while it still exists. An unknown cgroup id triggers a
+    /// walk of the cgroup tree, at most one per [`MIN_WALK_INTERVAL_NS`] unless
+    /// `force` (the flush): rows waiting for a walk are stamped by a later call.
+    /// `now`: wall clock, ns.
+    pub fn stamp(&mut self, now: i64, force: bool) {
+        if self.incoming.is_empty() {
+            return;
+        }
         // A storm's rows repeat one cgroup row after row: each run is checked once.
-        let mut prev = None;
-        let missing: Vec<u64> = ids
-            .filter(|&id| prev.replace(id) != Some(id))
-            .filter(|id| !self.cgroups.contains_key(id) && self.unknown.get(id).is_none_or(|&t| now - t > UNKNOWN_RETRY_NS))
-            .collect();
+        struct Missing<'a> {
+            known: &'a Identity,
+            now: i64,
+            prev: Option<u64>,
+            ids: Vec<u64>,
+        }
+        impl ReadRows for Missing<'_> {
+            fn read<R: Row>(&mut self, t: &Table<R>) {
+                for r in &t.rows {
+                    let id = r.cgroup_id();
+                    if self.prev.replace(id) != Some(id) && !self.known.cgroups.contains_key(&id) && self.known.unknown.get(&id).is_none_or(|&t| self.now - t > UNKNOWN_RETRY_NS) {
+                        self.ids.push(id);
+                    }
+                }
+            }
+        }
+        let mut missing = Missing { known: self, now, prev: None, ids: Vec::new() };
+        self.incoming.read(&mut missing);
+        let missing = missing.ids;
         if !missing.is_empty() {
             if !force && now - self.last_walk < MIN_WALK_INTERVAL_NS {
                 return;
@@ -249,37 +283,34 @@ impl Identity {
         // First sighting per cgroup and per (address, pod) in this call: what
         // may open an interval. Rows of already-known pods cost a lookup per
         // run of rows of one cgroup.
-        let mut seen: Earliest<u64, ()> = Earliest::default();
-        let mut last = None;
-        use podtrail_schema::tables::{CAP_USAGE, NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
-        for r in &mut b.exec[e0..] {
-            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id, PROCESS_EXEC.name);
-            seen.note(r.raw.cgroup_id, r.time, || ());
+        struct Stamp<'a> {
+            id: &'a mut Identity,
+            last: Option<(u64, Option<Option<Arc<PodIdentity>>>)>,
+            seen: Earliest<u64, ()>,
+            addrs: Earliest<(IpAddr, *const PodIdentity), Arc<PodIdentity>>,
         }
-        for r in &mut b.exit[x0..] {
-            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id, PROCESS_EXIT.name);
-            seen.note(r.raw.cgroup_id, r.time, || ());
-        }
-        for r in &mut b.privs[st.privs..] {
-            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id, PRIVILEGE.name);
-            seen.note(r.raw.cgroup_id, r.time, || ());
-        }
-        for r in &mut b.caps[st.caps..] {
-            r.identity = self.lookup_run(&mut last, r.delta.cgroup_id, CAP_USAGE.name);
-            seen.note(r.delta.cgroup_id, r.time, || ());
-        }
-        let mut addrs: Earliest<(IpAddr, *const PodIdentity), Arc<PodIdentity>> = Earliest::default();
-        for r in &mut b.conn[c0..] {
-            r.identity = self.lookup_run(&mut last, r.raw.cgroup_id, NET_CONN.name);
-            seen.note(r.raw.cgroup_id, r.time, || ());
-            if let Some(id) = &r.identity
-                && r.raw.netns != self.host_netns
-                && is_pod_address(r.raw.src.0)
-            {
-                addrs.note((r.raw.src.0, Arc::as_ptr(id)), r.time, || Arc::clone(id));
+        impl VisitRows for Stamp<'_> {
+            fn visit<R: Row>(&mut self, t: &mut Table<R>) {
+                for r in &mut t.rows {
+                    let identity = self.id.lookup_run(&mut self.last, r.cgroup_id(), R::TABLE.name);
+                    *r.identity_mut() = identity;
+                    self.seen.note(r.cgroup_id(), r.time(), || ());
+                    if let (Some(id), Some((ip, netns))) = (r.identity(), r.local_address())
+                        && netns != self.id.host_netns
+                        && is_pod_address(ip)
+                    {
+                        self.addrs.note((ip, Arc::as_ptr(id)), r.time(), || Arc::clone(id));
+                    }
+                }
             }
         }
-        b.stamped_all();
+        let mut rows = std::mem::take(&mut self.incoming);
+        let mut st = Stamp { id: self, last: None, seen: Earliest::default(), addrs: Earliest::default() };
+        rows.visit(&mut st);
+        let Stamp { seen, addrs, .. } = st;
+        self.waiting.append(&mut rows, true);
+        // Emptied, with its allocation: the next rows go into it.
+        self.incoming = rows;
         // Oldest first, so intervals open at the earliest event that shows them.
         for (t, cg, ()) in seen.into_oldest_first() {
             self.observe_cgroup(t, cg);
@@ -289,12 +320,34 @@ impl Identity {
         }
     }
 
+    /// The rows ready to be stored: every stamped row, except those of a pod a
+    /// metadata source has not named yet, which wait (a few seconds at most,
+    /// see [`Identity::should_wait`]) unless `all` (shutdown). Rows of a pod
+    /// named since they were stamped get its name first. Stamps what is still
+    /// unstamped first (a walk if needed).
+    pub fn release(&mut self, now: i64, all: bool) -> RowSet {
+        self.stamp(now, true);
+        self.name_waiting(now);
+        let has_source = self.has_metadata_source();
+        let nameless = &self.nameless_since;
+        let wait = |id: Option<&PodIdentity>| waits(has_source, nameless, id, now);
+        // When no pod waits, the rows are not even looked at.
+        let hold = (!all && has_source && !nameless.is_empty()).then_some(&wait as Hold<'_>);
+        self.waiting.release(hold)
+    }
+
+    /// Rows that were released and stored: their tables' allocations are kept
+    /// for the next rows.
+    pub fn recycle(&mut self, spent: RowSet) {
+        self.waiting.recycle(spent);
+    }
+
     /// The identity of a row of `cgroup_id` (none for a host cgroup, or when
     /// the cgroup is unresolved: such a row is counted as an identity gap).
     /// `last` remembers the last cgroup looked up and what it gave: a storm's
     /// rows repeat one cgroup row after row, and each such row then costs no
     /// hash lookup (unresolved rows are still counted one by one).
-    #[allow(clippy::option_option)] // outer: not in the map; inner: a host cgroup
+    #[expect(clippy::option_option, reason = "outer: not in the map; inner: a host cgroup")]
     fn lookup_run(&mut self, last: &mut Option<(u64, Option<Option<Arc<PodIdentity>>>)>, cgroup_id: u64, table: &'static str) -> Option<Arc<PodIdentity>> {
         let found = match last {
             Some((id, found)) if *id == cgroup_id => found,
@@ -540,6 +593,13 @@ fn is_pod_address(ip: IpAddr) -> bool {
 }
 
 /// Inode of this process's network namespace (the recorder runs in the host's).
+/// Whether a row of pod `id` waits for the pod's name: a metadata source is
+/// configured (`has_source`), the pod has none yet, and was first seen (in
+/// `nameless`, since when) less than `META_WAIT_NS` ago.
+fn waits(has_source: bool, nameless: &HashMap<String, i64>, id: Option<&PodIdentity>, now: i64) -> bool {
+    id.is_some_and(|id| has_source && id.pod_name.is_none() && nameless.get(&id.pod_uid).is_some_and(|&t| now - t < metadata::META_WAIT_NS))
+}
+
 pub fn host_netns() -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self/ns/net").map(|m| m.ino() as u32).unwrap_or(0)

@@ -1,6 +1,9 @@
 //! `procs` stage: the process table.
 //!
-//! In: decoded exec/exit events. Out: each event's `exec_id` and its parent's.
+//! In: decoded exec/exit/fork events, and the rows decoded from every other
+//! record. Out: `process_exec` and `process_exit` rows with each image's
+//! `exec_id` and its parent's, and every other row given the `exec_id` of the
+//! image its process ran at the row's time ([`ProcTable::apply`]).
 //! `exec_id` = schema `exec_id(boot id, pid, image start)`, where a process image
 //! starts at its exec (so `sh` exec'ing `curl` in place yields two images) or, for
 //! processes that predate the recorder, at the start time /proc reports. The table
@@ -10,7 +13,8 @@ use std::collections::HashMap;
 
 use podtrail_schema::tables::exec_id;
 
-use crate::decode::{ExecRaw, ExitRaw};
+use crate::decode::{ExecRaw, ExitRaw, RawEvent};
+use crate::rows::{ExecRow, ExitRow, Row, RowSet, Table, VisitRows};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Image {
@@ -93,9 +97,99 @@ fn stat_start_ticks(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+impl ProcTable {
+    /// Apply decoded process events in kernel time order (the table follows
+    /// exec, fork and exit; exec and exit rows go to `rows`), and give every
+    /// row of `rows` that names its process the image that process ran at the
+    /// row's time: each row gets it before any later process event applies. At
+    /// the same nanosecond the row comes first. `boot_to_wall` turns kernel
+    /// times (CLOCK_BOOTTIME) into rows' wall times. Rows are not stamped with
+    /// identity here.
+    pub fn apply(&mut self, mut events: Vec<RawEvent>, rows: &mut RowSet, boot_to_wall: i64) {
+        let time_of = |ev: &RawEvent| match ev {
+            RawEvent::Exec(e) => e.time_boot_ns,
+            RawEvent::Exit(e) => e.time_boot_ns,
+            RawEvent::Fork(f) => f.time_boot_ns,
+            RawEvent::Conn(c) => c.time_boot_ns,
+            RawEvent::Priv(p) => p.time_boot_ns,
+        };
+        // Several ring buffers: restore kernel order (stable: ties keep the
+        // order in which the buffers gave them). A pass of one buffer is
+        // nearly always in order already: then this is one scan.
+        if !events.is_sorted_by_key(time_of) {
+            events.sort_by_key(time_of);
+        }
+        struct ByTime;
+        impl VisitRows for ByTime {
+            fn visit<R: Row>(&mut self, t: &mut Table<R>) {
+                if !t.rows.is_sorted_by_key(Row::time) {
+                    t.rows.sort_by_key(Row::time);
+                }
+            }
+        }
+        rows.visit(&mut ByTime);
+        /// Rows before `until` (wall ns) get their process's current image;
+        /// runs of one pid (a storm) look it up once. `next`: per table, the
+        /// first row not given one yet.
+        struct Own<'a> {
+            procs: &'a ProcTable,
+            until: i64,
+            next: &'a mut Vec<usize>,
+            table: usize,
+        }
+        impl VisitRows for Own<'_> {
+            fn visit<R: Row>(&mut self, t: &mut Table<R>) {
+                if self.next.len() <= self.table {
+                    self.next.push(0);
+                }
+                let next = &mut self.next[self.table];
+                self.table += 1;
+                let mut last: Option<(u32, Option<u64>)> = None;
+                while let Some(r) = t.rows.get_mut(*next).filter(|r| r.time() < self.until) {
+                    if let Some(pid) = r.pid() {
+                        let id = match last {
+                            Some((p, id)) if p == pid => id,
+                            _ => self.procs.current(pid).map(|i| i.exec_id),
+                        };
+                        r.set_exec_id(id);
+                        last = Some((pid, id));
+                    }
+                    *next += 1;
+                }
+            }
+        }
+        let mut next = Vec::new();
+        for ev in events {
+            let until = (time_of(&ev) as i64 + boot_to_wall).saturating_add(1);
+            rows.visit(&mut Own { procs: self, until, next: &mut next, table: 0 });
+            match ev {
+                RawEvent::Exec(e) => {
+                    let (img, parent) = self.on_exec(&e);
+                    let time = e.time_boot_ns as i64 + boot_to_wall;
+                    rows.exec.push(ExecRow { time, exec_id: img.exec_id, parent_exec_id: parent, cwd: Some(e.cwd.clone()), identity: None, raw: e });
+                }
+                RawEvent::Exit(e) => {
+                    let img = self.on_exit(&e);
+                    let time = e.time_boot_ns as i64 + boot_to_wall;
+                    let duration_ns = img.map(|i| e.time_boot_ns.saturating_sub(i.start_boot_ns));
+                    rows.exit.push(ExitRow { time, exec_id: img.map(|i| i.exec_id), duration_ns, identity: None, raw: e });
+                }
+                RawEvent::Fork(f) => self.on_fork(&f),
+                // Rows of their own tables: made where they are decoded, given
+                // their image by the visit above (kept for completeness).
+                other => {
+                    rows.push_event(other, boot_to_wall);
+                }
+            }
+        }
+        rows.visit(&mut Own { procs: self, until: i64::MAX, next: &mut next, table: 0 });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::ForkRaw;
 
     fn exec(pid: u32, ppid: u32, t: u64) -> ExecRaw {
         ExecRaw { pid, tid: pid, ppid, uid: 0, gid: 0, netns: 0, time_boot_ns: t, cgroup_id: 1, cap_effective: 0, comm: "x".into(), filename: "/x".into(), args: vec![], args_truncated: false, fileless: false, cwd: "/".into() }
@@ -141,5 +235,54 @@ mod tests {
         let mut t = ProcTable::new(1);
         assert!(t.seed_from_proc() > 0);
         assert!(t.by_pid.contains_key(&std::process::id()));
+    }
+
+    fn exec_ev(pid: u32, t: u64) -> RawEvent {
+        RawEvent::Exec(ExecRaw { pid, tid: pid, ppid: 1, uid: 0, gid: 0, netns: 0, time_boot_ns: t, cgroup_id: 1, cap_effective: 0, comm: "x".into(), filename: "/x".into(), args: vec![], args_truncated: false, fileless: false, cwd: "/".into() })
+    }
+
+    fn conn(pid: Option<u32>, t: u64, boot_to_wall: i64) -> crate::rows::ConnRow {
+        crate::rows::ConnRow::new(crate::decode::ConnRaw::localhost(t, 1, pid), boot_to_wall)
+    }
+
+    /// (kernel time, exec_id) of the set's connection rows, in their order.
+    fn owners(s: &RowSet) -> Vec<(u64, Option<u64>)> {
+        s.conn.rows.iter().map(|c| (c.raw.time_boot_ns, c.exec_id)).collect()
+    }
+
+    #[test]
+    fn a_row_gets_the_image_its_process_ran_at_its_time() {
+        let mut procs = ProcTable::new(7);
+        // pid 10 execs at 100 and again at 300 (in place), exits at 500; pid 11
+        // is forked from it at 200. Connections come in reader order, unsorted.
+        let events = vec![
+            exec_ev(10, 100),
+            RawEvent::Fork(ForkRaw { parent_pid: 10, child_pid: 11, time_boot_ns: 200 }),
+            exec_ev(10, 300),
+            RawEvent::Exit(ExitRaw { pid: 10, time_boot_ns: 500, cgroup_id: 1, exit_code: 0, signal: 0, comm: "x".into() }),
+        ];
+        let mut rows = RowSet::default();
+        for c in [50, 150, 250, 300, 301, 600].into_iter().map(|t| conn(Some(10), t, 1_000)).chain([conn(Some(11), 250, 1_000), conn(None, 260, 1_000)]).rev() {
+            rows.conn.push(c);
+        }
+        procs.apply(events, &mut rows, 1_000);
+        let first = rows.exec.rows[0].exec_id;
+        let second = rows.exec.rows[1].exec_id;
+        assert_ne!(first, second);
+        assert_eq!(
+            owners(&rows),
+            vec![
+                (50, None),           // before any exec this table saw
+                (150, Some(first)),   // after the first exec
+                (250, Some(first)),   // pid 11 (the forked child): runs its parent's image
+                (250, Some(first)),   // pid 10
+                (260, None),          // no owner: nothing looked up
+                (300, Some(first)),   // an exec of the same nanosecond applies after it
+                (301, Some(second)),
+                (600, None),          // after the exit
+            ]
+        );
+        assert!(rows.conn.rows.iter().all(|c| c.time == c.raw.time_boot_ns as i64 + 1_000));
+        assert_eq!(rows.exit.rows[0].exec_id, Some(second), "the exit row carries the image that exited");
     }
 }

@@ -727,7 +727,7 @@ impl SegmentStore {
 
     /// Identity intervals of `source` that a previous run left open on this node.
     pub fn open_intervals(&self, source: &str) -> Result<(Vec<PodRecord>, Vec<ContainerRecord>, Vec<IpOwnerRecord>)> {
-        catalog_write::open_intervals(&self.catalog, &self.cfg.node, source)
+        Ok(self.catalog.open_intervals(&self.cfg.node, source)?)
     }
 
     /// Set a catalog `meta` value (what the recorder knows about its own run).

@@ -19,6 +19,7 @@ use arrow::record_batch::RecordBatch;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::records::{ContainerRecord, IpOwnerRecord, PodRecord};
 use crate::tables::{self, ColType, TableDef};
 
 /// Bump with a new entry in [`MIGRATIONS`]; never edit a released migration.
@@ -352,6 +353,28 @@ impl Catalog {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| sql_err(&path, e))?;
         tx.commit().map_err(|e| sql_err(&path, e))?;
         Ok(())
+    }
+
+    /// Intervals of `source` on `node` still open (valid_to null): what a
+    /// previous run of the recorder was tracking when it stopped. Containers
+    /// record no node: the open ones of this node's open pods.
+    pub fn open_intervals(&self, node: &str, source: &str) -> Result<(Vec<PodRecord>, Vec<ContainerRecord>, Vec<IpOwnerRecord>)> {
+        let open_pods = "SELECT pod_uid FROM pods WHERE valid_to IS NULL AND node = ?1 AND source = ?2";
+        let pods = self.records(&format!("SELECT {} FROM pods WHERE valid_to IS NULL AND node = ?1 AND source = ?2", PodRecord::COLUMNS), node, source, PodRecord::from_row)?;
+        let containers = self.records(
+            &format!("SELECT {} FROM containers WHERE valid_to IS NULL AND source = ?2 AND pod_uid IN ({open_pods})", ContainerRecord::COLUMNS),
+            node,
+            source,
+            ContainerRecord::from_row,
+        )?;
+        let ips = self.records(&format!("SELECT {} FROM ip_owners WHERE valid_to IS NULL AND node = ?1 AND source = ?2", IpOwnerRecord::COLUMNS), node, source, IpOwnerRecord::from_row)?;
+        Ok((pods, containers, ips))
+    }
+
+    fn records<T>(&self, sql: &str, node: &str, source: &str, from_row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> Result<Vec<T>> {
+        let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = st.query_map(params![node, source], from_row).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod hot;
 pub mod lake;
 pub mod layout;
+pub mod records;
 pub mod tables;
 
 pub use catalog::{Catalog, CatalogError, SegmentRecord};

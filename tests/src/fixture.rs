@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use podtrail_recorder::batch::{Batcher, CapRow, ConnRow, ExecRow, ExitRow, PodIdentity, PrivRow};
+use podtrail_recorder::rows::{CapRow, ConnRow, ExecRow, ExitRow, PodIdentity, PrivRow, RowSet};
 use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw, PrivRaw};
 use podtrail_recorder::privilege::CapDelta;
 use podtrail_recorder::segments::{ContainerRecord, IpOwnerRecord, LossRecord, PodRecord};
@@ -75,7 +75,7 @@ struct Proc {
 }
 
 struct Builder {
-    b: Batcher,
+    b: RowSet,
 }
 
 impl Builder {
@@ -161,7 +161,7 @@ impl Builder {
 pub fn write(dir: &Path) -> anyhow::Result<()> {
     let (mut store, _) = SegmentStore::open(StoreConfig::new(dir, NODE))?;
     let [a, b, c] = &PODS;
-    let mut w = Builder { b: Batcher::default() };
+    let mut w = Builder { b: RowSet::default() };
     // Host.
     let kubelet = w.exec(T0 - 3 * 60 * M, None, 900, None, 0, &["/usr/bin/kubelet", "--config", "/var/lib/kubelet/config.yaml"]);
     // Pod B's server, and pod A's app.
@@ -189,7 +189,7 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     w.privilege(T0 + 36 * M + S, c, &csh, 0, "mount", [1, 2, 3, 0, 0, 0], [0; 3], [Some("none"), Some("/mnt/x"), Some("tmpfs")], 0);
     w.privilege(T0 + 38 * M, c, &csh, 0, "memfd_create", [1, 0, 0, 0, 0, 0], [0; 3], [Some("kworker"), None, None], 3);
     let fileless = w.exec(T0 + 38 * M + S, Some(c), 4200, Some(&csh), 0, &["kworker"]);
-    if let Some(e) = w.b.exec.last_mut() {
+    if let Some(e) = w.b.exec.rows.last_mut() {
         e.raw.filename = "memfd:kworker".into();
         e.raw.fileless = true;
     }
@@ -198,7 +198,7 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     // Pod B's app runs ping, a file-capability binary: a non-root process that
     // gains CAP_NET_RAW (what allowPrivilegeEscalation: false would stop).
     w.exec(T0 + 20 * M, Some(b), 2100, Some(&ledger), 1000, &["/usr/bin/ping", "-c", "1", "10.244.1.7"]);
-    if let Some(e) = w.b.exec.last_mut() {
+    if let Some(e) = w.b.exec.rows.last_mut() {
         e.raw.cap_effective = 1 << 13;
     }
     w.b.caps.push(CapRow {
@@ -214,7 +214,7 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
         identity: ident(c),
     });
     let _ = kubelet;
-    for (table, batch) in w.b.take(NODE)? {
+    for (table, batch) in podtrail_recorder::batch::build(&w.b, NODE)? {
         store.append(table, batch)?;
     }
     let pods: Vec<PodRecord> = PODS

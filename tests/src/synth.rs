@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use arrow::record_batch::RecordBatch;
-use podtrail_recorder::batch::{self, PodIdentity};
+use podtrail_recorder::rows::{self, PodIdentity};
 use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw};
 use podtrail_recorder::segments::{ContainerRecord, IpOwnerRecord, PodRecord};
 use podtrail_schema::tables;
@@ -650,7 +650,7 @@ impl Synth {
 
     /// Hand the pending rows to `sink`, built by the recorder's own `batch` stage.
     fn emit(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
-        let mut b = batch::Batcher::default();
+        let mut b = rows::RowSet::default();
         for r in std::mem::take(&mut self.exec) {
             b.exec.push(self.exec_row(r));
         }
@@ -660,7 +660,7 @@ impl Synth {
         for r in std::mem::take(&mut self.conn) {
             b.conn.push(self.conn_row(r));
         }
-        for (table, rb) in b.take(&self.cfg.node)? {
+        for (table, rb) in podtrail_recorder::batch::build(&b, &self.cfg.node)? {
             let n = rb.num_rows() as u64;
             match table {
                 "process_exec" => self.counts.process_exec += n,
@@ -679,9 +679,9 @@ impl Synth {
         }
     }
 
-    fn exec_row(&self, r: ExecRow) -> batch::ExecRow {
+    fn exec_row(&self, r: ExecRow) -> rows::ExecRow {
         let (cgroup_id, identity) = self.identity(r.pod);
-        batch::ExecRow {
+        rows::ExecRow {
             time: r.time,
             exec_id: r.exec_id,
             parent_exec_id: r.parent,
@@ -707,9 +707,9 @@ impl Synth {
         }
     }
 
-    fn exit_row(&self, r: ExitRow) -> batch::ExitRow {
+    fn exit_row(&self, r: ExitRow) -> rows::ExitRow {
         let (cgroup_id, identity) = self.identity(r.pod);
-        batch::ExitRow {
+        rows::ExitRow {
             time: r.time,
             exec_id: Some(r.exec_id),
             duration_ns: Some(r.duration as u64),
@@ -718,10 +718,10 @@ impl Synth {
         }
     }
 
-    fn conn_row(&self, r: ConnRow) -> batch::ConnRow {
+    fn conn_row(&self, r: ConnRow) -> rows::ConnRow {
         let (cgroup_id, identity) = self.identity(r.pod);
         let ip = |s: &str| -> IpAddr { s.parse().expect("synth writes valid IPs") };
-        batch::ConnRow {
+        rows::ConnRow {
             time: r.time,
             exec_id: r.exec_id,
             identity,

@@ -17,7 +17,7 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{ListContainersRequest, ListPodSandboxRequest, PodSandboxStatusRequest, VersionRequest};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::segments::{ContainerRecord, IpOwnerRecord, PodRecord};
+use podtrail_schema::records::{ContainerRecord, IpOwnerRecord, PodRecord};
 
 pub const SOURCE_CRI: &str = "cri";
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);

@@ -14,8 +14,8 @@ use std::time::Duration;
 use super::cri::{CriClient, CriTracker, SOURCE_CRI, Snapshot};
 use super::kube::{KubeChoice, SOURCE_KUBE};
 use super::{Identity, IdentityWrites};
-use crate::batch::PodIdentity;
-use crate::segments::{ContainerRecord, IpOwnerRecord, PodRecord};
+use crate::rows::{PodIdentity, ReadRows, Row, Table, VisitRows};
+use podtrail_schema::records::{ContainerRecord, IpOwnerRecord, PodRecord};
 
 /// Poll the runtime this often (new pods are also asked for on their first event).
 const POLL: Duration = Duration::from_secs(2);
@@ -186,45 +186,43 @@ impl Identity {
         }
     }
 
-    /// Before a flush: give pending rows of pods that were nameless when stamped
-    /// the names a refresh has learned since (refreshing once more if some are
-    /// still nameless).
-    pub fn name_pending(&mut self, b: &mut crate::batch::Batcher, now: i64) {
+    /// Before a release: give waiting rows of pods that were nameless when
+    /// stamped the names a refresh has learned since (refreshing once more if
+    /// some are still nameless).
+    pub(super) fn name_waiting(&mut self, now: i64) {
         if !self.has_metadata_source() {
             return;
         }
-        let nameless = |i: &Option<Arc<PodIdentity>>| i.as_ref().is_some_and(|i| i.pod_name.is_none());
-        let any = b.exec.iter().any(|r| nameless(&r.identity))
-            || b.exit.iter().any(|r| nameless(&r.identity))
-            || b.conn.iter().any(|r| nameless(&r.identity))
-            || b.privs.iter().any(|r| nameless(&r.identity))
-            || b.caps.iter().any(|r| nameless(&r.identity));
-        if !any {
+        fn nameless(i: Option<&Arc<PodIdentity>>) -> bool {
+            i.is_some_and(|i| i.pod_name.is_none())
+        }
+        struct Any(bool);
+        impl ReadRows for Any {
+            fn read<R: Row>(&mut self, t: &Table<R>) {
+                self.0 = self.0 || t.rows.iter().any(|r| nameless(r.identity()));
+            }
+        }
+        let mut any = Any(false);
+        self.waiting.read(&mut any);
+        if !any.0 {
             return;
         }
         self.poll_metadata(now);
-        let fresh = |cg: u64, cur: &mut Option<Arc<PodIdentity>>, cgroups: &std::collections::HashMap<u64, super::Resolved>| {
-            if nameless(cur)
-                && let Some(i) = cgroups.get(&cg).and_then(|r| r.identity.clone())
-            {
-                *cur = Some(i);
+        struct Rename<'a>(&'a std::collections::HashMap<u64, super::Resolved>);
+        impl VisitRows for Rename<'_> {
+            fn visit<R: Row>(&mut self, t: &mut Table<R>) {
+                for r in &mut t.rows {
+                    if nameless(r.identity())
+                        && let Some(i) = self.0.get(&r.cgroup_id()).and_then(|c| c.identity.clone())
+                    {
+                        *r.identity_mut() = Some(i);
+                    }
+                }
             }
-        };
-        for r in &mut b.exec {
-            fresh(r.raw.cgroup_id, &mut r.identity, &self.cgroups);
         }
-        for r in &mut b.exit {
-            fresh(r.raw.cgroup_id, &mut r.identity, &self.cgroups);
-        }
-        for r in &mut b.conn {
-            fresh(r.raw.cgroup_id, &mut r.identity, &self.cgroups);
-        }
-        for r in &mut b.privs {
-            fresh(r.raw.cgroup_id, &mut r.identity, &self.cgroups);
-        }
-        for r in &mut b.caps {
-            fresh(r.delta.cgroup_id, &mut r.identity, &self.cgroups);
-        }
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.visit(&mut Rename(&self.cgroups));
+        self.waiting = waiting;
     }
 
     /// While pods wait for their names, ask the source again (every
@@ -236,18 +234,11 @@ impl Identity {
         }
     }
 
-    /// Whether any row may wait for its pod's name (see [`Self::should_wait`]):
-    /// some pod seen recently has none yet and a metadata source may give it.
-    pub fn may_hold(&self) -> bool {
-        self.has_metadata_source() && !self.nameless_since.is_empty()
-    }
-
     /// Whether a row with this identity should wait for its pod's name: a
     /// metadata source is configured, it does not know the pod (yet), and the
     /// pod was first seen less than [`META_WAIT_NS`] ago.
     pub fn should_wait(&self, id: Option<&PodIdentity>, now: i64) -> bool {
-        let Some(id) = id else { return false };
-        self.has_metadata_source() && id.pod_name.is_none() && self.nameless_since.get(&id.pod_uid).is_some_and(|&t| now - t < META_WAIT_NS)
+        super::waits(self.has_metadata_source(), &self.nameless_since, id, now)
     }
 
     /// Periodic refresh; hands over what the source changed.

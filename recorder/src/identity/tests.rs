@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::*;
-use crate::batch::{ConnRow, ExecRow};
+use crate::rows::{ConnRow, ExecRow, RowSet};
 use crate::decode::{ConnRaw, ExecRaw};
 
 const UID_A: &str = "0d2f6c1e-8b1a-4c2e-9f3d-5a6b7c8d9e0f";
@@ -67,8 +67,11 @@ fn conn(cgroup_id: u64, time: i64, src: &str, netns: u32) -> ConnRow {
 }
 
 impl Identity {
-    fn stamp_all(&mut self, b: &mut Batcher, now: i64) {
-        self.stamp(b, now, true);
+    /// Accept and stamp `b`'s rows, then hand them all back for inspection.
+    fn stamp_all(&mut self, b: &mut RowSet, now: i64) {
+        self.accept(b);
+        self.stamp(now, true);
+        *b = self.waiting.release(None);
     }
 }
 
@@ -79,15 +82,15 @@ fn rows_get_pod_and_container_and_host_rows_stay_null() {
     let host = tmp.path().join("system.slice");
     std::fs::create_dir_all(&host).unwrap();
     let mut id = Identity::new(tmp.path().to_owned(), "n1".into(), HOST_NETNS);
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     b.exec.push(exec(ino(&c), 100));
     b.exec.push(exec(ino(&host), 101));
     b.exec.push(exec(ino(c.parent().unwrap()), 102));
     id.stamp_all(&mut b, 1_000);
-    let i = b.exec[0].identity.as_deref().expect("container row stamped");
+    let i = b.exec.rows[0].identity.as_deref().expect("container row stamped");
     assert_eq!((i.pod_uid.as_str(), i.container_id.as_deref(), i.pod_name.as_deref()), (UID_A, Some(CID), None));
-    assert!(b.exec[1].identity.is_none(), "a host cgroup has no pod");
-    let p = b.exec[2].identity.as_deref().expect("pod-level cgroup stamped");
+    assert!(b.exec.rows[1].identity.is_none(), "a host cgroup has no pod");
+    let p = b.exec.rows[2].identity.as_deref().expect("pod-level cgroup stamped");
     assert_eq!((p.pod_uid.as_str(), p.container_id.as_deref()), (UID_A, None));
     let w = id.tick(2_000);
     assert_eq!(w.pods.len(), 1);
@@ -101,7 +104,7 @@ fn ip_reuse_closes_the_first_owner_and_opens_the_second() {
     let tmp = tempfile::tempdir().unwrap();
     let a = pod_dir(tmp.path(), UID_A, None);
     let mut id = Identity::new(tmp.path().to_owned(), "n1".into(), HOST_NETNS);
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     b.conn.push(conn(ino(&a), 1_000, "10.244.1.5", 4026532001));
     b.conn.push(conn(ino(&a), 900, "10.244.1.5", 4026532001)); // out of order within a batch
     b.conn.push(conn(ino(&a), 950, "127.0.0.1", 4026532001)); // loopback: no owner
@@ -116,7 +119,7 @@ fn ip_reuse_closes_the_first_owner_and_opens_the_second() {
     let w = id.tick(5_000);
     assert_eq!(w.pods.iter().map(|p| (p.pod_uid.as_str(), p.valid_to)).collect::<Vec<_>>(), vec![(UID_A, Some(5_000))]);
     assert_eq!(w.ips.iter().map(|i| (i.pod_uid.as_str(), i.valid_from, i.valid_to)).collect::<Vec<_>>(), vec![(UID_A, 900, Some(5_000))]);
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     b.conn.push(conn(ino(&bdir), 9_000, "10.244.1.5", 4026532002));
     id.stamp_all(&mut b, 10_000);
     let w = id.tick(10_000);
@@ -128,7 +131,7 @@ fn a_second_pod_using_the_address_ends_the_first_ownership_at_its_first_use() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, bd) = (pod_dir(tmp.path(), UID_A, None), pod_dir(tmp.path(), UID_B, None));
     let mut id = Identity::new(tmp.path().to_owned(), "n1".into(), HOST_NETNS);
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     b.conn.push(conn(ino(&a), 100, "10.244.1.5", 4026532001));
     b.conn.push(conn(ino(&bd), 300, "10.244.1.5", 4026532002));
     id.stamp_all(&mut b, 1_000);
@@ -142,10 +145,10 @@ fn host_network_namespace_addresses_are_the_nodes_not_a_pods() {
     let tmp = tempfile::tempdir().unwrap();
     let a = pod_dir(tmp.path(), UID_A, None);
     let mut id = Identity::new(tmp.path().to_owned(), "n1".into(), HOST_NETNS);
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     b.conn.push(conn(ino(&a), 100, "192.168.1.10", HOST_NETNS)); // a hostNetwork pod
     id.stamp_all(&mut b, 1_000);
-    assert!(b.conn[0].identity.is_some(), "the row still carries its pod");
+    assert!(b.conn.rows[0].identity.is_some(), "the row still carries its pod");
     assert!(id.tick(1_000).ips.is_empty());
 }
 
@@ -155,33 +158,33 @@ fn late_events_of_a_removed_cgroup_keep_their_pod_and_unknown_ids_are_counted() 
     let a = pod_dir(tmp.path(), UID_A, Some(CID));
     let cg = ino(&a);
     let mut id = Identity::new(tmp.path().to_owned(), "n1".into(), HOST_NETNS);
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     b.exec.push(exec(cg, 100));
     id.stamp_all(&mut b, 1_000);
     std::fs::remove_dir(&a).unwrap();
     std::fs::remove_dir(a.parent().unwrap()).unwrap();
     id.tick(2_000);
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     b.exec.push(exec(cg, 1_500)); // arrives after the removal was noticed
     b.exec.push(exec(999_999_999, 1_600)); // never existed in the tree
     id.stamp_all(&mut b, 3_000);
-    assert_eq!(b.exec[0].identity.as_deref().map(|i| i.pod_uid.as_str()), Some(UID_A));
-    assert!(b.exec[1].identity.is_none());
+    assert_eq!(b.exec.rows[0].identity.as_deref().map(|i| i.pod_uid.as_str()), Some(UID_A));
+    assert!(b.exec.rows[1].identity.is_none());
     assert_eq!(id.stats().unresolved_rows, 1);
     assert_eq!(id.take_unresolved(), [("process_exec", 1)].into(), "counted as an identity gap of its table");
     // Rows of one cgroup in a row are looked up once, but each unresolved row
     // is still counted, and a resolved one between them is not.
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     for t in [1_610, 1_620] {
         b.exec.push(exec(999_999_999, t));
     }
     b.exec.push(exec(cg, 1_630));
     b.exec.push(exec(999_999_999, 1_640));
     id.stamp_all(&mut b, 3_100);
-    assert_eq!(b.exec.iter().map(|r| r.identity.is_some()).collect::<Vec<_>>(), [false, false, true, false]);
+    assert_eq!(b.exec.rows.iter().map(|r| r.identity.is_some()).collect::<Vec<_>>(), [false, false, true, false]);
     assert_eq!(id.take_unresolved(), [("process_exec", 3)].into());
     let walks = id.stats().cgroup_walks;
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     b.exec.push(exec(999_999_999, 1_700));
     id.stamp_all(&mut b, 4_000);
     assert_eq!(id.stats().cgroup_walks, walks, "an id no walk found is not walked for again at once");
@@ -231,19 +234,21 @@ fn stamping_is_incremental_and_walks_are_rate_limited_until_the_flush() {
     let tmp = tempfile::tempdir().unwrap();
     let a = pod_dir(tmp.path(), UID_A, None);
     let mut id = Identity::new(tmp.path().to_owned(), "n1".into(), HOST_NETNS);
-    let mut b = Batcher::default();
+    let mut b = RowSet::default();
     b.exec.push(exec(ino(&a), 100));
-    id.stamp(&mut b, 1_000_000_000, false);
-    assert_eq!(b.stamped.exec, 1);
-    assert!(b.exec[0].identity.is_some());
+    id.accept(&mut b);
+    id.stamp(1_000_000_000, false);
+    assert_eq!((id.incoming.len(), id.waiting.len()), (0, 1), "stamped");
+    assert!(id.waiting.exec.rows[0].identity.is_some());
     // A new pod right after a walk: not walked for again until the interval passed.
     let bd = pod_dir(tmp.path(), UID_B, None);
     b.exec.push(exec(ino(&bd), 200));
-    id.stamp(&mut b, 1_000_000_000 + MIN_WALK_INTERVAL_NS / 2, false);
-    assert_eq!(b.stamped.exec, 1, "waits for the next walk");
-    id.stamp(&mut b, 1_000_000_000 + MIN_WALK_INTERVAL_NS, false);
-    assert_eq!(b.stamped.exec, 2);
-    assert_eq!(b.exec[1].identity.as_deref().map(|i| i.pod_uid.as_str()), Some(UID_B));
-    b.take("n1").unwrap();
-    assert_eq!(b.stamped.exec, 0);
+    id.accept(&mut b);
+    id.stamp(1_000_000_000 + MIN_WALK_INTERVAL_NS / 2, false);
+    assert_eq!((id.incoming.len(), id.waiting.len()), (1, 1), "waits for the next walk");
+    id.stamp(1_000_000_000 + MIN_WALK_INTERVAL_NS, false);
+    assert_eq!((id.incoming.len(), id.waiting.len()), (0, 2));
+    assert_eq!(id.waiting.exec.rows[1].identity.as_deref().map(|i| i.pod_uid.as_str()), Some(UID_B));
+    let released = id.release(1_000_000_000 + MIN_WALK_INTERVAL_NS, true);
+    assert_eq!((released.len(), id.pending()), (2, 0));
 }

@@ -216,7 +216,7 @@ fn thread_cpu() -> Duration {
 
 fn batch(rows: usize, runs: usize) -> anyhow::Result<()> {
     anyhow::ensure!(rows >= 1 && runs >= 1, "--rows and --runs must be at least 1 (got {rows} and {runs})");
-    use podtrail_recorder::batch::{Batcher, ConnRow, PodIdentity};
+    use podtrail_recorder::rows::{ConnRow, PodIdentity, RowSet};
     use podtrail_recorder::decode::ConnRaw;
     use std::net::{IpAddr, Ipv4Addr};
     let pods: Vec<std::sync::Arc<PodIdentity>> = (0..50)
@@ -271,13 +271,13 @@ fn batch(rows: usize, runs: usize) -> anyhow::Result<()> {
     for (what, in_pods) in [("host cgroup", false), ("50 pods", true)] {
         let mut per_row = Vec::new();
         for _ in 0..runs {
-            let mut b = Batcher::default();
-            b.conn = make(in_pods);
+            let mut b = RowSet::default();
+            b.conn.rows = make(in_pods);
             // As the identity stage leaves them (the check of their key order
             // included: a storm of one cgroup is in order, 50 pods' rows are not).
             let t0 = thread_cpu();
-            b.stamped_all();
-            let out = b.take("bench-node")?;
+            b.check_order();
+            let out = podtrail_recorder::batch::build(&b, "bench-node")?;
             per_row.push((thread_cpu() - t0).as_secs_f64() * 1e9 / rows as f64);
             anyhow::ensure!(out.len() == 1 && out[0].1.num_rows() == rows, "net_conn batch of {rows} rows expected");
         }
@@ -616,7 +616,7 @@ fn sustained(rates: &str, secs: u64) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(1500));
         let (cpu1, hwm) = cpu_and_rss(pid)?;
         let summary = stop_podtraild(rec)?;
-        let rows = summary["conn_rows"].as_u64().unwrap_or(0);
+        let rows = summary["rows"]["net_conn"].as_u64().unwrap_or(0);
         let catalog = podtrail_schema::catalog::Catalog::open_ro(&podtrail_schema::layout::catalog_path(&data))?;
         let segments = catalog.segments()?.iter().filter(|s| s.table_name == "net_conn").count();
         println!(
@@ -744,7 +744,7 @@ fn capture(execs: u64, connects: u64, runs: usize) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(1500));
     let (cpu1, rss_kib) = cpu_and_rss(rec.id())?;
     let summary = stop_podtraild(rec)?;
-    let events = ["exec_rows", "exit_rows", "conn_rows"].iter().map(|k| summary[k].as_u64().unwrap_or(0)).sum::<u64>();
+    let events = ["process_exec", "process_exit", "net_conn"].iter().map(|k| summary["rows"][k].as_u64().unwrap_or(0)).sum::<u64>();
     let drops = summary["kernel_drops"].as_u64().unwrap_or(0);
     let (be, we, bc, wc) = (median_f(base_exec), median_f(with_exec), median_f(base_conn), median_f(with_conn));
     println!("capture: {runs} runs each, medians; exec storm = {execs} x /bin/true from sh, connect storm = {connects} TCP connections on 127.0.0.1 (python3)");

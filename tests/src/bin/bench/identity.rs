@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use podtrail_recorder::batch::{Batcher, ConnRow};
+use podtrail_recorder::rows::{ConnRow, RowSet};
 use podtrail_recorder::decode::ConnRaw;
 use podtrail_recorder::identity::Identity;
 use podtrail_tests::synth::SynthConfig;
@@ -66,8 +66,8 @@ fn enrichment(pods: usize) -> anyhow::Result<()> {
     }
     // Frees of memory allocated before counting started would make the count
     // negative: count from here, and only what the identity stage keeps.
-    let mut b = Batcher::default();
-    b.conn.reserve(10_000);
+    let mut b = RowSet::default();
+    b.conn.rows.reserve(10_000);
     COUNTING.store(true, Ordering::Relaxed);
     let before = ALLOCATED.load(Ordering::Relaxed);
     let mut id = Identity::new(tmp.path().to_owned(), "bench".into(), 4026531840);
@@ -98,10 +98,11 @@ fn enrichment(pods: usize) -> anyhow::Result<()> {
             b.conn.push(ConnRow { time: t, raw, exec_id: None, identity: None });
         }
         let s = Instant::now();
-        id.stamp(&mut b, t, true);
+        id.accept(&mut b);
+        id.stamp(t, true);
         stamping += s.elapsed();
-        b.conn.clear();
-        b.stamped = Default::default();
+        // Stored at once (no metadata source: nothing waits).
+        let _ = id.release(t, true);
     }
     let _ = id.tick(t);
     let per_row = stamping.as_nanos() as f64 / rows_total as f64;

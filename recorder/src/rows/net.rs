@@ -1,0 +1,111 @@
+//! `net_conn` rows: one TCP lifecycle event each. The table a connection storm
+//! fills: its columns are built with the lean builders of [`crate::columns`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use podtrail_schema::tables::{NET_CONN, TableDef};
+
+use super::{PodIdentity, Row};
+use crate::columns::{CommText, IpText, Prim, Text, repeated};
+use crate::decode::ConnRaw;
+
+pub struct ConnRow {
+    pub time: i64,
+    pub raw: ConnRaw,
+    pub exec_id: Option<u64>,
+    pub identity: Option<Arc<PodIdentity>>,
+}
+
+impl ConnRow {
+    pub fn new(raw: ConnRaw, boot_to_wall: i64) -> Self {
+        ConnRow { time: raw.time_boot_ns as i64 + boot_to_wall, raw, exec_id: None, identity: None }
+    }
+}
+
+impl Row for ConnRow {
+    const TABLE: &'static TableDef = &NET_CONN;
+    fn time(&self) -> i64 {
+        self.time
+    }
+    fn cgroup_id(&self) -> u64 {
+        self.raw.cgroup_id
+    }
+    fn identity(&self) -> Option<&Arc<PodIdentity>> {
+        self.identity.as_ref()
+    }
+    fn identity_mut(&mut self) -> &mut Option<Arc<PodIdentity>> {
+        &mut self.identity
+    }
+    /// The process that called connect(), when the connect hook saw it.
+    fn pid(&self) -> Option<u32> {
+        self.raw.owner.as_ref().map(|o| o.0)
+    }
+    fn set_exec_id(&mut self, exec_id: Option<u64>) {
+        self.exec_id = exec_id;
+    }
+    fn local_address(&self) -> Option<(IpAddr, u32)> {
+        Some((self.raw.src.0, self.raw.netns))
+    }
+    fn columns(rows: &[&Self]) -> Vec<(&'static str, ArrayRef)> {
+        use arrow::datatypes::{UInt16Type, UInt32Type, UInt64Type};
+        // Every column sized up front: no regrowth while a storm's flush is built.
+        let n = rows.len();
+        let text = |bytes: usize| Text::with_capacity(n, bytes);
+        let (u64c, u32c, u16c) = (|| Prim::<UInt64Type>::with_capacity(n), || Prim::<UInt32Type>::with_capacity(n), || Prim::<UInt16Type>::with_capacity(n));
+        // One per address column: each keeps its last text (rows are in pod
+        // order, so a pod's own address repeats row after row).
+        let (mut sip_text, mut dip_text, mut oip_text, mut nip_text) = (IpText::default(), IpText::default(), IpText::default(), IpText::default());
+        let mut comm_text = CommText::default();
+        let (mut event, mut comm, mut fam, mut err) = (text(8), text(16), text(4), text(0));
+        let (mut id, mut cookie, mut bs, mut br, mut dur) = (u64c(), u64c(), u64c(), u64c(), u64c());
+        let (mut pid, mut netns) = (u32c(), u32c());
+        let (mut sip, mut dip, mut oip, mut nip) = (text(12), text(12), text(12), text(12));
+        let (mut sport, mut dport, mut oport, mut nport) = (u16c(), u16c(), u16c(), u16c());
+        for r in rows {
+            let c = &r.raw;
+            event.push(c.event);
+            id.push_opt(r.exec_id);
+            pid.push_opt(c.owner.as_ref().map(|o| o.0));
+            comm.push_opt(c.owner.as_ref().map(|o| comm_text.get(&o.1)));
+            fam.push(c.family);
+            sip.push(sip_text.get(&c.src.0));
+            sport.push(c.src.1);
+            dip.push(dip_text.get(&c.dst.0));
+            dport.push(c.dst.1);
+            oip.push_opt(c.orig_dst.as_ref().map(|a| oip_text.get(&a.0)));
+            oport.push_opt(c.orig_dst.map(|a| a.1));
+            nip.push_opt(c.nat_dst.as_ref().map(|a| nip_text.get(&a.0)));
+            nport.push_opt(c.nat_dst.map(|a| a.1));
+            netns.push(c.netns);
+            cookie.push(c.cookie);
+            bs.push_opt(c.bytes.map(|b| b.0));
+            br.push_opt(c.bytes.map(|b| b.1));
+            dur.push_opt(c.bytes.map(|b| b.2));
+            err.push_opt(c.error.as_deref());
+        }
+        vec![
+            ("event", event.finish()),
+            ("exec_id", Arc::new(id.finish()) as ArrayRef),
+            ("pid", Arc::new(pid.finish())),
+            ("comm", comm.finish()),
+            ("protocol", repeated("tcp", n)),
+            ("family", fam.finish()),
+            ("src_ip", sip.finish()),
+            ("src_port", Arc::new(sport.finish())),
+            ("dst_ip", dip.finish()),
+            ("dst_port", Arc::new(dport.finish())),
+            ("orig_dst_ip", oip.finish()),
+            ("orig_dst_port", Arc::new(oport.finish())),
+            ("nat_dst_ip", nip.finish()),
+            ("nat_dst_port", Arc::new(nport.finish())),
+            ("netns", Arc::new(netns.finish())),
+            ("socket_cookie", Arc::new(cookie.finish())),
+            ("bytes_sent", Arc::new(bs.finish())),
+            ("bytes_received", Arc::new(br.finish())),
+            ("duration_ns", Arc::new(dur.finish())),
+            ("error", err.finish()),
+        ]
+    }
+}

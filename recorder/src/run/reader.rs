@@ -1,0 +1,136 @@
+//! The ring-reader thread: drains the kernel's ring buffers and decodes on a
+//! thread of its own, so the buffers keep emptying while the pipeline builds and
+//! writes a flush. Records are decoded straight into rows (process events stay
+//! events, for the process table): each row is written once here and moved to
+//! the pipeline in bulk.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc;
+
+use crate::decode::{RawEvent, decode, table_of_record};
+use crate::rows::RowSet;
+
+use super::{STOP, now_ns};
+
+/// Passes of raw records the reader may hold before it waits for the pipeline
+/// (while it waits, the kernel's buffers fill, and what they cannot take is
+/// counted as loss). A pass holds at most what the ring buffers held, decoded:
+/// the kernel's buffers absorb bursts at a fraction of the memory, so the queue
+/// is short (BENCHMARKS.md: deeper queues let RSS grow past 300 MiB in a storm).
+const READER_QUEUE_PASSES: usize = 2;
+
+/// How long the ring reader waits for the kernel's wakeup before draining
+/// anyway: the most a trickle of events waits before it enters the pipeline.
+/// Short, because a new pod's first event is what asks the CRI runtime for its
+/// metadata: a pod whose container ran and was deleted within a longer wait
+/// could lose its container record.
+const READER_POLL_MS: i32 = 10;
+
+/// The wait after a busy pass (at least [`BUSY_PASS_RECORDS`] records): under a
+/// storm a short timeout only cuts passes short, each waking this thread and
+/// the pipeline's; a storm is read at this interval, or at the kernel's wakeup
+/// (PT_WAKEUP_BYTES pooled) when that comes first (BENCHMARKS.md, wakeups). The
+/// price: while a storm goes on, a new pod's first event may reach the pipeline
+/// this late instead of [`READER_POLL_MS`]; a trickle never makes a busy pass.
+const READER_POLL_BUSY_MS: i32 = 50;
+
+/// A pass this large means a storm; the reader goes back to the short wait when
+/// passes fall below it.
+const BUSY_PASS_RECORDS: usize = 256;
+
+/// One drain of the ring buffers, decoded.
+#[derive(Default)]
+pub(super) struct Pass {
+    /// Process events (exec, exit, fork), for the process table.
+    pub events: Vec<RawEvent>,
+    /// Every other record, as rows of its table (wall time set; `exec_id` and
+    /// identity not yet).
+    pub rows: RowSet,
+    /// Records that did not decode, per table their kind names (counted as
+    /// loss, never guessed into rows).
+    pub decode_errors: BTreeMap<Option<&'static str>, u64>,
+}
+
+impl Pass {
+    /// Move this pass to the end of `into` (no copy of its rows when `into` has none).
+    pub fn take_into(mut self, into: &mut Pass) {
+        if into.events.is_empty() {
+            std::mem::swap(&mut self.events, &mut into.events);
+        } else {
+            into.events.append(&mut self.events);
+        }
+        if into.rows.is_empty() {
+            std::mem::swap(&mut self.rows, &mut into.rows);
+        } else {
+            into.rows.append(&mut self.rows, false);
+        }
+        for (table, n) in self.decode_errors {
+            *into.decode_errors.entry(table).or_default() += n;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.rows.is_empty() && self.decode_errors.is_empty()
+    }
+}
+
+/// Start the reader: each pass is sent as one [`Pass`]. After STOP the thread
+/// drains once more and ends, closing the channel. `read_to` is set after each
+/// pass is sent to the time (wall clock, ns) the pass began draining: every
+/// event before it was in that pass or an earlier one.
+pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, read_to: Arc<AtomicI64>) -> std::io::Result<(mpsc::Receiver<Pass>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::sync_channel(READER_QUEUE_PASSES);
+    let handle = std::thread::Builder::new().name("ring-reader".into()).spawn(move || {
+        let mut errors_total = 0u64;
+        let mut last_records = 0usize;
+        // Sized like the previous pass: decoded rows are large, and growing
+        // a vector by doubling moves each of them about twice more.
+        let (mut last_events, mut last_rows) = (0usize, Vec::new());
+        let sized = |last: usize| (last + last / 4).min(1 << 16);
+        loop {
+            let stopping = STOP.load(Ordering::SeqCst);
+            let mut pass = Pass { events: Vec::with_capacity(sized(last_events)), ..Pass::default() };
+            pass.rows.reserve(&last_rows.iter().map(|&n| sized(n)).collect::<Vec<_>>());
+            let mut records = 0usize;
+            let mut take = |rec: &[u8]| {
+                records += 1;
+                match decode(rec) {
+                    Ok(ev) => {
+                        if let Some(ev) = pass.rows.push_event(ev, boot_to_wall) {
+                            pass.events.push(ev);
+                        }
+                    }
+                    Err(err) => {
+                        *pass.decode_errors.entry(table_of_record(rec)).or_default() += 1;
+                        errors_total += 1;
+                        if errors_total.is_power_of_two() {
+                            tracing::warn!(len = rec.len(), errors.total = errors_total, "undecodable kernel record: {err}");
+                        }
+                    }
+                }
+            };
+            // The kernel wakes us only once PT_WAKEUP_BYTES are pooled
+            // (ebpf/include/common.h); a trickle is read at the timeout.
+            let wait = match (stopping, last_records >= BUSY_PASS_RECORDS) {
+                (true, _) => 0,
+                (false, true) => READER_POLL_BUSY_MS,
+                (false, false) => READER_POLL_MS,
+            };
+            // Before the wait: events older than this are read by this pass.
+            let began = now_ns();
+            reader.poll(wait, &mut take);
+            last_records = records;
+            (last_events, last_rows) = (pass.events.len(), pass.rows.lens());
+            if !pass.is_empty() && tx.send(pass).is_err() {
+                return; // the pipeline is gone
+            }
+            read_to.store(began, Ordering::Release);
+            if stopping {
+                return;
+            }
+        }
+    })?;
+    Ok((rx, handle))
+}
