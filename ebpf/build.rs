@@ -68,6 +68,9 @@ fn generate_constants(header: &Path, out: &Path) {
         let Some(rest) = line.trim_start().strip_prefix("#define PT_") else { continue };
         let mut parts = rest.splitn(2, char::is_whitespace);
         let name = parts.next().unwrap_or("");
+        if name.contains('(') {
+            continue; // a function-like macro (a list, read below)
+        }
         let after = parts.next().unwrap_or("").trim();
         let (value, comment) = match after.split_once("/*") {
             Some((v, c)) => (v.trim(), c.trim().trim_end_matches("*/").trim()),
@@ -82,5 +85,30 @@ fn generate_constants(header: &Path, out: &Path) {
         }
         rust.push_str(&format!("/// (`PT_{name}` in ebpf/include/events.h)\npub const {name}: {ty} = {number};\n"));
     }
+    rust.push_str(&priv_syscalls(&text, header));
     std::fs::write(out, rust).unwrap_or_else(|e| panic!("podtrail-ebpf: writing {}: {e}", out.display()));
+}
+
+/// `PRIV_SYSCALLS` from the header's `PT_PRIV_SYSCALLS(X)` list: each
+/// `X(name, PT_PRIV_<OP>, nargs, PT_IA32<kind>)` line becomes a `PrivSyscall`.
+fn priv_syscalls(text: &str, header: &Path) -> String {
+    let mut out = String::from("/// The privilege syscalls (`PT_PRIV_SYSCALLS` in ebpf/include/events.h), in its order.\npub const PRIV_SYSCALLS: &[PrivSyscall] = &[\n");
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate() {
+        let Some(args) = line.trim().strip_prefix("X(").and_then(|l| l.trim_end_matches('\\').trim().strip_suffix(')')) else { continue };
+        let f: Vec<&str> = args.split(',').map(str::trim).collect();
+        let ok = f.len() == 4 && f[1].starts_with("PT_PRIV_") && f[2].parse::<u32>().is_ok() && f[3].starts_with("PT_IA32");
+        assert!(ok, "podtrail-ebpf: {}:{}: `{}` is not X(name, PT_PRIV_<OP>, nargs, PT_IA32<kind>)", header.display(), i + 1, line.trim());
+        out.push_str(&format!(
+            "    PrivSyscall {{ name: \"{}\", op: {}, nargs: {}, ia32: {} }},\n",
+            f[0],
+            f[1].trim_start_matches("PT_"),
+            f[2],
+            f[3].trim_start_matches("PT_")
+        ));
+        n += 1;
+    }
+    assert!(n > 0, "podtrail-ebpf: {}: no PT_PRIV_SYSCALLS list", header.display());
+    out.push_str("];\n");
+    out
 }

@@ -36,6 +36,34 @@
 #define PT_PRIV_FINIT_MODULE 15
 #define PT_PRIV_MEMFD_CREATE 16
 
+/* The privilege syscalls, each listed once: its name, PT_PRIV_* op, the
+ * arguments kept, and which 32-bit entries also reach it (PT_IA32:
+ * __ia32_sys_<name>; PT_IA32_ID16: that and the 16-bit-id
+ * __ia32_sys_<name>16; PT_IA32_COMPAT: __ia32_compat_sys_<name>).
+ * privilege.bpf.c makes every program from this list, ebpf/build.rs makes the
+ * Rust table `PRIV_SYSCALLS` from it, and podtraild names and attaches the
+ * programs from that table. */
+#define PT_IA32 0
+#define PT_IA32_ID16 1
+#define PT_IA32_COMPAT 2
+#define PT_PRIV_SYSCALLS(X) \
+    X(setuid, PT_PRIV_SETUID, 1, PT_IA32_ID16) \
+    X(setgid, PT_PRIV_SETGID, 1, PT_IA32_ID16) \
+    X(setreuid, PT_PRIV_SETREUID, 2, PT_IA32_ID16) \
+    X(setregid, PT_PRIV_SETREGID, 2, PT_IA32_ID16) \
+    X(setresuid, PT_PRIV_SETRESUID, 3, PT_IA32_ID16) \
+    X(setresgid, PT_PRIV_SETRESGID, 3, PT_IA32_ID16) \
+    X(capset, PT_PRIV_CAPSET, 2, PT_IA32) \
+    X(setns, PT_PRIV_SETNS, 2, PT_IA32) \
+    X(unshare, PT_PRIV_UNSHARE, 1, PT_IA32) \
+    X(mount, PT_PRIV_MOUNT, 5, PT_IA32) \
+    X(umount, PT_PRIV_UMOUNT, 2, PT_IA32) \
+    X(ptrace, PT_PRIV_PTRACE, 4, PT_IA32_COMPAT) \
+    X(init_module, PT_PRIV_INIT_MODULE, 3, PT_IA32) \
+    X(finit_module, PT_PRIV_FINIT_MODULE, 3, PT_IA32) \
+    X(memfd_create, PT_PRIV_MEMFD_CREATE, 2, PT_IA32) \
+    X(bpf, PT_PRIV_BPF, 3, PT_IA32)
+
 /* pt_conn_event.event */
 #define PT_CONN_CONNECT 1
 #define PT_CONN_ACCEPT 2

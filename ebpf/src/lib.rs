@@ -24,25 +24,18 @@ pub fn privilege_object() -> &'static [u8] {
     &PRIVILEGE_OBJ.0
 }
 
-/// The syscalls `privilege.bpf.o` traces, with their `PT_PRIV_*` op.
-pub const PRIV_SYSCALLS: &[(&str, u32)] = &[
-    ("setuid", PRIV_SETUID),
-    ("setgid", PRIV_SETGID),
-    ("setreuid", PRIV_SETREUID),
-    ("setregid", PRIV_SETREGID),
-    ("setresuid", PRIV_SETRESUID),
-    ("setresgid", PRIV_SETRESGID),
-    ("capset", PRIV_CAPSET),
-    ("setns", PRIV_SETNS),
-    ("unshare", PRIV_UNSHARE),
-    ("mount", PRIV_MOUNT),
-    ("umount", PRIV_UMOUNT),
-    ("ptrace", PRIV_PTRACE),
-    ("bpf", PRIV_BPF),
-    ("init_module", PRIV_INIT_MODULE),
-    ("finit_module", PRIV_FINIT_MODULE),
-    ("memfd_create", PRIV_MEMFD_CREATE),
-];
+/// One privilege syscall `privilege.bpf.o` traces (a line of `PT_PRIV_SYSCALLS`
+/// in ebpf/include/events.h; the table is [`PRIV_SYSCALLS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrivSyscall {
+    pub name: &'static str,
+    /// Its `PRIV_*` op, as records carry it.
+    pub op: u32,
+    /// Arguments kept.
+    pub nargs: u32,
+    /// Which 32-bit entries also reach it: [`IA32`], [`IA32_ID16`] or [`IA32_COMPAT`].
+    pub ia32: u32,
+}
 
 /// `net.bpf.o`: `connect4`/`connect6` (cgroup/connect4|6), `nat_xmit`
 /// (tp_btf/net_dev_start_xmit), `sock_state` (tp_btf/inet_sock_set_state),

@@ -330,8 +330,8 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
             }
             let kind = PRIV_SYSCALLS
                 .iter()
-                .find(|(_, op)| *op == e.op)
-                .map(|(name, _)| *name)
+                .find(|s| s.op == e.op)
+                .map(|s| s.name)
                 .ok_or(DecodeError::Field { kind: "privilege", field: "op", value: u64::from(e.op) })?;
             let mut strs: [Option<String>; 3] = [None, None, None];
             for (i, slot) in strs.iter_mut().enumerate() {

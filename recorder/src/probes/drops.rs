@@ -1,0 +1,166 @@
+//! What the kernel programs lost: their drop counters per reason (each a table
+//! and a loss source) and per cgroup, and the runs the kernel skipped.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use aya::Pod;
+use podtrail_ebpf::DropKey;
+
+use super::{Probes, Source};
+
+/// What a count of one `drops` reason (`DROP_*` in ebpf/include/events.h) means,
+/// for `loss` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropReason {
+    /// The `DROP_*` number this entry describes (its index in [`DROP_REASONS`]).
+    pub reason: usize,
+    /// `loss.source`
+    pub source: &'static str,
+    /// `loss.table_name`: the table whose rows were lost or stored incomplete
+    /// (none for fork records, which are not rows).
+    pub table: Option<&'static str>,
+    /// `loss.detail`
+    pub detail: &'static str,
+}
+
+/// Every drop reason of the kernel programs, indexed by its `DROP_*` number.
+pub const DROP_REASONS: [DropReason; podtrail_ebpf::DROP_REASONS] = {
+    use podtrail_ebpf as e;
+    use podtrail_schema::tables::{CAP_USAGE, NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    const fn r(reason: usize, source: &'static str, table: Option<&'static str>, detail: &'static str) -> DropReason {
+        DropReason { reason, source, table, detail }
+    }
+    [
+        r(e::DROP_EXEC_RING as usize, "kernel_ringbuf", Some(PROCESS_EXEC.name), "ring buffer of process.bpf.o full"),
+        r(e::DROP_EXIT_RING as usize, "kernel_ringbuf", Some(PROCESS_EXIT.name), "ring buffer of process.bpf.o full"),
+        r(e::DROP_FORK_RING as usize, "kernel_ringbuf", None, "fork records lost (ring buffer of process.bpf.o full): not rows, but a forked child that never execs then has no exec_id"),
+        r(e::DROP_CONN_RING as usize, "kernel_ringbuf", Some(NET_CONN.name), "ring buffer of net.bpf.o full"),
+        r(e::DROP_CONN_STATE_FULL as usize, "incomplete", Some(NET_CONN.name), "connections tracked without state (the `established` map of net.bpf.o was full): their close rows have no bytes_sent, bytes_received or duration_ns"),
+        r(e::DROP_CONN_NO_OWNER as usize, "incomplete", Some(NET_CONN.name), "connect/fail rows without their process (pid, comm, exec_id, orig_dst_ip, orig_dst_port): the socket's connect() record (the `connects` map of net.bpf.o) was evicted or predates the recorder"),
+        r(e::DROP_PRIV_RING as usize, "kernel_ringbuf", Some(PRIVILEGE.name), "ring buffer of privilege.bpf.o full"),
+        r(e::DROP_PRIV_PENDING_FULL as usize, "kernel_map", Some(PRIVILEGE.name), "the per-thread `pending` map of privilege.bpf.o was full: these syscalls have no row"),
+        r(e::DROP_CAP_RING as usize, "kernel_ringbuf", Some(PRIVILEGE.name), "refused capability checks without their row (ring buffer of privilege.bpf.o full); counted in cap_usage.denied_unrecorded too"),
+        r(e::DROP_CAP_MAP_FULL as usize, "kernel_map", Some(CAP_USAGE.name), "capability checks not counted: the `cap_usage` map of privilege.bpf.o was full"),
+    ]
+};
+
+/// Runs of one program the kernel skipped since load: a tracing program is not
+/// run again on a CPU where it is already running (an interrupt or softirq
+/// hitting the same tracepoint while it runs); the kernel counts each skip in
+/// the program's `recursion_misses` (Linux 5.12+; 0 before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkippedRuns {
+    pub object: &'static str,
+    pub program: &'static str,
+    pub runs: u64,
+}
+
+/// Drop counters of every object, cumulative since load.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DropCounts {
+    /// Per `DROP_*` reason, summed over CPUs: the exact totals.
+    pub total: [u64; podtrail_ebpf::DROP_REASONS],
+    /// Per (cgroup, reason), as far as the kernel's LRU map kept them: read
+    /// before `total`, so they never add up to more than it.
+    pub by_cgroup: Vec<(DropKey, u64)>,
+}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub(super) struct DropKeyPod(pub DropKey);
+// SAFETY: DropKey is #[repr(C)] plain data (integers, explicit padding field).
+unsafe impl Pod for DropKeyPod {}
+
+impl Probes {
+    /// Runs of each loaded program the kernel skipped since load (only those
+    /// with any).
+    pub fn skipped_runs(&self) -> Vec<SkippedRuns> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            for &program in &s.programs {
+                let Some(fd) = s._ebpf.program(program).and_then(|p| p.fd().ok()) else { continue };
+                match recursion_misses(fd.as_fd()) {
+                    Ok(0) => {}
+                    Ok(runs) => out.push(SkippedRuns { object: s.object, program, runs }),
+                    Err(e) => tracing::debug!(program.name = program, "reading recursion_misses: {e}"),
+                }
+            }
+        }
+        out
+    }
+
+    /// The drop counters of every object (cumulative since load): per reason,
+    /// and per (cgroup, reason). The per-cgroup map is read first: the
+    /// kernel bumps the per-reason counter first, so what is read per cgroup
+    /// never exceeds the totals read after it. Only read when a total moved
+    /// since `last`: nothing to attribute otherwise.
+    pub fn drop_counts(&self, last: &DropCounts) -> DropCounts {
+        let totals = |sources: &[Source]| {
+            let mut total = [0u64; podtrail_ebpf::DROP_REASONS];
+            for s in sources {
+                for (reason, sum) in total.iter_mut().enumerate() {
+                    match s.drops.get(&(reason as u32), 0) {
+                        Ok(v) => *sum += v.iter().sum::<u64>(),
+                        Err(e) => tracing::warn!(object = s.object, reason, "reading the drop counters: {e}"),
+                    }
+                }
+            }
+            total
+        };
+        let total = totals(&self.sources);
+        if total == last.total {
+            return last.clone();
+        }
+        let mut by_cgroup = Vec::new();
+        for s in &self.sources {
+            for item in s.drops_by_cgroup.iter() {
+                match item {
+                    Ok((k, n)) => by_cgroup.push((k.0, n)),
+                    // A key evicted while iterating: its drops stay in the totals.
+                    Err(e) => tracing::debug!(object = s.object, "reading drops_by_cgroup: {e}"),
+                }
+            }
+        }
+        DropCounts { total: totals(&self.sources), by_cgroup }
+    }
+}
+
+
+/// A program's `recursion_misses` (BPF_OBJ_GET_INFO_BY_FD). Kernels before
+/// 5.12 have no such field and leave it 0.
+fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
+    use aya_obj::generated::bpf_prog_info;
+    /// `union bpf_attr`'s `info` member.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // SAFETY: bpf_prog_info is plain integers; all zeros is a valid value.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr { bpf_fd: fd.as_raw_fd() as u32, info_len: std::mem::size_of::<bpf_prog_info>() as u32, info: &raw mut info as u64 };
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: a valid attr of its declared size; the kernel writes at most
+    // info_len bytes into `info`, which outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &raw mut attr, std::mem::size_of::<InfoAttr>()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info.recursion_misses)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_reason_is_described_at_its_own_number() {
+        for (i, r) in DROP_REASONS.iter().enumerate() {
+            assert_eq!(r.reason, i, "DROP_REASONS[{i}] describes reason {}", r.reason);
+            assert!(super::super::objects::objects().iter().any(|o| r.detail.contains(o.name)), "reason {i} does not name its object: {}", r.detail);
+            assert!(["kernel_ringbuf", "kernel_map", "incomplete"].contains(&r.source), "reason {i}: source {}", r.source);
+        }
+    }
+}
