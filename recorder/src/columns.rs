@@ -1,97 +1,11 @@
-//! Arrow column helpers every row definition builds its columns with: the
-//! event key columns ([`Keys`]) and lean builders for the storm-sized columns.
-//! A leaf: no stage.
+//! Arrow column helpers every row definition builds its columns with: lean
+//! builders for the storm-sized columns. A leaf: no stage.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder, TimestampNanosecondBuilder, UInt64Builder};
+use arrow::array::ArrayRef;
 
 use crate::decode::Comm;
-use crate::rows::PodIdentity;
-
-/// Builders of the columns every event row starts with.
-pub struct Keys<'a> {
-    time: TimestampNanosecondBuilder,
-    cgroup: UInt64Builder,
-    container_id: StringBuilder,
-    pod_uid: StringBuilder,
-    pod_name: StringBuilder,
-    pod_namespace: StringBuilder,
-    /// The identity of the last rows pushed and how many in a row had it (rows
-    /// come sorted by pod): its four columns are appended once per run.
-    run: (Option<&'a PodIdentity>, usize),
-}
-
-impl<'a> Keys<'a> {
-    pub fn new() -> Self {
-        Keys::with_capacity(0)
-    }
-    /// Sized for `rows` rows up front: no regrowth while a storm's flush is built.
-    pub fn with_capacity(rows: usize) -> Self {
-        let text = || StringBuilder::with_capacity(rows, rows * 8);
-        Keys {
-            time: TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            cgroup: UInt64Builder::with_capacity(rows),
-            container_id: text(),
-            pod_uid: text(),
-            pod_name: text(),
-            pod_namespace: text(),
-            run: (None, 0),
-        }
-    }
-    pub fn push(&mut self, time: i64, cgroup: u64, identity: Option<&'a PodIdentity>) {
-        self.time.append_value(time);
-        self.cgroup.append_value(cgroup);
-        let same = match (self.run.0, identity) {
-            (Some(a), Some(b)) => std::ptr::eq(a, b),
-            (a, b) => a.is_none() && b.is_none(),
-        };
-        if !same {
-            self.end_run();
-            self.run.0 = identity;
-        }
-        self.run.1 += 1;
-    }
-    /// Append the current run's identity columns.
-    fn end_run(&mut self) {
-        let (identity, n) = std::mem::take(&mut self.run);
-        if n == 0 {
-            return;
-        }
-        fn text(b: &mut StringBuilder, value: Option<&str>, n: usize) {
-            match value {
-                Some(v) => b.append_value_n(v, n),
-                None => b.append_nulls(n),
-            }
-        }
-        text(&mut self.container_id, identity.and_then(|i| i.container_id.as_deref()), n);
-        text(&mut self.pod_uid, identity.map(|i| i.pod_uid.as_str()), n);
-        text(&mut self.pod_name, identity.and_then(|i| i.pod_name.as_deref()), n);
-        text(&mut self.pod_namespace, identity.and_then(|i| i.pod_namespace.as_deref()), n);
-    }
-    /// The key columns, each with its name: time, node (the same on every
-    /// row), cgroup_id, container_id, pod_uid, pod_name, pod_namespace.
-    pub fn finish(mut self, node: &str) -> Vec<(&'static str, ArrayRef)> {
-        self.end_run();
-        let n = arrow::array::ArrayBuilder::len(&self.time);
-        vec![
-            ("time", Arc::new(self.time.finish()) as ArrayRef),
-            ("node", repeated(node, n)),
-            ("cgroup_id", Arc::new(self.cgroup.finish())),
-            ("container_id", Arc::new(self.container_id.finish())),
-            ("pod_uid", Arc::new(self.pod_uid.finish())),
-            ("pod_name", Arc::new(self.pod_name.finish())),
-            ("pod_namespace", Arc::new(self.pod_namespace.finish())),
-        ]
-    }
-}
-
-
-impl Default for Keys<'_> {
-    fn default() -> Self {
-        Keys::new()
-    }
-}
 
 /// A text column holding `value` on each of `n` rows, built in one go (a
 /// builder append per row copies the few bytes through a call each).

@@ -280,7 +280,15 @@ fn connections_beyond_the_socket_map_are_still_closed_and_the_missing_state_coun
     let skipped = skipped(&data, "net_conn");
     eprintln!("{stateless} closes without state, {counted} counted incomplete");
     accounts(&data, "closes", 2 * N as u64, closes, lost, skipped);
-    assert!(stateless >= (2 * N - 512) as u64, "at least the sockets the map could not hold close without state: {stateless}");
+    // A close the kernel skipped (counted in `skipped`) may be one of those
+    // without state, so the closes not stored make up the difference: in one CI
+    // run 131 of 4,000 closes were skipped and 3,357 stateless ones stored for
+    // 3,488 counted.
+    let not_stored = 2 * N as u64 - closes;
+    assert!(
+        stateless + not_stored >= (2 * N - 512) as u64,
+        "at least the sockets the map could not hold close without state: {stateless} stored without state, {not_stored} not stored"
+    );
     // Each socket the map could not hold is counted once; its close row has no bytes.
     assert!(stateless <= counted && counted <= stateless + lost + skipped, "{stateless} closes without state, {counted} counted incomplete\nloss: {}", loss_table(&data));
 }
