@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use podtrail_schema::catalog::{Catalog, SegmentRecord};
-use podtrail_schema::lake::{self, Lake, LakeError, Put, S3Options, Target};
+use podtrail_lake::{self as lake, Lake, LakeError, Put, S3Options, Target};
 use podtrail_schema::tables::EVENT_TABLES;
 use podtrail_schema::{hot, layout};
 

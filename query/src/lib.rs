@@ -14,8 +14,11 @@ pub mod who_owned;
 
 pub use engine::{Engine, EngineOptions, ScanStatsSnapshot};
 
+use std::path::{Path, PathBuf};
+
 use datafusion::error::DataFusionError;
 use podtrail_schema::CatalogError;
+use podtrail_schema::layout;
 
 /// Errors of the query side. [`QueryError::exit_code`] maps them to the CLI's
 /// documented exit codes: 2 for bad input, 1 for runtime failures.
@@ -46,7 +49,7 @@ impl QueryError {
 
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
-        let msg = engine::one_line(&e.to_string());
+        let msg = one_line(&e.to_string());
         match e.find_root() {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
@@ -56,4 +59,36 @@ impl From<DataFusionError> for QueryError {
             _ => QueryError::Runtime(msg),
         }
     }
+}
+
+/// The catalog of `data_dir`, or one line saying why there is none to read: no
+/// such directory, not a directory, no permission, or no history in it.
+pub fn check_data_dir(data_dir: &Path) -> Result<PathBuf, QueryError> {
+    let start = || format!("start recording with `podtraild run --data-dir {}`", data_dir.display());
+    match std::fs::metadata(data_dir) {
+        Ok(m) if !m.is_dir() => return Err(QueryError::NoData(format!("data dir {} is not a directory", data_dir.display()))),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(QueryError::NoData(format!(
+                "data dir {} does not exist; {} or point --data-dir / PODTRAIL_DATA_DIR at an existing one",
+                data_dir.display(),
+                start()
+            )));
+        }
+        Err(e) => return Err(QueryError::NoData(format!("data dir {}: {e}", data_dir.display()))),
+    }
+    let cat_path = layout::catalog_path(data_dir);
+    match std::fs::metadata(&cat_path) {
+        Ok(_) => Ok(cat_path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(QueryError::NoData(format!("{} holds no podtrail history (no {}); {}", data_dir.display(), layout::CATALOG_FILE, start())))
+        }
+        // Permission denied on the data dir (0700, the recorder's user): say so.
+        Err(e) => Err(QueryError::NoData(format!("{}: {e} (the data dir is readable by its owner only; run as that user or root)", cat_path.display()))),
+    }
+}
+
+/// An error text on one line (DataFusion's and SQLite's span several).
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -191,8 +191,8 @@ struct S3Args {
 }
 
 impl S3Args {
-    fn options(&self) -> podtrail_schema::lake::S3Options {
-        podtrail_schema::lake::S3Options {
+    fn options(&self) -> podtrail_lake::S3Options {
+        podtrail_lake::S3Options {
             endpoint: self.endpoint.clone(),
             region: self.region.clone(),
             virtual_hosted_style: self.virtual_hosted_style,
@@ -206,9 +206,9 @@ async fn open_engine(cli: &Cli, verify_reads: bool) -> Result<Engine, QueryError
     match &cli.lake {
         None => Engine::open(&cli.data_dir, EngineOptions { strict: cli.strict, verify_reads }).await,
         Some(l) => {
-            let target = podtrail_schema::lake::Target::parse(l).map_err(|e| QueryError::BadQuery(e.to_string()))?;
-            let lake = podtrail_schema::lake::Lake::open(&target, &cli.s3.options(), false).map_err(|e| match e {
-                podtrail_schema::lake::LakeError::Usage(m) => QueryError::BadQuery(m),
+            let target = podtrail_lake::Target::parse(l).map_err(|e| QueryError::BadQuery(e.to_string()))?;
+            let lake = podtrail_lake::Lake::open(&target, &cli.s3.options(), false).map_err(|e| match e {
+                podtrail_lake::LakeError::Usage(m) => QueryError::BadQuery(m),
                 e => QueryError::Runtime(e.to_string()),
             })?;
             lake.check().await.map_err(|e| QueryError::Runtime(e.to_string()))?;
@@ -309,7 +309,7 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
         Cmd::Export { to, window, tables, node, schema, json } => {
             no_lake(&cli, "export")?;
             let (since, until) = window.parse()?;
-            let to = podtrail_schema::lake::Target::parse(to).map_err(|e| QueryError::BadQuery(e.to_string()))?;
+            let to = podtrail_lake::Target::parse(to).map_err(|e| QueryError::BadQuery(e.to_string()))?;
             let opts = podtrail_query::export::ExportOptions {
                 to,
                 s3: cli.s3.options(),
@@ -354,7 +354,7 @@ async fn run(cli: Cli) -> Result<u8, QueryError> {
         Cmd::WhoOwned { ip, at, json } => {
             let t = parse_time(at)?;
             let engine = open_engine(&cli, true).await?;
-            let answer = podtrail_query::who_owned::who_owned(&engine, ip, t).await?;
+            let answer = engine.who_owned(ip, t)?;
             let text = if *json { serde_json::to_string_pretty(&answer).expect("serializable") + "\n" } else { answer.to_string() };
             print_out(text.as_bytes())?;
             Ok(0)

@@ -10,10 +10,9 @@
 
 use std::path::Path;
 
-use podtrail_schema::catalog::{CHAIN_GENESIS, Catalog, chain_sha256};
+use podtrail_schema::catalog::{CHAIN_GENESIS, Catalog, SegmentRecord, chain_sha256};
 
-use crate::QueryError;
-use crate::engine::{check_file, one_line};
+use crate::{QueryError, check_data_dir, one_line};
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct VerifyReport {
@@ -33,7 +32,7 @@ impl VerifyReport {
 }
 
 pub fn verify(data_dir: &Path) -> Result<VerifyReport, QueryError> {
-    let cat_path = crate::engine::check_data_dir(data_dir)?;
+    let cat_path = check_data_dir(data_dir)?;
     let mut r = VerifyReport::default();
     let damaged = |r: &mut VerifyReport, why: String| {
         r.problems.push(format!(
@@ -107,4 +106,23 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport, QueryError> {
         }
     }
     Ok(r)
+}
+
+/// Is the file on disk the one the catalog recorded? Size always; content when `hash`.
+pub fn check_file(path: &Path, seg: &SegmentRecord, hash: bool) -> Result<(), String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("file is missing".into()),
+        Err(e) => return Err(format!("cannot stat {}: {e}", path.display())),
+    };
+    if meta.len() != seg.bytes {
+        return Err(format!("size {} bytes, catalog says {}", meta.len(), seg.bytes));
+    }
+    if hash {
+        let got = podtrail_schema::catalog::sha256_file(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if got != seg.sha256 {
+            return Err(format!("SHA-256 {got} does not match the catalog's {}", seg.sha256));
+        }
+    }
+    Ok(())
 }

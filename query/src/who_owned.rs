@@ -1,5 +1,5 @@
 //! "Who owned this IP at T": the `who_owned(ip, time)` table function's logic and
-//! `podtrail who-owned IP --at TIME`.
+//! `podtrail who-owned IP --at TIME`, pure functions over the `ip_owners` rows.
 //!
 //! In: the `ip_owners` intervals (catalog). Out: the owners whose interval holds T
 //! (`valid_from <= T < valid_to`, open intervals still running), and when there is
@@ -7,13 +7,13 @@
 
 use std::net::IpAddr;
 
-use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::array::{Array, AsArray, BooleanArray, StringArray, TimestampNanosecondArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::TimestampNanosecondType;
 use arrow::record_batch::RecordBatch;
 
 use crate::timeexpr::format_ns;
-use crate::{Engine, QueryError};
+use crate::QueryError;
 
 /// Canonical text of an address (what the store keeps), or a clear error.
 pub fn canonical_ip(s: &str) -> Result<String, String> {
@@ -56,46 +56,75 @@ pub struct Answer {
     pub after: Option<Owner>,
 }
 
-fn owners_of(batches: &[RecordBatch]) -> Vec<Owner> {
-    let mut out = Vec::new();
-    for b in batches {
-        let s = |n: &str| b.column(b.schema().index_of(n).expect("column")).as_string::<i32>().clone();
-        let t = |n: &str| b.column(b.schema().index_of(n).expect("column")).as_primitive::<TimestampNanosecondType>().clone();
-        let (uid, ns, name, node, source) = (s("pod_uid"), s("pod_namespace"), s("pod_name"), s("node"), s("source"));
-        let (from, to) = (t("valid_from"), t("valid_to"));
-        for i in 0..b.num_rows() {
-            let opt = |a: &arrow::array::StringArray| a.is_valid(i).then(|| a.value(i).to_string());
-            out.push(Owner {
-                pod_uid: uid.value(i).into(),
-                pod_namespace: opt(&ns),
-                pod_name: opt(&name),
-                node: node.value(i).into(),
-                valid_from: format_ns(from.value(i)),
-                valid_to: to.is_valid(i).then(|| format_ns(to.value(i))),
-                source: source.value(i).into(),
-            });
-        }
+/// "Who owned `ip` at `t`", over the rows of `ip_owners`: the owners whose
+/// interval holds `t` (by start), and when there is none, the last ownership that
+/// ended at or before `t` and the first that started after it.
+pub fn answer(owners: &RecordBatch, ip: &str, t: i64) -> Result<Answer, QueryError> {
+    let ip = canonical_ip(ip).map_err(QueryError::BadQuery)?;
+    let rows = Rows::of(owners).map_err(|e| QueryError::Runtime(format!("ip_owners: {e}")))?;
+    let of_ip: Vec<usize> = (0..owners.num_rows()).filter(|&i| rows.ip.value(i) == ip).collect();
+    let mut now: Vec<usize> = of_ip.iter().copied().filter(|&i| rows.from(i) <= t && rows.to(i).is_none_or(|to| t < to)).collect();
+    now.sort_by_key(|&i| rows.from(i));
+    let (mut before, mut after) = (None, None);
+    if now.is_empty() {
+        before = of_ip.iter().copied().filter(|&i| rows.to(i).is_some_and(|to| to <= t)).max_by_key(|&i| rows.to(i)).map(|i| rows.owner(i));
+        after = of_ip.iter().copied().filter(|&i| rows.from(i) > t).min_by_key(|&i| rows.from(i)).map(|i| rows.owner(i));
     }
-    out
+    Ok(Answer { ip, at: format_ns(t), owners: now.into_iter().map(|i| rows.owner(i)).collect(), before, after })
 }
 
-/// Answer "who owned `ip` at `t`" from the engine's catalog tables.
-pub async fn who_owned(engine: &Engine, ip: &str, t: i64) -> Result<Answer, QueryError> {
-    let ip = canonical_ip(ip).map_err(QueryError::BadQuery)?;
-    let at = format_ns(t);
-    let cols = "pod_uid, pod_namespace, pod_name, node, valid_from, valid_to, source";
-    let (_, now) = engine.sql(&format!("SELECT {cols} FROM who_owned('{ip}', '{at}') ORDER BY valid_from")).await?;
-    let owners = owners_of(&now);
-    let (mut before, mut after) = (None, None);
-    if owners.is_empty() {
-        let (_, b) = engine
-            .sql(&format!("SELECT {cols} FROM ip_owners WHERE ip = '{ip}' AND valid_to <= TIMESTAMP '{at}' ORDER BY valid_to DESC LIMIT 1"))
-            .await?;
-        before = owners_of(&b).pop();
-        let (_, a) = engine.sql(&format!("SELECT {cols} FROM ip_owners WHERE ip = '{ip}' AND valid_from > TIMESTAMP '{at}' ORDER BY valid_from LIMIT 1")).await?;
-        after = owners_of(&a).pop();
+/// The columns of `ip_owners` an answer reads.
+struct Rows {
+    ip: StringArray,
+    pod_uid: StringArray,
+    pod_namespace: StringArray,
+    pod_name: StringArray,
+    node: StringArray,
+    source: StringArray,
+    valid_from: TimestampNanosecondArray,
+    valid_to: TimestampNanosecondArray,
+}
+
+impl Rows {
+    fn of(b: &RecordBatch) -> Result<Rows, String> {
+        let col = |n: &str| b.schema().index_of(n).map(|i| b.column(i).clone()).map_err(|e| e.to_string());
+        let s = |n: &str| -> Result<StringArray, String> { col(n)?.as_string_opt::<i32>().cloned().ok_or_else(|| format!("column {n} is not a string")) };
+        let t = |n: &str| -> Result<TimestampNanosecondArray, String> {
+            col(n)?.as_primitive_opt::<TimestampNanosecondType>().cloned().ok_or_else(|| format!("column {n} is not a timestamp"))
+        };
+        Ok(Rows {
+            ip: s("ip")?,
+            pod_uid: s("pod_uid")?,
+            pod_namespace: s("pod_namespace")?,
+            pod_name: s("pod_name")?,
+            node: s("node")?,
+            source: s("source")?,
+            valid_from: t("valid_from")?,
+            valid_to: t("valid_to")?,
+        })
     }
-    Ok(Answer { ip, at, owners, before, after })
+
+    fn from(&self, i: usize) -> i64 {
+        self.valid_from.value(i)
+    }
+
+    /// None: still owned.
+    fn to(&self, i: usize) -> Option<i64> {
+        self.valid_to.is_valid(i).then(|| self.valid_to.value(i))
+    }
+
+    fn owner(&self, i: usize) -> Owner {
+        let opt = |a: &StringArray| a.is_valid(i).then(|| a.value(i).to_string());
+        Owner {
+            pod_uid: self.pod_uid.value(i).into(),
+            pod_namespace: opt(&self.pod_namespace),
+            pod_name: opt(&self.pod_name),
+            node: self.node.value(i).into(),
+            valid_from: format_ns(self.from(i)),
+            valid_to: self.to(i).map(format_ns),
+            source: self.source.value(i).into(),
+        }
+    }
 }
 
 impl std::fmt::Display for Owner {
@@ -130,5 +159,60 @@ impl std::fmt::Display for Answer {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, StringArray, TimestampNanosecondArray};
+    use podtrail_schema::tables::IP_OWNERS;
+
+    use super::*;
+
+    /// An `ip_owners` row: (ip, pod_uid, valid_from, valid_to).
+    type OwnerRow<'a> = (&'a str, &'a str, i64, Option<i64>);
+
+    fn owners(rows: &[OwnerRow]) -> RecordBatch {
+        let s = |f: fn(&OwnerRow) -> Option<String>| Arc::new(rows.iter().map(f).collect::<StringArray>()) as ArrayRef;
+        let cols: Vec<ArrayRef> = vec![
+            s(|r| Some(r.0.to_owned())),
+            s(|r| Some(r.1.to_owned())),
+            s(|_| Some("ns".to_owned())),
+            s(|r| Some(format!("pod-{}", r.1))),
+            s(|_| Some("node-1".to_owned())),
+            Arc::new(TimestampNanosecondArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()).with_timezone("UTC")),
+            Arc::new(TimestampNanosecondArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>()).with_timezone("UTC")),
+            s(|_| Some("cri".to_owned())),
+        ];
+        RecordBatch::try_new(IP_OWNERS.arrow_schema(), cols).unwrap()
+    }
+
+    #[test]
+    fn owners_at_t_by_start_else_the_nearest_before_and_after() {
+        let b = owners(&[
+            ("10.244.0.7", "c", 300, None),
+            ("10.244.0.7", "a", 100, Some(200)),
+            ("10.244.0.7", "a0", 50, Some(150)),
+            ("10.244.0.8", "x", 0, None),
+            ("10.244.0.7", "b", 120, Some(250)),
+        ]);
+        let uids = |a: &Answer| a.owners.iter().map(|o| o.pod_uid.clone()).collect::<Vec<_>>();
+        // Three overlapping intervals hold 130: all, earliest start first.
+        let a = answer(&b, "10.244.0.7", 130).unwrap();
+        assert_eq!(uids(&a), ["a0", "a", "b"]);
+        assert!(a.before.is_none() && a.after.is_none());
+        // valid_to is exclusive: at 250 nobody; before is b (ended at 250), after is c.
+        let a = answer(&b, " 10.244.0.7", 250).unwrap();
+        assert!(a.owners.is_empty());
+        assert_eq!(a.before.as_ref().map(|o| o.pod_uid.as_str()), Some("b"));
+        assert_eq!(a.after.as_ref().map(|o| o.pod_uid.as_str()), Some("c"));
+        // An open interval holds every later time.
+        assert_eq!(uids(&answer(&b, "10.244.0.7", i64::MAX).unwrap()), ["c"]);
+        // Never owned: no owners, no neighbours; not an address: a clear error.
+        let a = answer(&b, "10.244.0.9", 130).unwrap();
+        assert!(a.owners.is_empty() && a.before.is_none() && a.after.is_none());
+        assert!(matches!(answer(&b, "10.244.0", 1), Err(QueryError::BadQuery(m)) if m.contains("not an IP address")));
     }
 }

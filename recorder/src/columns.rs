@@ -14,10 +14,10 @@ pub fn repeated(value: &str, n: usize) -> ArrayRef {
     Arc::new(arrow::array::StringArray::new(offsets, arrow::buffer::Buffer::from(value.repeat(n).into_bytes()), None))
 }
 
-/// An address as text, written into one reused buffer: `Ipv4Addr::to_string`
-/// (the formatting machinery and an allocation per address) was a fifth of the
-/// recorder's CPU under a connect storm. The last address is remembered: asked
-/// for again, its text is not rebuilt.
+/// An address as text, written into one reused buffer: no formatting machinery
+/// and no allocation per address, which a connect storm would pay per row
+/// (BENCHMARKS.md). The last address is remembered: asked for again, its text
+/// is not rebuilt.
 #[derive(Default)]
 pub struct IpText(String, Option<std::net::IpAddr>);
 
@@ -52,8 +52,9 @@ impl IpText {
     }
 }
 
-/// A column built with plain vector pushes, inlined: under a connection storm
-/// the arrow builders' per-value calls were a third of building a batch.
+/// A column built with plain vector pushes, inlined: the arrow builders'
+/// per-value calls are a large share of building a batch under a storm
+/// (BENCHMARKS.md).
 pub struct Prim<T: arrow::datatypes::ArrowPrimitiveType> {
     values: Vec<T::Native>,
     nulls: arrow::array::builder::NullBufferBuilder,
@@ -121,8 +122,8 @@ impl Text {
         let offsets = arrow::buffer::OffsetBuffer::new(self.offsets.into());
         // SAFETY: `bytes` is a concatenation of `&str`s (valid UTF-8), each
         // offset is the end of one of them (non-decreasing, within `bytes`,
-        // checked to fit i32 when pushed), and there is one null bit per value.
-        // (Validating it all again was 2 % of the recorder under a storm.)
+        // checked to fit i32 when pushed), and there is one null bit per value;
+        // validating it all again would cost the recorder under a storm.
         Arc::new(unsafe { arrow::array::StringArray::new_unchecked(offsets, self.bytes.into(), self.nulls.finish()) })
     }
 }

@@ -143,6 +143,19 @@ pub enum RawEvent {
     Priv(PrivRaw),
 }
 
+impl RawEvent {
+    /// Kernel time of the event (CLOCK_BOOTTIME), the order events apply in.
+    pub fn time_boot_ns(&self) -> u64 {
+        match self {
+            RawEvent::Exec(e) => e.time_boot_ns,
+            RawEvent::Exit(e) => e.time_boot_ns,
+            RawEvent::Fork(f) => f.time_boot_ns,
+            RawEvent::Conn(c) => c.time_boot_ns,
+            RawEvent::Priv(p) => p.time_boot_ns,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {0} bytes is too short for a header")]

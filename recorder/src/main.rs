@@ -22,8 +22,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-// Parsed once at start-up: the size of `Run`'s options does not matter.
-#[allow(clippy::large_enum_variant)]
+#[expect(clippy::large_enum_variant, reason = "parsed once at start-up: the size of `Run`'s options does not matter")]
 enum Cmd {
     /// Record until SIGTERM/SIGINT, then drain, flush, seal and exit 0 (needs root
     /// and a kernel with BTF). Recovers what a previous crash left first.
@@ -189,8 +188,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let ship = match ship_to {
                 None => None,
                 Some(t) => Some(podtrail_recorder::ship::ShipConfig {
-                    target: podtrail_schema::lake::Target::parse(&t).map_err(|e| anyhow::anyhow!("--ship-to: {e}"))?,
-                    s3: podtrail_schema::lake::S3Options {
+                    target: podtrail_lake::Target::parse(&t).map_err(|e| anyhow::anyhow!("--ship-to: {e}"))?,
+                    s3: podtrail_lake::S3Options {
                         endpoint,
                         region,
                         virtual_hosted_style,

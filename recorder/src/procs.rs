@@ -106,13 +106,7 @@ impl ProcTable {
     /// times (CLOCK_BOOTTIME) into rows' wall times. Rows are not stamped with
     /// identity here.
     pub fn apply(&mut self, mut events: Vec<RawEvent>, rows: &mut RowSet, boot_to_wall: i64) {
-        let time_of = |ev: &RawEvent| match ev {
-            RawEvent::Exec(e) => e.time_boot_ns,
-            RawEvent::Exit(e) => e.time_boot_ns,
-            RawEvent::Fork(f) => f.time_boot_ns,
-            RawEvent::Conn(c) => c.time_boot_ns,
-            RawEvent::Priv(p) => p.time_boot_ns,
-        };
+        let time_of = RawEvent::time_boot_ns;
         // Several ring buffers: restore kernel order (stable: ties keep the
         // order in which the buffers gave them). A pass of one buffer is
         // nearly always in order already: then this is one scan.

@@ -82,7 +82,7 @@ pub enum RunError {
     #[error(transparent)]
     Probe(#[from] ProbeError),
     #[error("--ship-to: {0}")]
-    Ship(podtrail_schema::lake::LakeError),
+    Ship(podtrail_lake::LakeError),
     #[error(transparent)]
     Store(#[from] SegmentError),
     #[error("installing signal handlers: {0}")]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use podtrail_schema::Catalog;
-use podtrail_schema::lake::{self, Lake, LakeError, Put, S3Options, Target};
+use podtrail_lake::{self as lake, Lake, LakeError, Put, S3Options, Target};
 
 #[derive(Debug, Clone)]
 pub struct ShipConfig {

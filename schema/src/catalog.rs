@@ -5,8 +5,9 @@
 //! Invariant: times are INTEGER nanoseconds since the Unix epoch (UTC); the SQLite
 //! column names are the documented column names of [`crate::tables`], so one generic
 //! converter serves every catalog table. WAL mode: readers never block the writer.
-//! Only the recorder writes (its `segments` stage); everything here is read-only
-//! apart from [`Catalog::open_rw`]'s creation and migration.
+//! Writers: the recorder's `segments` stage (through [`Catalog::write_tx`]),
+//! shipping ([`Catalog::mark_shipped`]) and [`Catalog::open_rw`]'s creation and
+//! migration. Readers open it with [`Catalog::open_ro`] and only read.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -50,8 +50,8 @@ pub fn encode_frame(batch: &RecordBatch, time: (i64, i64)) -> Result<Vec<u8>, Ho
 }
 
 /// Serialize one batch as a frame into `frame` (cleared first). A writer that
-/// keeps one buffer across flushes writes into memory already faulted in: with
-/// a fresh buffer per flush, page faults were a third of the hot tail's cost.
+/// keeps one buffer across flushes writes into memory already faulted in
+/// (a fresh buffer per flush pays page faults on every flush; BENCHMARKS.md).
 pub fn encode_frame_into(batch: &RecordBatch, time: (i64, i64), frame: &mut Vec<u8>) -> Result<(), HotError> {
     // The body is written in place after a header filled in last: no second
     // copy of a storm's flush.

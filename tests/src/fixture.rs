@@ -79,7 +79,6 @@ struct Builder {
 }
 
 impl Builder {
-    #[allow(clippy::too_many_arguments)]
     fn exec(&mut self, t: i64, pod: Option<&Pod>, pid: u32, parent: Option<&Proc>, uid: u32, argv: &[&str]) -> Proc {
         let exec_id = podtrail_schema::tables::exec_id(0x0b00, pid, t as u64);
         let raw = ExecRaw {
@@ -104,7 +103,7 @@ impl Builder {
     }
 
     /// A privilege syscall by `p` (uid = its uid) with its raw arguments.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments, reason = "a fixture builder: each argument is one field of the event it writes")]
     fn privilege(&mut self, t: i64, pod: &Pod, p: &Proc, uid: u32, kind: &'static str, args: [u64; 6], extra: [u64; 3], strs: [Option<&str>; 3], result: i64) {
         let raw = PrivRaw {
             kind,
@@ -132,7 +131,7 @@ impl Builder {
     }
 
     /// A connection: connect (or accept), then close `dur` later with byte counts.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments, reason = "a fixture builder: each argument is one field of the event it writes")]
     fn conn(&mut self, t: i64, dur: i64, event: &'static str, pod: &Pod, p: Option<&Proc>, cookie: u64, src: (&str, u16), dst: (&str, u16), nat: Option<(&str, u16)>, bytes: (u64, u64)) {
         let a = |(ip, port): (&str, u16)| (ip.parse::<IpAddr>().expect("fixture IP"), port);
         let raw = ConnRaw {

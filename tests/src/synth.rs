@@ -531,7 +531,7 @@ impl Synth {
         self.connection(at, Some(src), src_ns, dst_ip, dst_port, nat, peer)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments, reason = "one connection's every field, named at each call")]
     fn connection(
         &mut self,
         at: i64,

@@ -18,7 +18,7 @@ use super::{STOP, now_ns};
 /// (while it waits, the kernel's buffers fill, and what they cannot take is
 /// counted as loss). A pass holds at most what the ring buffers held, decoded:
 /// the kernel's buffers absorb bursts at a fraction of the memory, so the queue
-/// is short (BENCHMARKS.md: deeper queues let RSS grow past 300 MiB in a storm).
+/// is short (deeper queues let RSS grow in a storm; BENCHMARKS.md).
 const READER_QUEUE_PASSES: usize = 2;
 
 /// How long the ring reader waits for the kernel's wakeup before draining

@@ -94,16 +94,13 @@ pub fn writer_properties(def: &TableDef, segment_id: &str, cfg: &StoreConfig) ->
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_sorting_columns(Some(sorting))
-        // Data pages v1: v2 pages cost ~5 % fewer instructions to seal (their
-        // levels skip zstd; v1 reallocates each page's compression buffer) but
-        // every buffered page then keeps an allocation of its uncompressed
-        // size until the row group is written: RSS max 97 -> 104-110 MiB at
-        // 50,000 rows/s (BENCHMARKS.md, "Fewer copies and passes (stop 16)").
+        // Data pages v1: with v2 every buffered page keeps an allocation of its
+        // uncompressed size until the row group is written, which costs more
+        // memory than v2 saves in CPU (BENCHMARKS.md, "Fewer copies and passes").
         //
-        // No dictionary pages: on sorted rows, PLAIN pages compressed by zstd are
-        // as small (net_conn 20.9 against 20.6 bytes per row, process_exec 26.0
-        // against 27.8) and cheaper to write: the dictionary encoder hashed
-        // every value, 20-30 ns each (BENCHMARKS.md, "A cheaper store").
+        // No dictionary pages: on sorted rows PLAIN pages compressed by zstd are
+        // as small, and the dictionary encoder hashes every value
+        // (BENCHMARKS.md, "A cheaper store").
         .set_dictionary_enabled(false)
         .set_column_encoding(ColumnPath::from("time"), Encoding::DELTA_BINARY_PACKED)
         .set_created_by(format!("podtrail {}", env!("CARGO_PKG_VERSION")))
@@ -143,8 +140,8 @@ pub fn write_segment(data_dir: &Path, def: &'static TableDef, id: &str, batches:
     // column-by-column compare (pod_uid is a 36-byte string). The sort is
     // stable and the batcher builds each batch already in key order, so a
     // segment is a few sorted runs; where they are long, the writer takes
-    // slices of the appended batches as they are (no gathered copy: the gather
-    // was a fifth of sealing), otherwise the rows are gathered in order.
+    // slices of the appended batches as they are (a gathered copy is a large
+    // share of sealing; BENCHMARKS.md), otherwise the rows are gathered in order.
     let key_idx: Vec<usize> = SORT_KEY.iter().map(|c| schema.index_of(c).expect("sort key")).collect();
     let converter = RowConverter::new(
         key_idx
