@@ -1,8 +1,9 @@
 //! `identity` stage: who a row belonged to at event time.
 //!
-//! In: the rows the `batch` stage is about to build (each carries the kernel's
-//! cgroup id of the process or socket). Out: the same rows stamped with container
-//! id and pod UID (from the cgroup path, see [`cgroup_path`]), and the identity
+//! In: rows from `procs` (each carries the kernel's cgroup id of the process or
+//! socket). Out: the same rows stamped with container id and pod UID (from the
+//! cgroup path, see [`cgroup_path`]) and pod name, held here while a new pod's
+//! name is asked for and then released to the `batch` stage; and the identity
 //! history as catalog intervals: `pods`, `containers` and `ip_owners` rows with
 //! source `observed`.
 //!
