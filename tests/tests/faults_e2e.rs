@@ -290,7 +290,13 @@ fn connections_beyond_the_socket_map_are_still_closed_and_the_missing_state_coun
         "at least the sockets the map could not hold close without state: {stateless} stored without state, {not_stored} not stored"
     );
     // Each socket the map could not hold is counted once; its close row has no bytes.
-    assert!(stateless <= counted && counted <= stateless + lost + skipped, "{stateless} closes without state, {counted} counted incomplete\nloss: {}", loss_table(&data));
+    // A socket whose change to established the kernel skipped has no state
+    // either; that run is in `skipped`, not in `incomplete`.
+    assert!(
+        stateless <= counted + skipped && counted <= stateless + lost + skipped,
+        "{stateless} closes without state, {counted} counted incomplete, {skipped} runs skipped\nloss: {}",
+        loss_table(&data)
+    );
 }
 
 // Regression: a junk hot file made recovery count billions of lost rows, a bad
