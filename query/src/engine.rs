@@ -4,11 +4,12 @@
 //! segments + hot tail as one table) and every catalog table registered, and a
 //! read-only `sql()` entry point.
 //!
-//! The event-table provider asks the catalog which segments overlap the query's time
-//! range and pods *before* any file is opened, then lets DataFusion prune row groups
-//! and pages of those files (statistics, page index, bloom filters). Filter pushdown
-//! is reported `Inexact`, so DataFusion re-checks every row: pruning can only skip
-//! work, never change an answer.
+//! The event-table provider (`engine/segment_table.rs`) asks the catalog which
+//! segments overlap the query's time range and pods *before* any file is opened,
+//! then lets DataFusion prune row groups and pages of those files (statistics,
+//! page index, bloom filters). Filter pushdown is reported `Inexact`, so
+//! DataFusion re-checks every row: pruning can only skip work, never change an
+//! answer.
 //!
 //! Consistency: one SQLite read transaction is held for the engine's life, and hot
 //! tails are read after it began; a hot file whose segment that snapshot already
