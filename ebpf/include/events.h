@@ -11,6 +11,7 @@
 #define PT_KIND_FORK 4
 #define PT_KIND_PRIV 5
 #define PT_KIND_CAP 6
+#define PT_KIND_LISTEN 7
 
 /* pt_exec_event.flags */
 #define PT_EXEC_ARGS_TRUNCATED 1 /* argv was longer than PT_ARGS_MAX */
@@ -35,6 +36,7 @@
 #define PT_PRIV_INIT_MODULE 14
 #define PT_PRIV_FINIT_MODULE 15
 #define PT_PRIV_MEMFD_CREATE 16
+#define PT_PRIV_SOCKET 17       /* only raw IP (SOCK_RAW), AF_PACKET and SOCK_PACKET sockets */
 
 /* The privilege syscalls, each listed once: its name, PT_PRIV_* op, the
  * arguments kept, and which 32-bit entries also reach it (PT_IA32:
@@ -62,6 +64,7 @@
     X(init_module, PT_PRIV_INIT_MODULE, 3, PT_IA32) \
     X(finit_module, PT_PRIV_FINIT_MODULE, 3, PT_IA32) \
     X(memfd_create, PT_PRIV_MEMFD_CREATE, 2, PT_IA32) \
+    X(socket, PT_PRIV_SOCKET, 3, PT_IA32) \
     X(bpf, PT_PRIV_BPF, 3, PT_IA32)
 
 /* pt_conn_event.event */
@@ -78,6 +81,16 @@
                                  the close of a socket the `established` map did
                                  not hold (full, or established before the
                                  recorder started): the row is sent all the same */
+#define PT_CONN_OWNER_LISTENER 16 /* with HAS_OWNER on an accept row, or the close
+                                 of an accepted connection: pid/comm are the
+                                 process that put the listening socket in
+                                 listen (the `listeners` map), not a connect() */
+
+/* pt_listen_event.event */
+#define PT_LISTEN_LISTEN 1    /* a TCP socket entered LISTEN (listen(2)) */
+#define PT_LISTEN_UNLISTEN 2  /* a listening TCP socket closed */
+#define PT_LISTEN_BIND 3      /* a UDP socket was bound (bind(2) succeeded) */
+#define PT_LISTEN_UNBIND 4    /* a bound UDP socket was released */
 
 /* Index of the `drops` counters (common.h): what was lost, for which table,
  * and why. Userspace turns each into `podtrail_loss` rows (recorder/src/probes,
@@ -98,7 +111,11 @@
                                       ring buffer full (also in cap_usage.denied_unrecorded) */
 #define PT_DROP_CAP_MAP_FULL 9     /* cap_usage: the `cap_usage` map was full: the check
                                       is not counted */
-#define PT_DROP_REASONS 10
+#define PT_DROP_LISTEN_RING 10     /* net_listen row: ring buffer full */
+#define PT_DROP_LISTEN_MAP_FULL 11 /* net_listen: the `listeners` or `udp_bound` map was
+                                      full: the listener's accepted connections have no
+                                      process, or the UDP socket's unbind row is missing */
+#define PT_DROP_REASONS 12
 
 #define PT_COMM_LEN 16
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */
@@ -183,6 +200,27 @@ struct pt_conn_event {
     __u8 daddr[16];
     __u8 orig_daddr[16];
     __u8 nat_daddr[16];
+    char comm[PT_COMM_LEN];
+};
+
+/* A socket that starts or stops accepting traffic: TCP listen/unlisten from
+ * inet_sock_set_state (the socket's own namespace and cgroup), UDP bind from
+ * cgroup/post_bind4|6 and its release from cgroup/sock_release (process
+ * context; those hooks do not expose the namespace: netns is 0). The address
+ * is 16 bytes, network order, IPv4 in the first 4; the port is host order. */
+struct pt_listen_event {
+    __u32 kind;
+    __u32 event;          /* PT_LISTEN_* */
+    __u32 pid;            /* tgid of the calling process */
+    __u32 family;         /* AF_INET (2) or AF_INET6 (10) */
+    __u32 netns;          /* the socket's network namespace inode; 0: unknown */
+    __u16 port;
+    __u8 protocol;        /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
+    __u8 reserved;
+    __u64 time_ns;        /* CLOCK_BOOTTIME */
+    __u64 cgroup_id;
+    __u64 cookie;         /* socket cookie; 0: the kernel had none */
+    __u8 addr[16];
     char comm[PT_COMM_LEN];
 };
 

@@ -39,6 +39,8 @@ pub struct PrivSyscall {
 
 /// `net.bpf.o`: `connect4`/`connect6` (cgroup/connect4|6), `nat_xmit`
 /// (tp_btf/net_dev_start_xmit), `sock_state` (tp_btf/inet_sock_set_state),
+/// `sock_destroy` (tp_btf/tcp_destroy_sock), `post_bind4`/`post_bind6`
+/// (cgroup/post_bind4|6), `sock_release` (cgroup/sock_release),
 /// ring buffer `events`, per-CPU counters `drops` and per-cgroup `drops_by_cgroup`.
 pub fn net_object() -> &'static [u8] {
     &NET_OBJ.0
@@ -218,6 +220,27 @@ pub struct ConnEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Mirror of `struct pt_listen_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ListenEvent {
+    pub kind: u32,
+    /// `LISTEN_*`.
+    pub event: u32,
+    pub pid: u32,
+    pub family: u32,
+    /// 0: unknown (the cgroup socket hooks do not expose it).
+    pub netns: u32,
+    pub port: u16,
+    pub protocol: u8,
+    pub reserved: u8,
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub cookie: u64,
+    pub addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +300,11 @@ mod tests {
             btf_layout(net_object(), "pt_conn_event"),
             layout!(ConnEvent, kind, event, pid, family, netns, flags, error, sport, dport, orig_dport, nat_dport, time_ns, cgroup_id, cookie, bytes_sent, bytes_received, duration_ns, saddr, daddr, orig_daddr, nat_daddr, comm),
             "ConnEvent drifted from struct pt_conn_event"
+        );
+        assert_eq!(
+            btf_layout(net_object(), "pt_listen_event"),
+            layout!(ListenEvent, kind, event, pid, family, netns, port, protocol, reserved, time_ns, cgroup_id, cookie, addr, comm),
+            "ListenEvent drifted from struct pt_listen_event"
         );
         let obj = privilege_object();
         assert_eq!(

@@ -11,6 +11,11 @@
  *   is an unrelated task), bytes and duration at close.
  * - tp_btf/tcp_destroy_sock: the close of a socket whose TCP_CLOSE the kernel
  *   did not run sock_state for (see sock_destroy).
+ * - Listeners: inet_sock_set_state's LISTEN transitions (listen(2), in the
+ *   caller's context) send net_listen records and remember the listener's
+ *   process by (netns, port), which an accepted connection's rows then carry;
+ *   cgroup/post_bind4|6 sends a record for each bound UDP socket and
+ *   cgroup/sock_release one when such a socket goes away.
  * No kprobes, fentry or LSM. Every record the ring buffer cannot take, and every
  * row sent without part of its state, is counted (common.h). */
 /* The ring buffer's size (common.h wakes the reader at an eighth of it). */
@@ -38,7 +43,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_CLOSE 7
 #define TCP_CLOSE_WAIT 8
 #define TCP_LAST_ACK 9
+#define TCP_LISTEN 10
 #define TCP_CLOSING 11
+#define IPPROTO_UDP 17
 #define IPS_DST_NAT (1 << 5)
 
 struct {
@@ -85,7 +92,8 @@ struct conn_state {
     __u16 sport;
     __u8 fin_in;
     __u8 fin_out_acked;
-    __u32 pad;
+    __u8 accepted; /* established by accept: the listener's process owns it */
+    __u8 pad[3];
 };
 
 struct {
@@ -116,7 +124,49 @@ struct {
     __type(value, struct nat_val);
 } nat SEC(".maps");
 
+/* The process that put each listening TCP socket in LISTEN, by (netns, port):
+ * what an accepted connection's rows carry as their process (the kernel
+ * establishes them in softirq, where `current` is unrelated). Deleted when that
+ * listener closes; with SO_REUSEPORT the newest listener of a port wins. Full
+ * (16384 listeners): counted as PT_DROP_LISTEN_MAP_FULL, its connections have
+ * no process. */
+struct listener_key {
+    __u32 netns;
+    __u16 port;
+    __u16 pad;
+};
+struct listener_owner {
+    __u64 sk; /* which socket: only its own close deletes the entry */
+    __u32 pid;
+    __u32 pad;
+    char comm[PT_COMM_LEN];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct listener_key);
+    __type(value, struct listener_owner);
+} listeners SEC(".maps");
+
+/* Bound UDP sockets by cookie, until released: only those send an unbind
+ * record. Full: counted as PT_DROP_LISTEN_MAP_FULL (the unbind row is missing). */
+struct bound_udp {
+    __u8 addr[16];
+    __u16 port;
+    __u16 family;
+    __u32 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct bound_udp);
+} udp_bound SEC(".maps");
+
 const struct pt_conn_event *unused_conn_event __attribute__((unused));
+const struct pt_listen_event *unused_listen_event __attribute__((unused));
 
 static __always_inline void remember_connect(__u64 cookie, const void *addr, __u32 len, __u16 port_be)
 {
@@ -202,7 +252,7 @@ static __always_inline __u64 sock_cgroup_id(struct sock *sk)
 
 /* Start tracking an established socket: when, its counters now (so the
  * handshake is not counted as payload), its local port. */
-static __always_inline void track(struct sock *sk, __u64 key, __u64 now, __u16 sport, __u64 cgroup_id)
+static __always_inline void track(struct sock *sk, __u64 key, __u64 now, __u16 sport, __u64 cgroup_id, __u32 event)
 {
     struct tcp_sock *tp = (struct tcp_sock *)sk;
     struct conn_state ns = {
@@ -210,6 +260,7 @@ static __always_inline void track(struct sock *sk, __u64 key, __u64 now, __u16 s
         .acked0 = BPF_CORE_READ(tp, bytes_acked),
         .received0 = BPF_CORE_READ(tp, bytes_received),
         .sport = sport,
+        .accepted = event == PT_CONN_ACCEPT,
     };
     if (bpf_map_update_elem(&established, &key, &ns, BPF_ANY) != 0)
         count_drop(PT_DROP_CONN_STATE_FULL, cgroup_id);
@@ -230,7 +281,7 @@ static __always_inline int emit(struct sock *sk, __u32 event, struct conn_state 
          * connect record was lost still closes with its bytes. */
         __u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
         if (event == PT_CONN_CONNECT || event == PT_CONN_ACCEPT) {
-            track(sk, key, now, BPF_CORE_READ(sk, __sk_common.skc_num), cgroup_id);
+            track(sk, key, now, BPF_CORE_READ(sk, __sk_common.skc_num), cgroup_id, event);
         } else {
             bpf_map_delete_elem(&established, &key);
             if (cookie)
@@ -276,6 +327,17 @@ static __always_inline int emit(struct sock *sk, __u32 event, struct conn_state 
             e->orig_dport = ci->dport;
         }
     }
+    /* The accepting side: the process of the socket that listened on this
+     * port in this namespace (at the accept, and still at the close). */
+    if ((event == PT_CONN_ACCEPT || (event == PT_CONN_CLOSE && st && st->accepted)) && !(e->flags & PT_CONN_HAS_OWNER)) {
+        struct listener_key lk = { .netns = e->netns, .port = e->sport };
+        struct listener_owner *lo = bpf_map_lookup_elem(&listeners, &lk);
+        if (lo) {
+            e->flags |= PT_CONN_HAS_OWNER | PT_CONN_OWNER_LISTENER;
+            e->pid = lo->pid;
+            __builtin_memcpy(e->comm, lo->comm, sizeof(e->comm));
+        }
+    }
     /* The connecting side always went through cgroup/connect4|6 (attached at
      * the root): a connect or fail row without its process is incomplete. */
     if ((event == PT_CONN_CONNECT || event == PT_CONN_FAIL) && !(e->flags & PT_CONN_HAS_OWNER))
@@ -296,7 +358,7 @@ static __always_inline int emit(struct sock *sk, __u32 event, struct conn_state 
     switch (event) {
     case PT_CONN_CONNECT:
     case PT_CONN_ACCEPT:
-        track(sk, key, now, e->sport, cgroup_id);
+        track(sk, key, now, e->sport, cgroup_id, event);
         break;
     case PT_CONN_FAIL:
         e->error = BPF_CORE_READ(sk, sk_err);
@@ -329,6 +391,61 @@ static __always_inline int emit(struct sock *sk, __u32 event, struct conn_state 
     return 0;
 }
 
+/* Fill the common part of a net_listen record. */
+static __always_inline void listen_common(struct pt_listen_event *e, __u32 event, __u64 cgroup_id)
+{
+    __builtin_memset(e, 0, sizeof(*e));
+    e->kind = PT_KIND_LISTEN;
+    e->event = event;
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->cgroup_id = cgroup_id;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+}
+
+/* A TCP socket entering LISTEN (listen(2): `current` is the caller) or leaving
+ * it (its close). Remembers or forgets the listener's process, then sends the
+ * record. */
+static __always_inline int listen_state(struct sock *sk, int start)
+{
+    __u64 cgroup_id = sock_cgroup_id(sk);
+    /* The local port: released before CLOSE (skc_num is then 0), inet_sport
+     * stays. */
+    __u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    if (!port)
+        port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+    struct listener_key lk = { .netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum), .port = port };
+    if (start) {
+        struct listener_owner o = { .sk = (__u64)sk, .pid = bpf_get_current_pid_tgid() >> 32 };
+        bpf_get_current_comm(&o.comm, sizeof(o.comm));
+        if (bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY) != 0)
+            count_drop(PT_DROP_LISTEN_MAP_FULL, cgroup_id);
+    } else {
+        struct listener_owner *o = bpf_map_lookup_elem(&listeners, &lk);
+        if (o && o->sk == (__u64)sk)
+            bpf_map_delete_elem(&listeners, &lk);
+    }
+    struct pt_listen_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count_drop(PT_DROP_LISTEN_RING, cgroup_id);
+        return 0;
+    }
+    listen_common(e, start ? PT_LISTEN_LISTEN : PT_LISTEN_UNLISTEN, cgroup_id);
+    e->protocol = IPPROTO_TCP;
+    e->port = port;
+    e->netns = lk.netns;
+    e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+    if (e->family == AF_INET) {
+        __u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+        __builtin_memcpy(e->addr, &a, 4);
+    } else {
+        BPF_CORE_READ_INTO(&e->addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+    }
+    bpf_ringbuf_submit(e, pt_submit_flags(&events));
+    return 0;
+}
+
 /* A state a connection leaves for TCP_CLOSE once it was established (not a
  * handshake that failed, not a listener). */
 static __always_inline int was_connected(int oldstate)
@@ -350,6 +467,11 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 {
     if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
         return 0;
+    /* A listener opening or closing. (An accepted socket is cloned from its
+     * listener, state included: its first transition, LISTEN -> SYN_RECV, is
+     * the connection's, not the listener's.) */
+    if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE))
+        return listen_state(sk, newstate == TCP_LISTEN);
     __u32 event;
     __u64 key = (__u64)sk;
     __u64 now = bpf_ktime_get_boot_ns();
@@ -398,4 +520,72 @@ int BPF_PROG(sock_destroy, struct sock *sk)
     if (!st)
         return 0;
     return emit(sk, PT_CONN_CLOSE, st, TCP_CLOSE, bpf_ktime_get_boot_ns());
+}
+
+/* A UDP socket bound by bind(2) (after the kernel accepted the address; an
+ * automatic bind at the first send does not pass here). Always allows it. */
+static __always_inline int udp_bound_now(struct bpf_sock *ctx, const __u8 *addr, __u32 len)
+{
+    if (ctx->protocol != IPPROTO_UDP)
+        return 1;
+    __u64 cgroup_id = bpf_get_current_cgroup_id();
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    struct bound_udp b = { .port = (__u16)ctx->src_port, .family = (__u16)ctx->family };
+    __builtin_memcpy(b.addr, addr, len);
+    if (bpf_map_update_elem(&udp_bound, &cookie, &b, BPF_ANY) != 0)
+        count_drop(PT_DROP_LISTEN_MAP_FULL, cgroup_id);
+    struct pt_listen_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count_drop(PT_DROP_LISTEN_RING, cgroup_id);
+        return 1;
+    }
+    listen_common(e, PT_LISTEN_BIND, cgroup_id);
+    e->protocol = IPPROTO_UDP;
+    e->family = ctx->family;
+    e->port = (__u16)ctx->src_port; /* host order in struct bpf_sock */
+    e->cookie = cookie;
+    __builtin_memcpy(e->addr, b.addr, 16);
+    bpf_ringbuf_submit(e, pt_submit_flags(&events));
+    return 1;
+}
+
+SEC("cgroup/post_bind4")
+int post_bind4(struct bpf_sock *ctx)
+{
+    __u32 a = ctx->src_ip4;
+    return udp_bound_now(ctx, (const __u8 *)&a, 4);
+}
+
+SEC("cgroup/post_bind6")
+int post_bind6(struct bpf_sock *ctx)
+{
+    __u32 a[4] = {ctx->src_ip6[0], ctx->src_ip6[1], ctx->src_ip6[2], ctx->src_ip6[3]};
+    return udp_bound_now(ctx, (const __u8 *)a, 16);
+}
+
+/* The release of a socket post_bind recorded as bound: its unbind record. */
+SEC("cgroup/sock_release")
+int sock_release(struct bpf_sock *ctx)
+{
+    if (ctx->protocol != IPPROTO_UDP)
+        return 1;
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    struct bound_udp *b = bpf_map_lookup_elem(&udp_bound, &cookie);
+    if (!b)
+        return 1;
+    __u64 cgroup_id = bpf_get_current_cgroup_id();
+    struct pt_listen_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count_drop(PT_DROP_LISTEN_RING, cgroup_id);
+    } else {
+        listen_common(e, PT_LISTEN_UNBIND, cgroup_id);
+        e->protocol = IPPROTO_UDP;
+        e->family = b->family;
+        e->port = b->port;
+        e->cookie = cookie;
+        __builtin_memcpy(e->addr, b->addr, 16);
+        bpf_ringbuf_submit(e, pt_submit_flags(&events));
+    }
+    bpf_map_delete_elem(&udp_bound, &cookie);
+    return 1;
 }

@@ -38,6 +38,13 @@ char LICENSE[] SEC("license") = "GPL";
 #define BPF_CMD_PROG_ATTACH 8
 #define BPF_CMD_RAW_TRACEPOINT_OPEN 17
 #define BPF_CMD_LINK_CREATE 28
+/* socket(2): the sockets that read or craft raw traffic. */
+#define AF_INET 2
+#define AF_INET6 10
+#define AF_PACKET 17
+#define SOCK_RAW 3
+#define SOCK_PACKET 10
+#define SOCK_TYPE_MASK 0xf
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -98,6 +105,15 @@ static __always_inline int enter_common(__u32 op, const __u64 *args)
         long cmd = args[0];
         if (cmd != BPF_CMD_PROG_LOAD && cmd != BPF_CMD_PROG_ATTACH && cmd != BPF_CMD_RAW_TRACEPOINT_OPEN && cmd != BPF_CMD_LINK_CREATE)
             return 0; /* map operations and queries: not a privilege event */
+    }
+    if (op == PT_PRIV_SOCKET) {
+        /* Raw IP, packet and SOCK_PACKET sockets only: not TCP, UDP, local
+         * sockets, nor netlink's SOCK_RAW (how `ip` and every resolver talk to
+         * the kernel). */
+        __u64 family = args[0], type = args[1] & SOCK_TYPE_MASK;
+        int raw_ip = (family == AF_INET || family == AF_INET6) && type == SOCK_RAW;
+        if (!raw_ip && family != AF_PACKET && type != SOCK_PACKET)
+            return 0;
     }
     struct pending p = {};
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();

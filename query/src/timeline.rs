@@ -1,4 +1,4 @@
-//! `podtrail timeline --pod NAME|UID`: one pod's exec, exit, connection and privilege events
+//! `podtrail timeline --pod NAME|UID`: one pod's exec, exit, connection, listener and privilege events
 //! in time order, indented by the process tree, also for pods long deleted.
 //!
 //! In: a pod name (resolved through `pods` and `ip_owners`, optionally within a
@@ -18,7 +18,9 @@ use crate::{Engine, QueryError};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Event {
     pub time: String,
-    /// `exec`, `exit`, or the `net_conn` event (`connect`, `accept`, `close`, `fail`).
+    /// `exec`, `exit`, the `net_conn` event (`connect`, `accept`, `close`,
+    /// `fail`), the `net_listen` event (`listen`, `unlisten`, `bind`, `unbind`)
+    /// or the `privilege` kind.
     pub event: String,
     pub pod_uid: String,
     pub container_id: Option<String>,
@@ -119,7 +121,7 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
         filter.push_str(&format!(" AND time < TIMESTAMP '{}'", format_ns(u)));
     }
     let mut events = Vec::new();
-    // The three tables are scanned concurrently: most of the time is per-segment
+    // The tables are scanned concurrently: most of the time is per-segment
     // work (open, footer, bloom filter, decode) that overlaps well.
     let exec_q = format!("SELECT time, pod_uid, container_id, pid, exec_id, parent_exec_id, uid, binary, args, args_truncated FROM process_exec WHERE {filter}");
     let exit_q = format!("SELECT time, pod_uid, container_id, pid, exec_id, exit_code, signal, duration_ns FROM process_exit WHERE {filter}");
@@ -131,7 +133,9 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
         "SELECT time, pod_uid, container_id, pid, exec_id, kind, result, error, comm, new_uid, new_euid, new_gid, new_egid, \
          namespaces, source, target, fstype, operation, target_pid, bpf_type, file FROM privilege WHERE {filter}"
     );
-    let (execs, exits, conns, privs) = futures::try_join!(engine.sql(&exec_q), engine.sql(&exit_q), engine.sql(&conn_q), engine.sql(&priv_q))?;
+    let listen_q = format!("SELECT time, pod_uid, container_id, pid, exec_id, event, protocol, ip, port, comm FROM net_listen WHERE {filter}");
+    let (execs, exits, conns, listens, privs) =
+        futures::try_join!(engine.sql(&exec_q), engine.sql(&exit_q), engine.sql(&conn_q), engine.sql(&listen_q), engine.sql(&priv_q))?;
     for b in &execs.1 {
         let args = b.column(8).as_list::<i32>();
         for i in 0..b.num_rows() {
@@ -180,6 +184,17 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
             last.event = kind;
         }
     }
+    for b in &listens.1 {
+        for i in 0..b.num_rows() {
+            let port = b.column(8).as_primitive::<UInt16Type>().value(i);
+            let (ip, proto) = (str_at(b, 7, i).unwrap_or_default(), str_at(b, 6, i).unwrap_or_default());
+            let at = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+            let d = format!("{proto} {at} by {}", str_at(b, 9, i).unwrap_or_default());
+            let mut e = event(b, i, "listen", d, Some(3), Some(4), None);
+            e.event = str_at(b, 5, i).unwrap_or_default();
+            events.push(e);
+        }
+    }
     for b in &privs.1 {
         for i in 0..b.num_rows() {
             let kind = str_at(b, 5, i).unwrap_or_default();
@@ -192,7 +207,7 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
                 "umount" => vec![str_at(b, 15, i).unwrap_or_default()],
                 "ptrace" => vec![str_at(b, 17, i).unwrap_or_default(), format!("pid {}", id(18).unwrap_or_default())],
                 "bpf" => [str_at(b, 17, i), str_at(b, 19, i)].into_iter().flatten().collect(),
-                "capability" => vec![str_at(b, 17, i).unwrap_or_default()],
+                "capability" | "socket" => vec![str_at(b, 17, i).unwrap_or_default()],
                 _ => [id(9).map(|u| format!("uid {u}")), id(10).map(|u| format!("euid {u}")), id(11).map(|g| format!("gid {g}")), id(12).map(|g| format!("egid {g}")), str_at(b, 13, i), str_at(b, 20, i)]
                     .into_iter()
                     .flatten()
@@ -252,6 +267,7 @@ fn event(b: &RecordBatch, i: usize, kind: &str, detail: String, pid: Option<usiz
         "exec" => "process_exec",
         "exit" => "process_exit",
         "privilege" => "privilege",
+        "listen" => "net_listen",
         _ => "net_conn",
     };
     Event {
@@ -307,11 +323,12 @@ impl std::fmt::Display for Timeline {
         let count = |t: &str| self.events.iter().filter(|e| e.table == t).count();
         writeln!(
             f,
-            "{} events: {} exec, {} exit, {} connection, {} privilege",
+            "{} events: {} exec, {} exit, {} connection, {} listener, {} privilege",
             self.events.len(),
             count("process_exec"),
             count("process_exit"),
             count("net_conn"),
+            count("net_listen"),
             count("privilege")
         )
     }

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use podtrail_ebpf::{
     ARGS_MAX, COMM_LEN, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
     CWD_MAX, EXEC_ARGS_TRUNCATED, EXEC_CWD_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
-    KIND_FORK, KIND_PRIV, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
+    KIND_FORK, KIND_LISTEN, KIND_PRIV, LISTEN_BIND, LISTEN_LISTEN, LISTEN_UNBIND, LISTEN_UNLISTEN, ListenEvent, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,12 +134,32 @@ pub struct PrivRaw {
     pub strs: [Option<String>; 3],
 }
 
+/// A socket starting or stopping to take traffic: a TCP listener, a bound UDP socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenRaw {
+    /// `listen`, `unlisten`, `bind` or `unbind`.
+    pub event: &'static str,
+    /// The calling process (listen(2), bind(2), the close).
+    pub pid: u32,
+    pub comm: Comm,
+    pub protocol: &'static str,
+    pub family: &'static str,
+    /// None where the kernel hook does not expose it (UDP binds).
+    pub netns: Option<u32>,
+    pub time_boot_ns: u64,
+    pub cgroup_id: u64,
+    /// None: the kernel had given the socket no cookie.
+    pub cookie: Option<u64>,
+    pub local: (IpAddr, u16),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(ExecRaw),
     Exit(ExitRaw),
     Fork(ForkRaw),
     Conn(ConnRaw),
+    Listen(ListenRaw),
     Priv(PrivRaw),
 }
 
@@ -151,6 +171,7 @@ impl RawEvent {
             RawEvent::Exit(e) => e.time_boot_ns,
             RawEvent::Fork(f) => f.time_boot_ns,
             RawEvent::Conn(c) => c.time_boot_ns,
+            RawEvent::Listen(l) => l.time_boot_ns,
             RawEvent::Priv(p) => p.time_boot_ns,
         }
     }
@@ -173,6 +194,27 @@ pub enum DecodeError {
 fn text_until_nul(bytes: &[u8]) -> Cow<'_, str> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end])
+}
+
+/// A socket address family and how its 16-byte addresses read: `ipv4` (the
+/// first 4 bytes) or `ipv6`; another family is an invalid record.
+fn family(kind: &'static str, f: u32) -> Result<(&'static str, bool), DecodeError> {
+    match f {
+        2 => Ok(("ipv4", false)),
+        10 => Ok(("ipv6", true)),
+        f => Err(DecodeError::Field { kind, field: "family", value: u64::from(f) }),
+    }
+}
+
+/// A kernel address (16 bytes, network order; IPv4 in the first 4).
+fn ip(a: [u8; 16], v6: bool) -> IpAddr {
+    if v6 {
+        let v6 = Ipv6Addr::from(a);
+        // An IPv4 peer of a dual-stack socket is shown as IPv4.
+        v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+    }
 }
 
 fn cstr(bytes: &[u8]) -> String {
@@ -200,11 +242,12 @@ fn cwd_path(components: &[u8], truncated: bool) -> String {
 /// are not rows; an unknown or short record has none): how an undecodable
 /// record's loss is attributed.
 pub fn table_of_record(b: &[u8]) -> Option<&'static str> {
-    use podtrail_schema::tables::{NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    use podtrail_schema::tables::{NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
     match u32::from_ne_bytes(b.get(0..4)?.try_into().ok()?) {
         KIND_EXEC => Some(PROCESS_EXEC.name),
         KIND_EXIT => Some(PROCESS_EXIT.name),
         KIND_CONN => Some(NET_CONN.name),
+        KIND_LISTEN => Some(NET_LISTEN.name),
         KIND_PRIV | KIND_CAP => Some(PRIVILEGE.name),
         _ => None,
     }
@@ -291,20 +334,8 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 return Err(DecodeError::Length { kind: "conn", len: b.len(), want });
             }
             let e: ConnEvent = read(b);
-            let (family, v6) = match e.family {
-                2 => ("ipv4", false),
-                10 => ("ipv6", true),
-                f => return Err(DecodeError::Field { kind: "conn", field: "family", value: u64::from(f) }),
-            };
-            let ip = |a: [u8; 16]| -> IpAddr {
-                if v6 {
-                    let v6 = Ipv6Addr::from(a);
-                    // An IPv4 peer of a dual-stack socket is shown as IPv4.
-                    v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6))
-                } else {
-                    IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
-                }
-            };
+            let (family, v6) = family("conn", e.family)?;
+            let ip = |a: [u8; 16]| ip(a, v6);
             let event = match e.event {
                 CONN_CONNECT => "connect",
                 CONN_ACCEPT => "accept",
@@ -327,6 +358,38 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 nat_dst: has(CONN_HAS_NAT).then(|| (ip(e.nat_daddr), e.nat_dport)),
                 bytes: has(CONN_HAS_BYTES).then_some((e.bytes_sent, e.bytes_received, e.duration_ns)),
                 error: (e.event == CONN_FAIL).then(|| errno_name(e.error)),
+            }))
+        }
+        KIND_LISTEN => {
+            let want = std::mem::size_of::<ListenEvent>();
+            if b.len() != want {
+                return Err(DecodeError::Length { kind: "listen", len: b.len(), want });
+            }
+            let e: ListenEvent = read(b);
+            let (family, v6) = family("listen", e.family)?;
+            let event = match e.event {
+                LISTEN_LISTEN => "listen",
+                LISTEN_UNLISTEN => "unlisten",
+                LISTEN_BIND => "bind",
+                LISTEN_UNBIND => "unbind",
+                v => return Err(DecodeError::Field { kind: "listen", field: "event", value: u64::from(v) }),
+            };
+            let protocol = match (e.protocol, e.event) {
+                (6, LISTEN_LISTEN | LISTEN_UNLISTEN) => "tcp",
+                (17, LISTEN_BIND | LISTEN_UNBIND) => "udp",
+                (p, _) => return Err(DecodeError::Field { kind: "listen", field: "protocol", value: u64::from(p) }),
+            };
+            Ok(RawEvent::Listen(ListenRaw {
+                event,
+                pid: e.pid,
+                comm: Comm(e.comm),
+                protocol,
+                family,
+                netns: (e.netns != 0).then_some(e.netns),
+                time_boot_ns: e.time_ns,
+                cgroup_id: e.cgroup_id,
+                cookie: (e.cookie != 0).then_some(e.cookie),
+                local: (ip(e.addr, v6), e.port),
             }))
         }
         KIND_PRIV => {
@@ -487,6 +550,40 @@ mod tests {
         assert_eq!(c.bytes, None);
         e.family = 99;
         assert!(matches!(decode(&bytes_of(&e)), Err(DecodeError::Field { field: "family", .. })));
+    }
+
+    #[test]
+    fn listen_records_decode_and_inconsistent_ones_are_errors() {
+        let mut e: ListenEvent = read(&[0u8; std::mem::size_of::<ListenEvent>()]);
+        e.kind = KIND_LISTEN;
+        e.event = LISTEN_LISTEN;
+        e.family = 2;
+        e.protocol = 6;
+        e.pid = 42;
+        e.netns = 4026531840;
+        e.port = 8080;
+        e.addr[..4].copy_from_slice(&[10, 244, 2, 2]);
+        e.comm[..7].copy_from_slice(b"python3");
+        let RawEvent::Listen(l) = decode(&bytes_of(&e)).unwrap() else { panic!() };
+        assert_eq!((l.event, l.protocol, l.family, l.pid, l.netns, l.cookie), ("listen", "tcp", "ipv4", 42, Some(4026531840), None));
+        assert_eq!(l.local, ("10.244.2.2".parse().unwrap(), 8080));
+        assert_eq!(l.comm, "python3".into());
+        // A UDP bind from the cgroup hook: no namespace; a v4-mapped address reads as IPv4.
+        e.event = LISTEN_BIND;
+        e.protocol = 17;
+        e.netns = 0;
+        e.family = 10;
+        e.addr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+        let RawEvent::Listen(l) = decode(&bytes_of(&e)).unwrap() else { panic!() };
+        assert_eq!((l.event, l.protocol, l.family, l.netns), ("bind", "udp", "ipv6", None));
+        assert_eq!(l.local.0, "127.0.0.1".parse::<IpAddr>().unwrap());
+        // A TCP protocol on a UDP event, an unknown event, a short record: errors.
+        e.protocol = 6;
+        assert!(matches!(decode(&bytes_of(&e)), Err(DecodeError::Field { field: "protocol", .. })));
+        e.protocol = 17;
+        e.event = 9;
+        assert!(matches!(decode(&bytes_of(&e)), Err(DecodeError::Field { field: "event", .. })));
+        assert!(matches!(decode(&bytes_of(&e)[..40]), Err(DecodeError::Length { kind: "listen", .. })));
     }
 
     #[test]

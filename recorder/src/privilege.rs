@@ -90,10 +90,33 @@ pub fn detail(p: &PrivRaw) -> PrivDetail {
             d.file = p.strs[0].as_ref().map(|n| format!("memfd:{n}"));
             d.flags = Some(a[1]);
         }
+        "socket" => {
+            d.operation = Some(socket_kind(a[0], a[1], a[2]));
+            d.flags = Some(a[1]);
+        }
         "capability" => d.operation = Some(cap_name(a[0] as u32)),
         _ => {}
     }
     d
+}
+
+/// A raw socket(2) call as an investigator reads it: `AF_PACKET SOCK_RAW
+/// protocol 0x0003` (the protocol as given, network order for AF_PACKET).
+fn socket_kind(family: u64, type_flags: u64, protocol: u64) -> String {
+    let family = match family {
+        2 => "AF_INET".to_string(),
+        10 => "AF_INET6".to_string(),
+        17 => "AF_PACKET".to_string(),
+        f => format!("family {f}"),
+    };
+    let kind = match type_flags & 0xf {
+        1 => "SOCK_STREAM".to_string(),
+        2 => "SOCK_DGRAM".to_string(),
+        3 => "SOCK_RAW".to_string(),
+        10 => "SOCK_PACKET".to_string(),
+        t => format!("type {t}"),
+    };
+    format!("{family} {kind} protocol {protocol:#06x}")
 }
 
 /// One `cap_usage` row: what one cgroup's checks of one capability did since

@@ -21,7 +21,7 @@ use podtrail_schema::tables::TableDef;
 
 use crate::decode::RawEvent;
 
-pub use net::ConnRow;
+pub use net::{ConnRow, ListenRow};
 pub use privilege::{CapRow, PrivRow};
 pub use process::{ExecRow, ExitRow};
 
@@ -202,6 +202,7 @@ tables! {
     exec: ExecRow,
     exit: ExitRow,
     conn: ConnRow,
+    listen: ListenRow,
     privs: PrivRow,
     caps: CapRow,
 }
@@ -282,6 +283,7 @@ impl RowSet {
     pub fn push_event(&mut self, ev: RawEvent, boot_to_wall: i64) -> Option<RawEvent> {
         match ev {
             RawEvent::Conn(c) => self.conn.push(ConnRow::new(c, boot_to_wall)),
+            RawEvent::Listen(l) => self.listen.push(ListenRow::new(l, boot_to_wall)),
             RawEvent::Priv(p) => self.privs.push(PrivRow::new(p, boot_to_wall)),
             other => return Some(other),
         }
@@ -366,7 +368,7 @@ pub fn in_key_order<R: Row>(rows: &[R]) -> Vec<&R> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::decode::{ConnRaw, ExecRaw, ExitRaw, PrivRaw};
+    use crate::decode::{ConnRaw, ExecRaw, ExitRaw, ListenRaw, PrivRaw};
     use crate::privilege::CapDelta;
 
     /// A set with one row of every table, each in a pod.
@@ -380,14 +382,27 @@ pub(crate) mod tests {
         let privraw = PrivRaw { kind: "setuid", pid: 1, tid: 1, uid: 0, euid: 0, gid: 0, egid: 0, cap_effective: 0, result: 0, time_boot_ns: 4, cgroup_id: 7, comm: "sh".into(), args: [0; 6], extra: [0; 3], strs: [None, None, None] };
         s.privs.push(PrivRow { time: 4, raw: privraw, exec_id: Some(9), identity: pod.clone() });
         let delta = CapDelta { cgroup_id: 7, cap: 21, granted: 1, denied: 0, denied_unrecorded: 0, first_boot_ns: 5, last_boot_ns: 5 };
-        s.caps.push(CapRow { time: 5, first_seen: 5, delta, identity: pod });
+        s.caps.push(CapRow { time: 5, first_seen: 5, delta, identity: pod.clone() });
+        let listen = ListenRaw {
+            event: "listen",
+            pid: 1,
+            comm: "sh".into(),
+            protocol: "tcp",
+            family: "ipv4",
+            netns: Some(1),
+            time_boot_ns: 6,
+            cgroup_id: 7,
+            cookie: None,
+            local: (std::net::Ipv4Addr::UNSPECIFIED.into(), 8080),
+        };
+        s.listen.push(ListenRow { time: 6, raw: listen, exec_id: Some(9), identity: pod });
         s
     }
 
     #[test]
     fn a_set_counts_its_rows_and_knows_the_oldest() {
         let s = one_row_of_each_table();
-        assert_eq!((s.len(), s.oldest_time()), (5, Some(1)));
+        assert_eq!((s.len(), s.oldest_time()), (6, Some(1)));
         assert_eq!(RowSet::default().oldest_time(), None);
     }
 }

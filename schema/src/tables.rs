@@ -158,8 +158,8 @@ pub const NET_CONN: TableDef = TableDef {
     stamped: true,
     own_columns: &[
         col("event", ColType::Text, "`connect` (outbound established), `accept` (inbound established), `close`, or `fail` (connect refused / timed out)."),
-        opt("exec_id", ColType::U64, "`exec_id` of the process image that called connect() (a forked child that never exec'd carries its parent's image), when known; null on the accepting side: the kernel establishes it before any process accepts."),
-        opt("pid", ColType::U32, "Process id that called connect(), when known."),
+        opt("exec_id", ColType::U64, "`exec_id` of that process's image at the event (a forked child that never exec'd carries its parent's image), when known."),
+        opt("pid", ColType::U32, "The process: on the connecting side the one that called connect(); on `accept` and the close of an accepted connection the one that put the listening socket in listen (see `net_listen`); null when the recorder did not see that call (a connection or listener older than the recorder)."),
         opt("comm", ColType::Text, "Command name of that process, when known."),
         col("protocol", ColType::Text, "`tcp` or `udp`."),
         col("family", ColType::Text, "`ipv4` or `ipv6`."),
@@ -180,13 +180,32 @@ pub const NET_CONN: TableDef = TableDef {
     ],
 };
 
+pub const NET_LISTEN: TableDef = TableDef {
+    name: "net_listen",
+    storage: Storage::Segments,
+    doc: "One row per socket starting or stopping to take traffic: a TCP socket put in listen and its close, a UDP socket bound with bind() and its release. A reverse shell's or a stray server's listener in a pod shows here; connections it accepts are `net_conn` `accept` rows carrying its process.",
+    stamped: true,
+    own_columns: &[
+        col("event", ColType::Text, "`listen` (TCP listen()), `unlisten` (that listener closed), `bind` (UDP bind()), or `unbind` (that UDP socket released). A UDP socket the kernel bound implicitly at its first send has no row."),
+        opt("exec_id", ColType::U64, "`exec_id` of the calling process image, when known."),
+        col("pid", ColType::U32, "The process that called listen() or bind(), or closed the socket (host pid namespace)."),
+        col("comm", ColType::Text, "Command name of that process."),
+        col("protocol", ColType::Text, "`tcp` or `udp`."),
+        col("family", ColType::Text, "`ipv4` or `ipv6` (an IPv6 socket bound to a v4-mapped address shows the IPv4 address)."),
+        col("ip", ColType::Ip, "Local address the socket takes traffic on: `0.0.0.0` or `::` for every address of its namespace."),
+        col("port", ColType::U16, "Local port."),
+        opt("netns", ColType::U32, "Network namespace inode number of the socket; null on UDP rows (the kernel's bind hook does not expose it: the pod columns name the pod)."),
+        opt("socket_cookie", ColType::U64, "Kernel socket cookie, when the kernel had given the socket one: joins a UDP socket's `bind` and `unbind`."),
+    ],
+};
+
 pub const PRIVILEGE: TableDef = TableDef {
     name: "privilege",
     storage: Storage::Segments,
-    doc: "One row per privilege-changing or box-escaping operation, refused ones too (an attempt is evidence): set*id, capset, setns, unshare, mount, umount, ptrace, bpf program loads and attaches, module loads, memfd_create, and each refused capability check (`capability`, rate-limited; every check is counted in `cap_usage`).",
+    doc: "One row per privilege-changing or box-escaping operation, refused ones too (an attempt is evidence): set*id, capset, setns, unshare, mount, umount, ptrace, bpf program loads and attaches, module loads, memfd_create, raw and packet sockets (socket() of `AF_INET`/`AF_INET6` `SOCK_RAW`, `AF_PACKET` or `SOCK_PACKET`: sniffing or crafting traffic; not netlink), and each refused capability check (`capability`, rate-limited; every check is counted in `cap_usage`).",
     stamped: true,
     own_columns: &[
-        col("kind", ColType::Text, "`setuid`, `setgid`, `setreuid`, `setregid`, `setresuid`, `setresgid`, `capset`, `setns`, `unshare`, `mount`, `umount`, `ptrace`, `bpf`, `init_module`, `finit_module`, `memfd_create`, or `capability` (a refused capability check)."),
+        col("kind", ColType::Text, "`setuid`, `setgid`, `setreuid`, `setregid`, `setresuid`, `setresgid`, `capset`, `setns`, `unshare`, `mount`, `umount`, `ptrace`, `bpf`, `init_module`, `finit_module`, `memfd_create`, `socket` (raw and packet sockets only), or `capability` (a refused capability check)."),
         opt("exec_id", ColType::U64, "`exec_id` of the calling process image, when known."),
         col("pid", ColType::U32, "Calling process id (host pid namespace)."),
         col("tid", ColType::U32, "Calling thread id."),
@@ -208,11 +227,11 @@ pub const PRIVILEGE: TableDef = TableDef {
         opt("new_cap_permitted", ColType::U64, "capset: the permitted set asked for."),
         opt("new_cap_inheritable", ColType::U64, "capset: the inheritable set asked for."),
         opt("namespaces", ColType::Text, "setns/unshare: the namespace types, comma-separated (`net`, `mnt`, `pid`, `uts`, `ipc`, `user`, `cgroup`, `time`); setns with type 0: `any`."),
-        opt("flags", ColType::U64, "Raw flags argument: unshare flags, setns type, mount/umount flags, memfd_create flags, finit_module flags."),
+        opt("flags", ColType::U64, "Raw flags argument: unshare flags, setns type, mount/umount flags, memfd_create flags, finit_module flags, socket type with its flags."),
         opt("source", ColType::Text, "mount: the source (device, `tmpfs`, bind source)."),
         opt("target", ColType::Text, "mount/umount: the mount point."),
         opt("fstype", ColType::Text, "mount: the filesystem type."),
-        opt("operation", ColType::Text, "ptrace: the request (`PTRACE_ATTACH`, ...); bpf: the command (`BPF_PROG_LOAD`, ...); capability: the capability (`CAP_SYS_ADMIN`, ...)."),
+        opt("operation", ColType::Text, "ptrace: the request (`PTRACE_ATTACH`, ...); bpf: the command (`BPF_PROG_LOAD`, ...); capability: the capability (`CAP_SYS_ADMIN`, ...); socket: family, type and protocol as given (`AF_PACKET SOCK_RAW protocol 0x0300`)."),
         opt("target_pid", ColType::U32, "ptrace: the traced process id."),
         opt("bpf_type", ColType::Text, "bpf: the program type of `BPF_PROG_LOAD` (e.g. `kprobe`) or the attach type number of `BPF_PROG_ATTACH` / `BPF_LINK_CREATE`."),
         opt("file", ColType::Text, "memfd_create: `memfd:<name>` (what an exec of it shows as `binary`); finit_module: the module file's name; init_module: the module parameters."),
@@ -345,7 +364,7 @@ pub const RUNS: TableDef = TableDef {
 };
 
 /// Tables stored as Parquet segments.
-pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &PRIVILEGE, &CAP_USAGE];
+pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &NET_LISTEN, &PRIVILEGE, &CAP_USAGE];
 
 /// Tables kept in the SQLite catalog and exposed read-only to SQL.
 pub const CATALOG_TABLES: &[&TableDef] = &[&PODS, &CONTAINERS, &IP_OWNERS, &SEGMENTS, &LOSS, &RUNS];

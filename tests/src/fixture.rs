@@ -23,13 +23,17 @@
 //!   `rootkit.ko` (refused) at T0+39m; pod C's cgroup used CAP_SYS_ADMIN 4 times.
 //!   At T0+20m pod B's app (uid 1000) runs `/usr/bin/ping`, whose file
 //!   capabilities give it CAP_NET_RAW (one granted check).
+//! - listeners: pod B's server listens on 0.0.0.0:8080 when the pod starts (it
+//!   accepts both connections above); kubelet listens on 10250 (host); at
+//!   T0+43m pod C's shell runs `nc -lp 4444` (a bind shell) and at T0+44m opens
+//!   a raw packet socket (`tcpdump`, refused: EPERM).
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use podtrail_recorder::rows::{CapRow, ConnRow, ExecRow, ExitRow, PodIdentity, PrivRow, RowSet};
-use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw, PrivRaw};
+use podtrail_recorder::rows::{CapRow, ConnRow, ExecRow, ExitRow, ListenRow, PodIdentity, PrivRow, RowSet};
+use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw, ListenRaw, PrivRaw};
 use podtrail_recorder::privilege::CapDelta;
 use podtrail_recorder::segments::{ContainerRecord, IpOwnerRecord, LossRecord, PodRecord};
 use podtrail_recorder::{SegmentStore, StoreConfig};
@@ -130,6 +134,23 @@ impl Builder {
         self.b.exit.push(ExitRow { time: t, raw, exec_id: Some(p.exec_id), duration_ns: Some((t - started) as u64), identity: pod.and_then(ident) });
     }
 
+    /// `p` starts listening on TCP `port` (all addresses), in `pod` or on the host.
+    fn listen(&mut self, t: i64, pod: Option<&Pod>, p: &Proc, comm: &str, port: u16) {
+        let raw = ListenRaw {
+            event: "listen",
+            pid: p.pid,
+            comm: comm.into(),
+            protocol: "tcp",
+            family: "ipv4",
+            netns: Some(pod.map(|p| p.netns).unwrap_or(4026531840)),
+            time_boot_ns: 0,
+            cgroup_id: pod.map(|p| p.cgroup).unwrap_or(1),
+            cookie: Some(u64::from(port)),
+            local: (IpAddr::from([0, 0, 0, 0]), port),
+        };
+        self.b.listen.push(ListenRow { time: t, raw, exec_id: Some(p.exec_id), identity: pod.and_then(ident) });
+    }
+
     /// A connection: connect (or accept), then close `dur` later with byte counts.
     #[expect(clippy::too_many_arguments, reason = "a fixture builder: each argument is one field of the event it writes")]
     fn conn(&mut self, t: i64, dur: i64, event: &'static str, pod: &Pod, p: Option<&Proc>, cookie: u64, src: (&str, u16), dst: (&str, u16), nat: Option<(&str, u16)>, bytes: (u64, u64)) {
@@ -166,6 +187,8 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     // Pod B's server, and pod A's app.
     let ledger = w.exec(b.from, Some(b), 2000, None, 1000, &["/usr/bin/java", "-jar", "/app/ledger.jar"]);
     let api = w.exec(a.from, Some(a), 3000, None, 1000, &["/usr/local/bin/payments-api", "--port", "8080"]);
+    w.listen(b.from + S, Some(b), &ledger, "java", 8080);
+    w.listen(T0 - 3 * 60 * M + S, None, &kubelet, "kubelet", 10250);
     // T0+5m: a shell in pod A, curl to the ledger Service.
     let sh = w.exec(T0 + 5 * M, Some(a), 3100, Some(&api), 0, &["/bin/sh", "-c", "curl -s http://ledger.payments/balance"]);
     let curl = w.exec(T0 + 5 * M + 10_000_000, Some(a), 3101, Some(&sh), 0, &["/usr/bin/curl", "-s", "http://ledger.payments/balance"]);
@@ -181,6 +204,11 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     w.conn(T0 + 41 * M, 60 * S, "connect", c, Some(&miner), 4, ("10.244.1.7", 42000), ("198.51.100.7", 4444), None, (9000, 12000));
     w.conn(T0 + 42 * M, S, "connect", c, Some(&csh), 5, ("10.244.1.7", 42100), ("10.244.1.8", 8080), None, (10, 20));
     w.conn(T0 + 42 * M + 50_000, S, "accept", b, Some(&ledger), 6, ("10.244.1.8", 8080), ("10.244.1.7", 42100), None, (20, 10));
+    let nc = w.exec(T0 + 43 * M, Some(c), 4300, Some(&csh), 0, &["/usr/bin/nc", "-lp", "4444"]);
+    w.listen(T0 + 43 * M + 1000, Some(c), &nc, "nc", 4444);
+    let tcpdump = w.exec(T0 + 44 * M, Some(c), 4400, Some(&csh), 1000, &["/usr/bin/tcpdump", "-i", "any"]);
+    // socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)) without CAP_NET_RAW.
+    w.privilege(T0 + 44 * M + 1000, c, &tcpdump, 1000, "socket", [17, 3, 0x0300, 0, 0, 0], [0; 3], [None, None, None], -1);
     // Privilege.
     w.privilege(T0 + 4 * M, a, &api, 1000, "setuid", [0; 6], [0; 3], [None, None, None], -1);
     w.privilege(T0 + 4 * M + 1000, a, &api, 1000, "capability", [7, 0, 0, 0, 0, 0], [0; 3], [None, None, None], -1);
@@ -212,7 +240,6 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
         delta: CapDelta { cgroup_id: c.cgroup, cap: 21, granted: 4, denied: 0, denied_unrecorded: 0, first_boot_ns: 0, last_boot_ns: 0 },
         identity: ident(c),
     });
-    let _ = kubelet;
     for (table, batch) in podtrail_recorder::batch::build(&w.b, NODE)? {
         store.append(table, batch)?;
     }

@@ -232,6 +232,104 @@ fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
     drop(lab);
 }
 
+/// A network namespace of its own (a test pod's), with only loopback up;
+/// deleted on drop, also when the test fails.
+struct PodNetns(String);
+
+impl PodNetns {
+    fn new(tag: &str) -> PodNetns {
+        let name = format!("pt{}-{tag}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let ns = PodNetns(name);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace's inode number, as rows carry it in `netns`.
+    fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/run/netns/{}", self.0)).unwrap().ino()
+    }
+}
+
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        if let Err(e) = Command::new("ip").args(["netns", "del", &self.0]).status() {
+            eprintln!("cleanup: ip netns del {}: {e}", self.0);
+        }
+    }
+}
+
+/// In a pod: a TCP listener, a bound UDP socket, a raw ICMP socket and a packet
+/// socket; a second process connects to the listener, which accepts; then
+/// everything closes. Prints the server's pid and the client's.
+const LISTENER: &str = r#"
+import os, socket, subprocess, sys
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", 8443)); t.listen(4)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 5353))
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+client = subprocess.Popen([sys.executable, "-c", "import socket; c = socket.create_connection(('127.0.0.1', 8443)); c.sendall(b'x'); c.recv(1); c.close()"])
+c, _ = t.accept(); c.recv(1); c.close(); client.wait()
+r.close(); p.close(); u.close(); t.close()
+print(os.getpid(), client.pid, flush=True)
+"#;
+
+#[test]
+fn listeners_udp_binds_and_raw_sockets_in_a_pod_each_give_a_row_and_accepts_carry_the_listeners_process() {
+    let mut rec = Recorder::start();
+    let ns = PodNetns::new("lsn");
+    let cg = PodCgroup::new("lsn");
+    let out = in_cgroup(Command::new("ip").args(["netns", "exec", &ns.0, "python3", "-c", LISTENER]), &cg).output().unwrap();
+    assert!(out.status.success(), "the pod's script: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (server, client) = text.trim().split_once(' ').unwrap();
+    rec.stop();
+    let d = &rec.data_dir;
+    let netns = ns.inode();
+    let images = sql_json(d, &format!("SELECT exec_id FROM process_exec WHERE pid = {server} ORDER BY time"));
+    let server_image = images.last().unwrap_or_else(|| panic!("no exec row for the server pid {server}"))["exec_id"].clone();
+    let listen = sql_json(
+        d,
+        &format!("SELECT event, pid, comm, exec_id, protocol, family, ip, port, netns, socket_cookie, pod_uid FROM net_listen WHERE cgroup_id = {} ORDER BY time", cg.id()),
+    );
+    let pick = |r: &serde_json::Value| (r["event"].as_str().unwrap().to_string(), r["protocol"].as_str().unwrap().to_string(), r["ip"].as_str().unwrap().to_string(), r["port"].as_u64().unwrap());
+    let got: Vec<_> = listen.iter().map(pick).collect();
+    let want = |e: &str, p: &str, port: u64| (e.to_string(), p.to_string(), "0.0.0.0".to_string(), port);
+    assert_eq!(got, vec![want("listen", "tcp", 8443), want("bind", "udp", 5353), want("unbind", "udp", 5353), want("unlisten", "tcp", 8443)], "net_listen rows: {listen:#?}");
+    for r in &listen {
+        assert_eq!((r["pid"].to_string(), r["comm"].as_str()), (server.to_string(), Some("python3")), "each row's process is the server: {r}");
+        assert_eq!(r["exec_id"], server_image, "{r}");
+        assert_eq!(r["pod_uid"], cg.uid.as_str(), "{r}");
+        assert_eq!(r["family"], "ipv4", "{r}");
+        if r["protocol"] == "tcp" {
+            assert_eq!(r["netns"].as_u64(), Some(netns), "a TCP listener carries its namespace: {r}");
+        } else {
+            assert!(r["netns"].is_null(), "the UDP bind hook does not expose the namespace: {r}");
+        }
+    }
+    let (bind, unbind) = (&listen[1], &listen[2]);
+    assert!(bind["socket_cookie"].as_u64().is_some_and(|c| c != 0) && bind["socket_cookie"] == unbind["socket_cookie"], "bind and unbind join on the cookie: {bind} {unbind}");
+    let conns = sql_json(d, &format!("SELECT event, pid, comm, exec_id, src_port, dst_port FROM net_conn WHERE cgroup_id = {} ORDER BY time", cg.id()));
+    let server_side: Vec<_> = conns.iter().filter(|r| r["src_port"] == 8443).collect();
+    let events: Vec<&str> = server_side.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["accept", "close"], "the server side of the connection: {conns:#?}");
+    for r in server_side {
+        assert_eq!((r["pid"].to_string(), r["comm"].as_str()), (server.to_string(), Some("python3")), "the accepted connection carries the listener's process: {r}");
+        assert_eq!(r["exec_id"], server_image, "{r}");
+    }
+    let connect = conns.iter().find(|r| r["event"] == "connect" && r["dst_port"] == 8443).unwrap_or_else(|| panic!("no connect row: {conns:#?}"));
+    assert_eq!(connect["pid"].to_string(), client, "the connecting side is the client process");
+    let raw = sql_json(d, &format!("SELECT pid, operation, result, error, exec_id FROM privilege WHERE kind = 'socket' AND cgroup_id = {} ORDER BY time", cg.id()));
+    let ops: Vec<&str> = raw.iter().map(|r| r["operation"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["AF_INET SOCK_RAW protocol 0x0001", "AF_PACKET SOCK_RAW protocol 0x0300"], "only the raw and packet sockets, not the TCP and UDP ones: {raw:#?}");
+    for r in &raw {
+        assert_eq!(r["pid"].to_string(), server, "{r}");
+        assert!(r["result"].as_i64().is_some_and(|fd| fd >= 0) && r["error"].is_null(), "root may open them: {r}");
+    }
+}
+
 const FORKER: &str = r#"
 import os, socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)

@@ -37,7 +37,12 @@ fn check(name: &str, rows: &[Value]) {
         "05_first_time_a_binary_was_seen" => {
             assert_eq!(
                 pick(rows, &["binary", "first_seen", "executions", "pods"]),
-                vec![json!(["/tmp/xmrig", "2026-11-17T14:40:00Z", 1, 1]), json!(["memfd:kworker", "2026-11-17T14:38:01Z", 1, 1])]
+                vec![
+                    json!(["/usr/bin/tcpdump", "2026-11-17T14:44:00Z", 1, 1]),
+                    json!(["/usr/bin/nc", "2026-11-17T14:43:00Z", 1, 1]),
+                    json!(["/tmp/xmrig", "2026-11-17T14:40:00Z", 1, 1]),
+                    json!(["memfd:kworker", "2026-11-17T14:38:01Z", 1, 1])
+                ]
             )
         }
         "06_service_clusterip_callers_and_backends" => assert_eq!(
@@ -75,6 +80,14 @@ fn check(name: &str, rows: &[Value]) {
         "13_containers_that_changed_namespaces_or_mounts" => assert_eq!(
             pick(rows, &["pod_name", "kind", "what", "target", "calls", "succeeded"]),
             vec![json!(["debug-shell", "unshare", "mnt,net", null, 1, 1]), json!(["debug-shell", "mount", "tmpfs", "/mnt/x", 1, 1])]
+        ),
+        "15_listeners_opened_in_pods" => assert_eq!(
+            pick(rows, &["pod_name", "protocol", "ip", "port", "binary", "closed", "accepted"]),
+            vec![json!(["ledger-0", "tcp", "0.0.0.0", 8080, "/usr/bin/java", null, 2]), json!(["debug-shell", "tcp", "0.0.0.0", 4444, "/usr/bin/nc", null, 0])]
+        ),
+        "16_raw_and_packet_sockets" => assert_eq!(
+            pick(rows, &["pod_name", "binary", "uid", "socket", "result", "error"]),
+            vec![json!(["debug-shell", "/usr/bin/tcpdump", 1000, "AF_PACKET SOCK_RAW protocol 0x0300", -1, "EPERM"])]
         ),
         other => panic!("sql-examples/{other}.sql has no expected result in tests/tests/sql_examples.rs: add one"),
     }

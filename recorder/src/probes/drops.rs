@@ -26,7 +26,7 @@ pub struct DropReason {
 /// Every drop reason of the kernel programs, indexed by its `DROP_*` number.
 pub const DROP_REASONS: [DropReason; podtrail_ebpf::DROP_REASONS] = {
     use podtrail_ebpf as e;
-    use podtrail_schema::tables::{CAP_USAGE, NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    use podtrail_schema::tables::{CAP_USAGE, NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
     const fn r(reason: usize, source: &'static str, table: Option<&'static str>, detail: &'static str) -> DropReason {
         DropReason { reason, source, table, detail }
     }
@@ -41,6 +41,8 @@ pub const DROP_REASONS: [DropReason; podtrail_ebpf::DROP_REASONS] = {
         r(e::DROP_PRIV_PENDING_FULL as usize, "kernel_map", Some(PRIVILEGE.name), "the per-thread `pending` map of privilege.bpf.o was full: these syscalls have no row"),
         r(e::DROP_CAP_RING as usize, "kernel_ringbuf", Some(PRIVILEGE.name), "refused capability checks without their row (ring buffer of privilege.bpf.o full); counted in cap_usage.denied_unrecorded too"),
         r(e::DROP_CAP_MAP_FULL as usize, "kernel_map", Some(CAP_USAGE.name), "capability checks not counted: the `cap_usage` map of privilege.bpf.o was full"),
+        r(e::DROP_LISTEN_RING as usize, "kernel_ringbuf", Some(NET_LISTEN.name), "ring buffer of net.bpf.o full"),
+        r(e::DROP_LISTEN_MAP_FULL as usize, "kernel_map", Some(NET_LISTEN.name), "sockets net.bpf.o could not remember (its `listeners` or `udp_bound` map was full): a TCP listener's accepted net_conn rows have no process, or a UDP socket's unbind row is missing"),
     ]
 };
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::LazyLock;
 
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, FEntry, FExit, ProgramError, TracePoint};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr, FEntry, FExit, ProgramError, TracePoint};
 use aya::{Btf, Ebpf};
 use podtrail_ebpf::{IA32, IA32_COMPAT, IA32_ID16, PRIV_SYSCALLS};
 
@@ -18,6 +18,8 @@ pub(super) enum Attach {
     BtfTracepoint(&'static str),
     /// cgroup/connect4|6 on the cgroup v2 root
     CgroupRoot(&'static str),
+    /// cgroup/post_bind4|6, cgroup/sock_release (a socket program) on the cgroup v2 root
+    CgroupSock(&'static str),
     /// `tracepoint/<category>/<name>` (perf event; needs tracefs)
     Tracepoint(&'static str, &'static str),
     /// `fentry/<kernel function>` / `fexit/<kernel function>`
@@ -30,7 +32,7 @@ impl Attach {
     pub(super) fn point(self, cgroup_root: &Path) -> String {
         match self {
             Attach::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
-            Attach::CgroupRoot(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
+            Attach::CgroupRoot(hook) | Attach::CgroupSock(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
             Attach::Tracepoint(cat, name) => format!("tracepoint/{cat}/{name}"),
             Attach::FEntry(f) => format!("fentry/{f}"),
             Attach::FExit(f) => format!("fexit/{f}"),
@@ -90,6 +92,9 @@ pub(super) fn objects() -> &'static [ObjectSpec] {
                     ("nat_xmit", Attach::BtfTracepoint("net_dev_start_xmit"), Need::Required),
                     ("sock_state", Attach::BtfTracepoint("inet_sock_set_state"), Need::Required),
                     ("sock_destroy", Attach::BtfTracepoint("tcp_destroy_sock"), Need::Optional),
+                    ("post_bind4", Attach::CgroupSock("post_bind4"), Need::Optional),
+                    ("post_bind6", Attach::CgroupSock("post_bind6"), Need::Optional),
+                    ("sock_release", Attach::CgroupSock("sock_release"), Need::Optional),
                 ],
             },
             ObjectSpec { name: "privilege.bpf.o", bytes: podtrail_ebpf::privilege_object, programs: privilege },
@@ -189,12 +194,15 @@ pub const CAP_CHECK_PROGRAM: &str = "cap_check";
 /// the kernel skipped are put on a table. Every program of [`objects`] and
 /// [`fentry_programs`] has one (a test checks).
 pub fn table_of_program(program: &str) -> Option<Option<&'static str>> {
-    use podtrail_schema::tables::{CAP_USAGE, NET_CONN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    use podtrail_schema::tables::{CAP_USAGE, NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
     match program {
         "handle_exec" => Some(Some(PROCESS_EXEC.name)),
         "handle_exit" => Some(Some(PROCESS_EXIT.name)),
         "handle_fork" => Some(None),
+        // sock_state also sends net_listen rows; its skipped runs are put on
+        // net_conn, whose rows it sends by far the most of.
         "connect4" | "connect6" | "nat_xmit" | "sock_state" | "sock_destroy" => Some(Some(NET_CONN.name)),
+        "post_bind4" | "post_bind6" | "sock_release" => Some(Some(NET_LISTEN.name)),
         CAP_CHECK_PROGRAM => Some(Some(CAP_USAGE.name)),
         p if ["enter_", "exit_", "fentry_", "fexit_", "fentry32_", "fexit32_"].iter().any(|x| p.starts_with(x)) => Some(Some(PRIVILEGE.name)),
         _ => None,
@@ -224,13 +232,19 @@ pub(super) fn attach_one(ebpf: &mut Ebpf, program: &'static str, attach: Attach,
             p.load(function, btf).map_err(|e| program_error_reason(&e))?;
             p.attach().map_err(|e| program_error_reason(&e))?;
         }
+        // On kernels >= 5.7 a cgroup attach is a bpf_link, which never excludes
+        // other programs on the same hook (other tools, other podtraild
+        // instances); the link API takes no multi-attach flag.
         Attach::CgroupRoot(_) => {
             let p: &mut CgroupSockAddr = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
             p.load().map_err(|e| program_error_reason(&e))?;
             let dir = std::fs::File::open(cgroup_root).map_err(|e| format!("opening {}: {e}", cgroup_root.display()))?;
-            // On kernels >= 5.7 this is a bpf_link, which never excludes other
-            // programs on the same hook (other tools, other podtraild instances);
-            // the link API takes no multi-attach flag.
+            p.attach(dir, CgroupAttachMode::Single).map_err(|e| program_error_reason(&e))?;
+        }
+        Attach::CgroupSock(_) => {
+            let p: &mut CgroupSock = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load().map_err(|e| program_error_reason(&e))?;
+            let dir = std::fs::File::open(cgroup_root).map_err(|e| format!("opening {}: {e}", cgroup_root.display()))?;
             p.attach(dir, CgroupAttachMode::Single).map_err(|e| program_error_reason(&e))?;
         }
     }

@@ -1,15 +1,16 @@
 //! `net_conn` rows: one TCP lifecycle event each. The table a connection storm
 //! fills: its columns are built with the lean builders of [`crate::columns`].
+//! `net_listen` rows: a socket starting or stopping to take traffic.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
-use podtrail_schema::tables::{NET_CONN, TableDef};
+use podtrail_schema::tables::{NET_CONN, NET_LISTEN, TableDef};
 
 use super::{PodIdentity, Row};
 use crate::columns::{CommText, IpText, Prim, Text, repeated};
-use crate::decode::ConnRaw;
+use crate::decode::{ConnRaw, ListenRaw};
 
 pub struct ConnRow {
     pub time: i64,
@@ -106,6 +107,77 @@ impl Row for ConnRow {
             ("bytes_received", Arc::new(br.finish())),
             ("duration_ns", Arc::new(dur.finish())),
             ("error", err.finish()),
+        ]
+    }
+}
+
+pub struct ListenRow {
+    pub time: i64,
+    pub raw: ListenRaw,
+    pub exec_id: Option<u64>,
+    pub identity: Option<Arc<PodIdentity>>,
+}
+
+impl ListenRow {
+    pub fn new(raw: ListenRaw, boot_to_wall: i64) -> Self {
+        ListenRow { time: raw.time_boot_ns as i64 + boot_to_wall, raw, exec_id: None, identity: None }
+    }
+}
+
+impl Row for ListenRow {
+    const TABLE: &'static TableDef = &NET_LISTEN;
+    fn time(&self) -> i64 {
+        self.time
+    }
+    fn cgroup_id(&self) -> u64 {
+        self.raw.cgroup_id
+    }
+    fn identity(&self) -> Option<&Arc<PodIdentity>> {
+        self.identity.as_ref()
+    }
+    fn identity_mut(&mut self) -> &mut Option<Arc<PodIdentity>> {
+        &mut self.identity
+    }
+    /// The process that called listen(2) or bind(2), or closed the socket.
+    fn pid(&self) -> Option<u32> {
+        Some(self.raw.pid)
+    }
+    fn set_exec_id(&mut self, exec_id: Option<u64>) {
+        self.exec_id = exec_id;
+    }
+    fn columns(rows: &[&Self]) -> Vec<(&'static str, ArrayRef)> {
+        use arrow::datatypes::{UInt16Type, UInt32Type, UInt64Type};
+        let n = rows.len();
+        let text = |bytes: usize| Text::with_capacity(n, bytes);
+        let (mut ip_text, mut comm_text) = (IpText::default(), CommText::default());
+        let (mut event, mut comm, mut proto, mut fam, mut ip) = (text(8), text(16), text(4), text(4), text(12));
+        let (mut id, mut cookie) = (Prim::<UInt64Type>::with_capacity(n), Prim::<UInt64Type>::with_capacity(n));
+        let (mut pid, mut netns) = (Prim::<UInt32Type>::with_capacity(n), Prim::<UInt32Type>::with_capacity(n));
+        let mut port = Prim::<UInt16Type>::with_capacity(n);
+        for r in rows {
+            let l = &r.raw;
+            event.push(l.event);
+            id.push_opt(r.exec_id);
+            pid.push(l.pid);
+            comm.push(comm_text.get(&l.comm));
+            proto.push(l.protocol);
+            fam.push(l.family);
+            ip.push(ip_text.get(&l.local.0));
+            port.push(l.local.1);
+            netns.push_opt(l.netns);
+            cookie.push_opt(l.cookie);
+        }
+        vec![
+            ("event", event.finish()),
+            ("exec_id", Arc::new(id.finish()) as ArrayRef),
+            ("pid", Arc::new(pid.finish())),
+            ("comm", comm.finish()),
+            ("protocol", proto.finish()),
+            ("family", fam.finish()),
+            ("ip", ip.finish()),
+            ("port", Arc::new(port.finish())),
+            ("netns", Arc::new(netns.finish())),
+            ("socket_cookie", Arc::new(cookie.finish())),
         ]
     }
 }

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,6 +48,8 @@ const HELD: usize = 64;
 const V4_SENT: usize = 1234;
 const V4_REPLY: usize = 4321;
 const POD_ADDR: &str = "10.244.1.2";
+/// The UDP port the tcp workload binds (and releases) in its pod.
+const UDP_PORT: u16 = 5353;
 
 macro_rules! check {
     ($cond:expr, $($fmt:tt)+) => {
@@ -121,6 +123,7 @@ const CASES: &[(&str, Case)] = &[
     ("fork", fork),
     ("tcp4", tcp4),
     ("tcp6", tcp6),
+    ("listen", listen),
     ("conntrack", conntrack),
     ("conntrack6", conntrack6),
     ("storm", storm),
@@ -387,9 +390,19 @@ fn pod_netns() -> Outcome {
 }
 
 /// In a pod's network namespace: a TCP exchange over IPv4 between two sockets on
-/// the pod address, then one IPv6 connection to ::1. Prints `PID NETNS_INODE V6_PORT`.
+/// the pod address, then one IPv6 connection to ::1; a UDP socket bound and
+/// closed, a raw ICMP socket and a packet socket opened and closed. Prints
+/// `PID NETNS_INODE V6_PORT`.
 fn child_tcp() -> Outcome {
     pod_netns()?;
+    drop(UdpSocket::bind((POD_ADDR, UDP_PORT)).map_err(|e| format!("bind udp {POD_ADDR}:{UDP_PORT}: {e}"))?);
+    for (family, kind, protocol) in [(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP), (libc::AF_PACKET, libc::SOCK_RAW, i32::from(0x0003u16.to_be()))] {
+        // SAFETY: socket(2) with constant arguments; the descriptor is closed right away.
+        let fd = unsafe { libc::socket(family, kind, protocol) };
+        check!(fd >= 0, "socket({family}, SOCK_RAW, {protocol}): {}", std::io::Error::last_os_error());
+        // SAFETY: our own descriptor, closed once.
+        unsafe { libc::close(fd) };
+    }
     let netns = std::fs::metadata("/proc/self/ns/net").map_err(|e| e.to_string())?.ino();
     let l = TcpListener::bind((POD_ADDR, 8080)).map_err(|e| format!("bind {POD_ADDR}:8080: {e}"))?;
     let server = std::thread::spawn(move || -> Result<usize, String> {
@@ -611,6 +624,27 @@ fn tcp6(run: &Run) -> Outcome {
     let connect = net_rows(run, "connect", |r| r["dst_port"] == port)?;
     check!(connect["dst_ip"] == "::1" && connect["orig_dst_ip"] == "::1" && connect["orig_dst_port"] == port, "IPv6 connect {connect}");
     net_rows(run, "accept", |r| r["src_port"] == port)?;
+    Ok(())
+}
+
+/// The tcp workload's listener (TCP listen and its close, with the process and
+/// namespace), its accept carrying the listener's process, its bound UDP socket
+/// (bind and release) and its raw and packet sockets (privilege `socket` rows).
+fn listen(run: &Run) -> Outcome {
+    let n = &run.net;
+    let of = |event: &str, port: u16| rows(run, "net_listen", |r| r["event"] == event && r["cgroup_id"].as_u64() == Some(n.cgroup) && r["port"] == port);
+    for (event, port, proto, netns) in [("listen", 8080, "tcp", Some(n.netns)), ("unlisten", 8080, "tcp", Some(n.netns)), ("bind", UDP_PORT, "udp", None), ("unbind", UDP_PORT, "udp", None)] {
+        let found = of(event, port);
+        check!(found.len() == 1, "expected one {event} row for port {port} in cgroup {}, got {found:?}", n.cgroup);
+        let r = found[0];
+        check!(r["pid"].as_u64() == Some(u64::from(n.pid)) && r["protocol"] == proto && r["ip"] == POD_ADDR, "{event} row {r}");
+        check!(r["netns"].as_u64() == netns && r["pod_uid"] == n.pod_uid.as_str(), "{event} row's namespace and pod: {r}");
+    }
+    let accept = net_rows(run, "accept", |r| r["src_port"] == 8080)?;
+    check!(accept["pid"].as_u64() == Some(u64::from(n.pid)), "the accept carries the listener's process: {accept}");
+    let raw = rows(run, "privilege", |r| r["kind"] == "socket" && r["cgroup_id"].as_u64() == Some(n.cgroup));
+    let ops: Vec<&str> = raw.iter().filter_map(|r| r["operation"].as_str()).collect();
+    check!(ops == ["AF_INET SOCK_RAW protocol 0x0001", "AF_PACKET SOCK_RAW protocol 0x0300"], "privilege socket rows {raw:?}");
     Ok(())
 }
 
