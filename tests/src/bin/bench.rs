@@ -76,13 +76,17 @@ enum Cmd {
         #[arg(long, default_value_t = 2.0)]
         hours: f64,
     },
-    /// Exec and connect storms with and without `podtraild run` (needs root): the
+    /// Exec, connect and UDP bind storms with and without `podtraild run` (needs root): the
     /// workload's throughput ratio, the daemon's CPU per million events, its RSS.
     Capture {
         #[arg(long, default_value_t = 5000)]
         execs: u64,
         #[arg(long, default_value_t = 20000)]
         connects: u64,
+        /// UDP sockets bound to 127.0.0.1 and closed (each gives a `net_listen`
+        /// bind and unbind row).
+        #[arg(long, default_value_t = 20000)]
+        binds: u64,
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
@@ -159,7 +163,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Size { hours } => size(hours),
         Cmd::Layout { file } => layout(&file),
         Cmd::Query { dir, runs } => query(&dir, runs),
-        Cmd::Capture { execs, connects, runs } => capture(execs, connects, runs),
+        Cmd::Capture { execs, connects, binds, runs } => capture(execs, connects, binds, runs),
         Cmd::Sustained { rates, secs } => sustained(&rates, secs),
         Cmd::Identity { dir, runs, pods } => identity::run(&dir, runs, pods),
         Cmd::Lake { dir, runs } => lake::run(&dir, runs),
@@ -544,8 +548,22 @@ fn exec_storm(n: u64) -> anyhow::Result<f64> {
 }
 
 fn connect_storm(n: u64) -> anyhow::Result<f64> {
-    let o = Command::new("python3").args(["-c", CONNECT_STORM, &n.to_string()]).output()?;
-    anyhow::ensure!(o.status.success(), "connect storm: {}", String::from_utf8_lossy(&o.stderr));
+    python_storm(CONNECT_STORM, n)
+}
+
+/// `n` UDP sockets, each bound to a free port of 127.0.0.1 and closed.
+const BIND_STORM: &str = r#"
+import socket, sys, time
+n = int(sys.argv[1]); t0 = time.perf_counter()
+for _ in range(n):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); u.close()
+print(time.perf_counter() - t0)
+"#;
+
+/// Seconds a python3 storm script took for `n` iterations (it prints them).
+fn python_storm(script: &str, n: u64) -> anyhow::Result<f64> {
+    let o = Command::new("python3").args(["-c", script, &n.to_string()]).output()?;
+    anyhow::ensure!(o.status.success(), "storm: {}", String::from_utf8_lossy(&o.stderr));
     Ok(String::from_utf8(o.stdout)?.trim().parse()?)
 }
 
@@ -718,14 +736,16 @@ fn privilege(setuid_calls: u64, getpid_calls: u64, runs: usize) -> anyhow::Resul
     Ok(())
 }
 
-fn capture(execs: u64, connects: u64, runs: usize) -> anyhow::Result<()> {
+fn capture(execs: u64, connects: u64, binds: u64, runs: usize) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the capture benchmark runs podtraild and needs root");
     let mut base_exec = Vec::new();
     let mut base_conn = Vec::new();
+    let mut base_bind = Vec::new();
     for _ in 0..runs {
         base_exec.push(exec_storm(execs)?);
         base_conn.push(connect_storm(connects)?);
+        base_bind.push(python_storm(BIND_STORM, binds)?);
     }
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("data");
@@ -736,21 +756,28 @@ fn capture(execs: u64, connects: u64, runs: usize) -> anyhow::Result<()> {
     let t_with = Instant::now();
     let mut with_exec = Vec::new();
     let mut with_conn = Vec::new();
+    let mut with_bind = Vec::new();
     for _ in 0..runs {
         with_exec.push(exec_storm(execs)?);
         with_conn.push(connect_storm(connects)?);
+        with_bind.push(python_storm(BIND_STORM, binds)?);
     }
     let busy = t_with.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(1500));
     let (cpu1, rss_kib) = cpu_and_rss(rec.id())?;
     let summary = stop_podtraild(rec)?;
-    let events = ["process_exec", "process_exit", "net_conn"].iter().map(|k| summary["rows"][k].as_u64().unwrap_or(0)).sum::<u64>();
+    let events = ["process_exec", "process_exit", "net_conn", "net_listen"].iter().map(|k| summary["rows"][k].as_u64().unwrap_or(0)).sum::<u64>();
     let drops = summary["kernel_drops"].as_u64().unwrap_or(0);
     let (be, we, bc, wc) = (median_f(base_exec), median_f(with_exec), median_f(base_conn), median_f(with_conn));
-    println!("capture: {runs} runs each, medians; exec storm = {execs} x /bin/true from sh, connect storm = {connects} TCP connections on 127.0.0.1 (python3)");
+    let (bb, wb) = (median_f(base_bind), median_f(with_bind));
+    println!(
+        "capture: {runs} runs each, medians; exec storm = {execs} x /bin/true from sh, connect storm = {connects} TCP connections on 127.0.0.1, \
+         bind storm = {binds} UDP sockets bound to 127.0.0.1 and closed (python3)"
+    );
     println!("{:<16} {:>14} {:>14} {:>8}", "workload", "without (/s)", "with (/s)", "ratio");
     println!("{:<16} {:>14.0} {:>14.0} {:>8.3}", "exec storm", execs as f64 / be, execs as f64 / we, be / we);
     println!("{:<16} {:>14.0} {:>14.0} {:>8.3}", "connect storm", connects as f64 / bc, connects as f64 / wc, bc / wc);
+    println!("{:<16} {:>14.0} {:>14.0} {:>8.3}", "bind storm", binds as f64 / bb, binds as f64 / wb, bb / wb);
     println!(
         "podtraild: {events} rows ({:.0} events/s over the {busy:.1} s of storms), {drops} kernel drops, {:.2} CPU s -> {:.2} CPU s per million events, peak RSS {:.1} MiB",
         events as f64 / busy,
