@@ -5,7 +5,7 @@
 //!   podtrail-bench seal [--from D]          store CPU per row (append, hot tail, seal) on rows podtraild recorded
 //!   podtrail-bench size                     bytes per row: Parquet vs JSON lines vs zstd JSON lines
 //!   podtrail-bench query [--dir D]          fresh-process query latency, podtrail vs DuckDB CLI
-//!   podtrail-bench capture                  workload cost of podtraild (root): exec and connect storms
+//!   podtrail-bench capture                  workload cost of podtraild (root): exec, connect and UDP bind storms
 //!   podtrail-bench identity [--dir D]       who-owned / timeline over 7 days vs DuckDB; enrichment ns/event, bytes/pod
 //!   podtrail-bench lake [--dir D]           export to a local S3 server vs boto3; one pod, one day over a 2-node x 7-day lake
 
