@@ -86,19 +86,47 @@ fn generate_constants(header: &Path, out: &Path) {
         rust.push_str(&format!("/// (`PT_{name}` in ebpf/include/events.h)\npub const {name}: {ty} = {number};\n"));
     }
     rust.push_str(&priv_syscalls(&text, header));
+    rust.push_str(&drop_meanings(&text, header));
     std::fs::write(out, rust).unwrap_or_else(|e| panic!("podtrail-ebpf: writing {}: {e}", out.display()));
+}
+
+/// The `X(...)` lines of the header's function-like macro `PT_<list>(X)`, each
+/// with its line number and its fields (split at commas outside string quotes).
+fn x_list<'a>(text: &'a str, list: &str, header: &Path) -> Vec<(usize, &'a str, Vec<String>)> {
+    let head = format!("#define PT_{list}(X)");
+    let mut lines = text.lines().enumerate().skip_while(|(_, l)| !l.trim_start().starts_with(&head));
+    assert!(lines.next().is_some(), "podtrail-ebpf: {}: no PT_{list}(X) list", header.display());
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        let continued = line.trim_end().ends_with('\\');
+        let body = line.trim().trim_end_matches('\\').trim();
+        if let Some(args) = body.strip_prefix("X(").and_then(|l| l.strip_suffix(')')) {
+            let (mut fields, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+            for c in args.chars() {
+                match c {
+                    '"' => quoted = !quoted,
+                    ',' if !quoted => fields.push(std::mem::take(&mut cur).trim().to_string()),
+                    c => cur.push(c),
+                }
+            }
+            fields.push(cur.trim().to_string());
+            out.push((i + 1, line.trim(), fields));
+        }
+        if !continued {
+            break;
+        }
+    }
+    out
 }
 
 /// `PRIV_SYSCALLS` from the header's `PT_PRIV_SYSCALLS(X)` list: each
 /// `X(name, PT_PRIV_<OP>, nargs, PT_IA32<kind>)` line becomes a `PrivSyscall`.
 fn priv_syscalls(text: &str, header: &Path) -> String {
     let mut out = String::from("/// The privilege syscalls (`PT_PRIV_SYSCALLS` in ebpf/include/events.h), in its order.\npub const PRIV_SYSCALLS: &[PrivSyscall] = &[\n");
-    let mut n = 0;
-    for (i, line) in text.lines().enumerate() {
-        let Some(args) = line.trim().strip_prefix("X(").and_then(|l| l.trim_end_matches('\\').trim().strip_suffix(')')) else { continue };
-        let f: Vec<&str> = args.split(',').map(str::trim).collect();
+    let list = x_list(text, "PRIV_SYSCALLS", header);
+    for (n, line, f) in &list {
         let ok = f.len() == 4 && f[1].starts_with("PT_PRIV_") && f[2].parse::<u32>().is_ok() && f[3].starts_with("PT_IA32");
-        assert!(ok, "podtrail-ebpf: {}:{}: `{}` is not X(name, PT_PRIV_<OP>, nargs, PT_IA32<kind>)", header.display(), i + 1, line.trim());
+        assert!(ok, "podtrail-ebpf: {}:{n}: `{line}` is not X(name, PT_PRIV_<OP>, nargs, PT_IA32<kind>)", header.display());
         out.push_str(&format!(
             "    PrivSyscall {{ name: \"{}\", op: {}, nargs: {}, ia32: {} }},\n",
             f[0],
@@ -106,9 +134,49 @@ fn priv_syscalls(text: &str, header: &Path) -> String {
             f[2],
             f[3].trim_start_matches("PT_")
         ));
-        n += 1;
     }
-    assert!(n > 0, "podtrail-ebpf: {}: no PT_PRIV_SYSCALLS list", header.display());
+    assert!(!list.is_empty(), "podtrail-ebpf: {}: PT_PRIV_SYSCALLS is empty", header.display());
+    out.push_str("];\n");
+    out
+}
+
+/// `DROP_REASON_MEANINGS` from the header's `PT_DROP_MEANINGS(X)` list: each
+/// `X(PT_DROP_<NAME>, source, table, "detail")` line says what a count of that
+/// reason means. Every `PT_DROP_*` number (but `PT_DROP_REASONS`, their count)
+/// has exactly one line, and the numbers run 0..PT_DROP_REASONS; otherwise the
+/// build fails. The entries are in reason order.
+fn drop_meanings(text: &str, header: &Path) -> String {
+    let mut numbers: Vec<(String, u64)> = Vec::new();
+    let mut count = None;
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("#define PT_DROP_") else { continue };
+        let mut parts = rest.split_whitespace();
+        let (name, value) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if name.contains('(') {
+            continue;
+        }
+        let v: u64 = value.parse().unwrap_or_else(|_| panic!("podtrail-ebpf: PT_DROP_{name} is not a number"));
+        if name == "REASONS" {
+            count = Some(v);
+        } else {
+            numbers.push((format!("PT_DROP_{name}"), v));
+        }
+    }
+    let count = count.unwrap_or_else(|| panic!("podtrail-ebpf: {}: no PT_DROP_REASONS", header.display()));
+    let mut by_number: Vec<Option<String>> = vec![None; count as usize];
+    for (n, line, f) in x_list(text, "DROP_MEANINGS", header) {
+        assert!(f.len() == 4, "podtrail-ebpf: {}:{n}: `{line}` is not X(PT_DROP_<NAME>, source, table, \"detail\")", header.display());
+        let (_, v) = numbers.iter().find(|(name, _)| *name == f[0]).unwrap_or_else(|| panic!("podtrail-ebpf: {}:{n}: {} is not a PT_DROP_* number", header.display(), f[0]));
+        let slot = by_number.get_mut(*v as usize).unwrap_or_else(|| panic!("podtrail-ebpf: {}: {} = {v} is not below PT_DROP_REASONS ({count})", header.display(), f[0]));
+        assert!(slot.is_none(), "podtrail-ebpf: {}:{n}: {} has two meanings", header.display(), f[0]);
+        let table = if f[2] == "none" { "None".to_string() } else { format!("Some(\"{}\")", f[2]) };
+        *slot = Some(format!("    DropMeaning {{ reason: {v}, source: \"{}\", table: {table}, detail: {:?} }},\n", f[1], f[3].trim_matches('"')));
+    }
+    let mut out = String::from("/// What a count of each drop reason means, by `DROP_*` number (`PT_DROP_MEANINGS` in ebpf/include/events.h).\npub const DROP_REASON_MEANINGS: [DropMeaning; DROP_REASONS] = [\n");
+    for (v, slot) in by_number.iter().enumerate() {
+        let name = numbers.iter().find(|(_, n)| *n == v as u64).map(|(s, _)| s.as_str()).unwrap_or("(no PT_DROP_* define)");
+        out.push_str(slot.as_deref().unwrap_or_else(|| panic!("podtrail-ebpf: {}: reason {v} ({name}) has no X line in PT_DROP_MEANINGS", header.display())));
+    }
     out.push_str("];\n");
     out
 }

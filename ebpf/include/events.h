@@ -93,8 +93,8 @@
 #define PT_LISTEN_UNBIND 4    /* a bound UDP socket was released */
 
 /* Index of the `drops` counters (common.h): what was lost, for which table,
- * and why. Userspace turns each into `podtrail_loss` rows (recorder/src/probes,
- * DROP_REASONS names them); a number is never reused for another meaning. */
+ * and why. Userspace turns each into `podtrail_loss` rows as PT_DROP_MEANINGS
+ * below says; a number is never reused for another meaning. */
 #define PT_DROP_EXEC_RING 0        /* process_exec row: ring buffer full */
 #define PT_DROP_EXIT_RING 1        /* process_exit row: ring buffer full */
 #define PT_DROP_FORK_RING 2        /* fork record (no row: the process tree; a child
@@ -116,6 +116,25 @@
                                       full: the listener's accepted connections have no
                                       process, or the UDP socket's unbind row is missing */
 #define PT_DROP_REASONS 12
+
+/* What a count of each reason means to podtraild, one line per PT_DROP_*:
+ * X(reason, podtrail_loss source, table whose rows were lost or stored
+ * incomplete (none: no table), "detail"). ebpf/build.rs makes the Rust table
+ * of loss meanings from it and fails the build when a reason has no line or
+ * two. Not used by the kernel programs. */
+#define PT_DROP_MEANINGS(X) \
+    X(PT_DROP_EXEC_RING, kernel_ringbuf, process_exec, "ring buffer of process.bpf.o full") \
+    X(PT_DROP_EXIT_RING, kernel_ringbuf, process_exit, "ring buffer of process.bpf.o full") \
+    X(PT_DROP_FORK_RING, kernel_ringbuf, none, "fork records lost (ring buffer of process.bpf.o full): not rows, but a forked child that never execs then has no exec_id") \
+    X(PT_DROP_CONN_RING, kernel_ringbuf, net_conn, "ring buffer of net.bpf.o full") \
+    X(PT_DROP_CONN_STATE_FULL, incomplete, net_conn, "connections tracked without state (the `established` map of net.bpf.o was full): their close rows have no bytes_sent, bytes_received or duration_ns") \
+    X(PT_DROP_CONN_NO_OWNER, incomplete, net_conn, "connect/fail rows without their process (pid, comm, exec_id, orig_dst_ip, orig_dst_port): the socket's connect() record (the `connects` map of net.bpf.o) was evicted or predates the recorder") \
+    X(PT_DROP_PRIV_RING, kernel_ringbuf, privilege, "ring buffer of privilege.bpf.o full") \
+    X(PT_DROP_PRIV_PENDING_FULL, kernel_map, privilege, "the per-thread `pending` map of privilege.bpf.o was full: these syscalls have no row") \
+    X(PT_DROP_CAP_RING, kernel_ringbuf, privilege, "refused capability checks without their row (ring buffer of privilege.bpf.o full); counted in cap_usage.denied_unrecorded too") \
+    X(PT_DROP_CAP_MAP_FULL, kernel_map, cap_usage, "capability checks not counted: the `cap_usage` map of privilege.bpf.o was full") \
+    X(PT_DROP_LISTEN_RING, kernel_ringbuf, net_listen, "ring buffer of net.bpf.o full") \
+    X(PT_DROP_LISTEN_MAP_FULL, kernel_map, net_listen, "sockets net.bpf.o could not remember (its `listeners` or `udp_bound` map was full): a TCP listener's accepted net_conn rows have no process, or a UDP socket's unbind row is missing")
 
 #define PT_COMM_LEN 16
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */

@@ -53,6 +53,22 @@ pub fn process_object() -> &'static [u8] {
     &PROCESS_OBJ.0
 }
 
+/// What a count of one drop reason (`DROP_*`) means for `podtrail_loss` rows:
+/// a line of `PT_DROP_MEANINGS` in ebpf/include/events.h (the table is
+/// [`DROP_REASON_MEANINGS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropMeaning {
+    /// The `DROP_*` number (its index in [`DROP_REASON_MEANINGS`]).
+    pub reason: usize,
+    /// `podtrail_loss.source`
+    pub source: &'static str,
+    /// `podtrail_loss.table_name`: the table whose rows were lost or stored
+    /// incomplete (none for fork records, which are not rows).
+    pub table: Option<&'static str>,
+    /// `podtrail_loss.detail`
+    pub detail: &'static str,
+}
+
 // The kinds, flags, limits and drop reasons of ebpf/include/events.h
 // (`KIND_EXEC`, `CONN_HAS_BYTES`, `COMM_LEN`, `DROP_EXEC_RING`, ...),
 // generated from the header by build.rs.

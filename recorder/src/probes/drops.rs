@@ -10,41 +10,11 @@ use super::{Probes, Source};
 
 /// What a count of one `drops` reason (`DROP_*` in ebpf/include/events.h) means,
 /// for `loss` rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DropReason {
-    /// The `DROP_*` number this entry describes (its index in [`DROP_REASONS`]).
-    pub reason: usize,
-    /// `loss.source`
-    pub source: &'static str,
-    /// `loss.table_name`: the table whose rows were lost or stored incomplete
-    /// (none for fork records, which are not rows).
-    pub table: Option<&'static str>,
-    /// `loss.detail`
-    pub detail: &'static str,
-}
+pub type DropReason = podtrail_ebpf::DropMeaning;
 
-/// Every drop reason of the kernel programs, indexed by its `DROP_*` number.
-pub const DROP_REASONS: [DropReason; podtrail_ebpf::DROP_REASONS] = {
-    use podtrail_ebpf as e;
-    use podtrail_schema::tables::{CAP_USAGE, NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
-    const fn r(reason: usize, source: &'static str, table: Option<&'static str>, detail: &'static str) -> DropReason {
-        DropReason { reason, source, table, detail }
-    }
-    [
-        r(e::DROP_EXEC_RING as usize, "kernel_ringbuf", Some(PROCESS_EXEC.name), "ring buffer of process.bpf.o full"),
-        r(e::DROP_EXIT_RING as usize, "kernel_ringbuf", Some(PROCESS_EXIT.name), "ring buffer of process.bpf.o full"),
-        r(e::DROP_FORK_RING as usize, "kernel_ringbuf", None, "fork records lost (ring buffer of process.bpf.o full): not rows, but a forked child that never execs then has no exec_id"),
-        r(e::DROP_CONN_RING as usize, "kernel_ringbuf", Some(NET_CONN.name), "ring buffer of net.bpf.o full"),
-        r(e::DROP_CONN_STATE_FULL as usize, "incomplete", Some(NET_CONN.name), "connections tracked without state (the `established` map of net.bpf.o was full): their close rows have no bytes_sent, bytes_received or duration_ns"),
-        r(e::DROP_CONN_NO_OWNER as usize, "incomplete", Some(NET_CONN.name), "connect/fail rows without their process (pid, comm, exec_id, orig_dst_ip, orig_dst_port): the socket's connect() record (the `connects` map of net.bpf.o) was evicted or predates the recorder"),
-        r(e::DROP_PRIV_RING as usize, "kernel_ringbuf", Some(PRIVILEGE.name), "ring buffer of privilege.bpf.o full"),
-        r(e::DROP_PRIV_PENDING_FULL as usize, "kernel_map", Some(PRIVILEGE.name), "the per-thread `pending` map of privilege.bpf.o was full: these syscalls have no row"),
-        r(e::DROP_CAP_RING as usize, "kernel_ringbuf", Some(PRIVILEGE.name), "refused capability checks without their row (ring buffer of privilege.bpf.o full); counted in cap_usage.denied_unrecorded too"),
-        r(e::DROP_CAP_MAP_FULL as usize, "kernel_map", Some(CAP_USAGE.name), "capability checks not counted: the `cap_usage` map of privilege.bpf.o was full"),
-        r(e::DROP_LISTEN_RING as usize, "kernel_ringbuf", Some(NET_LISTEN.name), "ring buffer of net.bpf.o full"),
-        r(e::DROP_LISTEN_MAP_FULL as usize, "kernel_map", Some(NET_LISTEN.name), "sockets net.bpf.o could not remember (its `listeners` or `udp_bound` map was full): a TCP listener's accepted net_conn rows have no process, or a UDP socket's unbind row is missing"),
-    ]
-};
+/// Every drop reason of the kernel programs, indexed by its `DROP_*` number
+/// (generated from `PT_DROP_MEANINGS` in ebpf/include/events.h).
+pub const DROP_REASONS: [DropReason; podtrail_ebpf::DROP_REASONS] = podtrail_ebpf::DROP_REASON_MEANINGS;
 
 /// Runs of one program the kernel skipped since load: a tracing program is not
 /// run again on a CPU where it is already running (an interrupt or softirq
@@ -163,6 +133,7 @@ mod tests {
             assert_eq!(r.reason, i, "DROP_REASONS[{i}] describes reason {}", r.reason);
             assert!(super::super::objects::objects().iter().any(|o| r.detail.contains(o.name)), "reason {i} does not name its object: {}", r.detail);
             assert!(["kernel_ringbuf", "kernel_map", "incomplete"].contains(&r.source), "reason {i}: source {}", r.source);
+            assert!(r.table.is_none_or(|t| podtrail_schema::tables::event_table(t).is_some()), "reason {i}: {:?} is not an event table", r.table);
         }
     }
 }
