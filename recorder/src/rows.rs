@@ -65,6 +65,71 @@ pub trait Row: Sized {
     fn columns(rows: &[&Self]) -> Vec<(&'static str, ArrayRef)>;
 }
 
+/// A row that is one kernel record as it came, given its wall time, its
+/// process image and its pod: `net_conn`, `net_listen` and `privilege` rows.
+/// What differs per table is the record and its columns ([`Record`]).
+pub struct EventRow<R> {
+    /// Wall clock (UTC ns) of the event.
+    pub time: i64,
+    pub raw: R,
+    /// The image of the event's process then (see the `procs` stage), when known.
+    pub exec_id: Option<u64>,
+    pub identity: Option<Arc<PodIdentity>>,
+}
+
+/// A decoded kernel record that is one row of its table ([`EventRow`]).
+pub trait Record: Sized {
+    /// The table these rows are stored in.
+    const TABLE: &'static TableDef;
+    /// Kernel time of the event (CLOCK_BOOTTIME).
+    fn time_boot_ns(&self) -> u64;
+    /// The cgroup v2 id of the process or socket, as the kernel reported it.
+    fn cgroup_id(&self) -> u64;
+    /// The process that made the event, when the record names one.
+    fn pid(&self) -> Option<u32>;
+    /// See [`Row::local_address`].
+    fn local_address(&self) -> Option<(IpAddr, u32)> {
+        None
+    }
+    /// See [`Row::columns`].
+    fn columns(rows: &[&EventRow<Self>]) -> Vec<(&'static str, ArrayRef)>;
+}
+
+impl<R: Record> EventRow<R> {
+    /// The row of `raw`, its wall time from kernel time by `boot_to_wall`.
+    pub fn new(raw: R, boot_to_wall: i64) -> Self {
+        EventRow { time: raw.time_boot_ns() as i64 + boot_to_wall, raw, exec_id: None, identity: None }
+    }
+}
+
+impl<R: Record> Row for EventRow<R> {
+    const TABLE: &'static TableDef = R::TABLE;
+    fn time(&self) -> i64 {
+        self.time
+    }
+    fn cgroup_id(&self) -> u64 {
+        self.raw.cgroup_id()
+    }
+    fn identity(&self) -> Option<&Arc<PodIdentity>> {
+        self.identity.as_ref()
+    }
+    fn identity_mut(&mut self) -> &mut Option<Arc<PodIdentity>> {
+        &mut self.identity
+    }
+    fn pid(&self) -> Option<u32> {
+        self.raw.pid()
+    }
+    fn set_exec_id(&mut self, exec_id: Option<u64>) {
+        self.exec_id = exec_id;
+    }
+    fn local_address(&self) -> Option<(IpAddr, u32)> {
+        self.raw.local_address()
+    }
+    fn columns(rows: &[&Self]) -> Vec<(&'static str, ArrayRef)> {
+        R::columns(rows)
+    }
+}
+
 /// The rows of one table, and how many of them, from the first, are known to
 /// be in the order a sealed segment keeps them (see [`key_le`]): a batch of
 /// rows all in order is built without sorting them.

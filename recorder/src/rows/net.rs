@@ -8,48 +8,29 @@ use std::sync::Arc;
 use arrow::array::ArrayRef;
 use podtrail_schema::tables::{NET_CONN, NET_LISTEN, TableDef};
 
-use super::{PodIdentity, Row};
+use super::{EventRow, Record};
 use crate::columns::{CommText, IpText, Prim, Text, repeated};
 use crate::decode::{ConnRaw, ListenRaw};
 
-pub struct ConnRow {
-    pub time: i64,
-    pub raw: ConnRaw,
-    pub exec_id: Option<u64>,
-    pub identity: Option<Arc<PodIdentity>>,
-}
+pub type ConnRow = EventRow<ConnRaw>;
 
-impl ConnRow {
-    pub fn new(raw: ConnRaw, boot_to_wall: i64) -> Self {
-        ConnRow { time: raw.time_boot_ns as i64 + boot_to_wall, raw, exec_id: None, identity: None }
-    }
-}
-
-impl Row for ConnRow {
+impl Record for ConnRaw {
     const TABLE: &'static TableDef = &NET_CONN;
-    fn time(&self) -> i64 {
-        self.time
+    fn time_boot_ns(&self) -> u64 {
+        self.time_boot_ns
     }
     fn cgroup_id(&self) -> u64 {
-        self.raw.cgroup_id
+        self.cgroup_id
     }
-    fn identity(&self) -> Option<&Arc<PodIdentity>> {
-        self.identity.as_ref()
-    }
-    fn identity_mut(&mut self) -> &mut Option<Arc<PodIdentity>> {
-        &mut self.identity
-    }
-    /// The process that called connect(), when the connect hook saw it.
+    /// The process that called connect(), or (accepted connections) the one
+    /// that listened, when the kernel hooks saw it.
     fn pid(&self) -> Option<u32> {
-        self.raw.owner.as_ref().map(|o| o.0)
-    }
-    fn set_exec_id(&mut self, exec_id: Option<u64>) {
-        self.exec_id = exec_id;
+        self.owner.as_ref().map(|o| o.0)
     }
     fn local_address(&self) -> Option<(IpAddr, u32)> {
-        Some((self.raw.src.0, self.raw.netns))
+        Some((self.src.0, self.netns))
     }
-    fn columns(rows: &[&Self]) -> Vec<(&'static str, ArrayRef)> {
+    fn columns(rows: &[&ConnRow]) -> Vec<(&'static str, ArrayRef)> {
         use arrow::datatypes::{UInt16Type, UInt32Type, UInt64Type};
         // Every column sized up front: no regrowth while a storm's flush is built.
         let n = rows.len();
@@ -111,41 +92,21 @@ impl Row for ConnRow {
     }
 }
 
-pub struct ListenRow {
-    pub time: i64,
-    pub raw: ListenRaw,
-    pub exec_id: Option<u64>,
-    pub identity: Option<Arc<PodIdentity>>,
-}
+pub type ListenRow = EventRow<ListenRaw>;
 
-impl ListenRow {
-    pub fn new(raw: ListenRaw, boot_to_wall: i64) -> Self {
-        ListenRow { time: raw.time_boot_ns as i64 + boot_to_wall, raw, exec_id: None, identity: None }
-    }
-}
-
-impl Row for ListenRow {
+impl Record for ListenRaw {
     const TABLE: &'static TableDef = &NET_LISTEN;
-    fn time(&self) -> i64 {
-        self.time
+    fn time_boot_ns(&self) -> u64 {
+        self.time_boot_ns
     }
     fn cgroup_id(&self) -> u64 {
-        self.raw.cgroup_id
-    }
-    fn identity(&self) -> Option<&Arc<PodIdentity>> {
-        self.identity.as_ref()
-    }
-    fn identity_mut(&mut self) -> &mut Option<Arc<PodIdentity>> {
-        &mut self.identity
+        self.cgroup_id
     }
     /// The process that called listen(2) or bind(2), or closed the socket.
     fn pid(&self) -> Option<u32> {
-        Some(self.raw.pid)
+        Some(self.pid)
     }
-    fn set_exec_id(&mut self, exec_id: Option<u64>) {
-        self.exec_id = exec_id;
-    }
-    fn columns(rows: &[&Self]) -> Vec<(&'static str, ArrayRef)> {
+    fn columns(rows: &[&ListenRow]) -> Vec<(&'static str, ArrayRef)> {
         use arrow::datatypes::{UInt16Type, UInt32Type, UInt64Type};
         let n = rows.len();
         let text = |bytes: usize| Text::with_capacity(n, bytes);

@@ -6,45 +6,25 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt8Builder, UInt32Builder, UInt64Builder};
 use podtrail_schema::tables::{CAP_USAGE, PRIVILEGE, TableDef};
 
-use super::{PodIdentity, Row};
+use super::{EventRow, PodIdentity, Record, Row};
 use crate::decode::PrivRaw;
 use crate::names::cap_name;
 use crate::privilege::{CapDelta, detail};
 
-pub struct PrivRow {
-    pub time: i64,
-    pub raw: PrivRaw,
-    pub exec_id: Option<u64>,
-    pub identity: Option<Arc<PodIdentity>>,
-}
+pub type PrivRow = EventRow<PrivRaw>;
 
-impl PrivRow {
-    pub fn new(raw: PrivRaw, boot_to_wall: i64) -> Self {
-        PrivRow { time: raw.time_boot_ns as i64 + boot_to_wall, raw, exec_id: None, identity: None }
-    }
-}
-
-impl Row for PrivRow {
+impl Record for PrivRaw {
     const TABLE: &'static TableDef = &PRIVILEGE;
-    fn time(&self) -> i64 {
-        self.time
+    fn time_boot_ns(&self) -> u64 {
+        self.time_boot_ns
     }
     fn cgroup_id(&self) -> u64 {
-        self.raw.cgroup_id
-    }
-    fn identity(&self) -> Option<&Arc<PodIdentity>> {
-        self.identity.as_ref()
-    }
-    fn identity_mut(&mut self) -> &mut Option<Arc<PodIdentity>> {
-        &mut self.identity
+        self.cgroup_id
     }
     fn pid(&self) -> Option<u32> {
-        Some(self.raw.pid)
+        Some(self.pid)
     }
-    fn set_exec_id(&mut self, exec_id: Option<u64>) {
-        self.exec_id = exec_id;
-    }
-    fn columns(rows: &[&Self]) -> Vec<(&'static str, ArrayRef)> {
+    fn columns(rows: &[&PrivRow]) -> Vec<(&'static str, ArrayRef)> {
         let s = StringBuilder::new;
         let (mut kind, mut comm, mut error, mut nss, mut source, mut target, mut fstype, mut operation, mut bpf_type, mut file) = (s(), s(), s(), s(), s(), s(), s(), s(), s(), s());
         let u32b = UInt32Builder::new;
