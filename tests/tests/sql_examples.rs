@@ -156,3 +156,20 @@ fn profiles_of_the_incident_pods() {
     assert_eq!(v["securityContext"]["capabilities"]["add"], json!([]), "{yaml}");
     assert!(yaml.contains("runAsNonRoot: not proposed: no exec recorded"), "{yaml}");
 }
+
+/// `podtrail timeline` over the incident history shows a pod's listeners and
+/// its raw-socket attempts among its other events, at their process's depth.
+#[test]
+fn the_timeline_of_the_incident_pod_shows_its_bind_shell_and_packet_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fixture::write(&data).expect("writing the incident fixture");
+    let out = run_ok("podtrail", &["--data-dir", data.to_str().unwrap(), "timeline", "--pod", "debug-shell", "--json"]);
+    let tl: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    let events = tl["events"].as_array().unwrap();
+    let of = |event: &str| events.iter().filter(|e| e["event"] == event).map(|e| (e["time"].clone(), e["pid"].clone(), e["detail"].clone(), e["depth"].clone())).collect::<Vec<_>>();
+    assert_eq!(of("listen"), vec![(json!("2026-11-17T14:43:00.000001Z"), json!(4300), json!("tcp 0.0.0.0:4444 by nc"), json!(1))], "{out}");
+    assert_eq!(of("socket"), vec![(json!("2026-11-17T14:44:00.000001Z"), json!(4400), json!("socket(AF_PACKET SOCK_RAW protocol 0x0300) refused: EPERM by proc"), json!(1))], "{out}");
+    let text = run_ok("podtrail", &["--data-dir", data.to_str().unwrap(), "timeline", "--pod", "debug-shell"]);
+    assert!(text.lines().last().unwrap_or("").contains("1 listener"), "the summary counts the listener:\n{text}");
+}
