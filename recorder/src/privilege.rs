@@ -101,7 +101,9 @@ pub fn detail(p: &PrivRaw) -> PrivDetail {
 }
 
 /// A raw socket(2) call as an investigator reads it: `AF_PACKET SOCK_RAW
-/// protocol 0x0003` (the protocol as given, network order for AF_PACKET).
+/// protocol 0x0300` (the protocol argument as the caller passed it: for
+/// AF_PACKET in network order, so `htons(ETH_P_ALL)` reads 0x0300 on x86).
+/// Type flags (SOCK_CLOEXEC, SOCK_NONBLOCK) are left out here; `flags` keeps them.
 fn socket_kind(family: u64, type_flags: u64, protocol: u64) -> String {
     let family = match family {
         2 => "AF_INET".to_string(),
@@ -195,6 +197,13 @@ mod tests {
             extra: [0; 3],
             strs: [None, None, None],
         }
+    }
+
+    #[test]
+    fn a_socket_call_reads_as_family_type_and_protocol() {
+        assert_eq!(socket_kind(17, 3 | 0x80000, 0x0300), "AF_PACKET SOCK_RAW protocol 0x0300", "SOCK_CLOEXEC is not part of the type");
+        assert_eq!(socket_kind(10, 3, 58), "AF_INET6 SOCK_RAW protocol 0x003a");
+        assert_eq!(socket_kind(99, 12, 1), "family 99 type 12 protocol 0x0001");
     }
 
     #[test]
