@@ -58,7 +58,7 @@ fn which(cmd: &str) -> bool {
 }
 
 /// `pub const` for every `#define PT_<NAME> <integer>` of the header. Sizes and
-/// counts (`*_LEN`, `*_MAX`, `*_DEPTH`, `*_REASONS`) are `usize`, everything
+/// counts (`*_LEN`, `*_MAX`, `*_DEPTH`, `*_REASONS`, `*_CAPTURE`) are `usize`, everything
 /// else `u32`. A `PT_` define whose value is not a plain integer fails the
 /// build: the kernel contract holds only numbers both sides read the same way.
 fn generate_constants(header: &Path, out: &Path) {
@@ -79,7 +79,7 @@ fn generate_constants(header: &Path, out: &Path) {
         let number: u64 = value
             .parse()
             .unwrap_or_else(|_| panic!("podtrail-ebpf: {}:{}: PT_{name} is `{value}`, not an integer: the contract holds plain numbers", header.display(), n + 1));
-        let ty = if ["_LEN", "_MAX", "_DEPTH", "_REASONS"].iter().any(|s| name.ends_with(s)) { "usize" } else { "u32" };
+        let ty = if ["_LEN", "_MAX", "_DEPTH", "_REASONS", "_CAPTURE"].iter().any(|s| name.ends_with(s)) { "usize" } else { "u32" };
         if !comment.is_empty() {
             rust.push_str(&format!("/// {comment}\n"));
         }

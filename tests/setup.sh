@@ -31,6 +31,10 @@ command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 command -v cpio >/dev/null || need_apt+=(cpio)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 command -v xz >/dev/null || need_apt+=(xz-utils)
+# The DNS tests: a real resolver in a test pod (dnsmasq-base: the binary, no
+# system service), and openssl for the TLS server-name case.
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+command -v openssl >/dev/null || need_apt+=(openssl)
 command -v zstd >/dev/null || need_apt+=(zstd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)" >&2

@@ -12,6 +12,7 @@
 #define PT_KIND_PRIV 5
 #define PT_KIND_CAP 6
 #define PT_KIND_LISTEN 7
+#define PT_KIND_DNS 8
 
 /* pt_exec_event.flags */
 #define PT_EXEC_ARGS_TRUNCATED 1 /* argv was longer than PT_ARGS_MAX */
@@ -92,6 +93,22 @@
 #define PT_LISTEN_BIND 3      /* a UDP socket was bound (bind(2) succeeded) */
 #define PT_LISTEN_UNBIND 4    /* a bound UDP socket was released */
 
+/* pt_dns_event.direction */
+#define PT_DNS_QUERY 1   /* sent by a socket to port 53 (cgroup_skb egress) */
+#define PT_DNS_ANSWER 2  /* received by a socket from port 53 (cgroup_skb ingress) */
+
+/* pt_dns_event.flags */
+#define PT_DNS_HAS_OWNER 1  /* pid/comm: the process that connect()ed or sendmsg()ed
+                               the socket to port 53 (the `dns_socks` or `connects` map) */
+#define PT_DNS_HAS_ASKED 2  /* asked_addr/asked_port: the destination that process
+                               gave (before any DNAT) */
+#define PT_DNS_HAS_NAT 4    /* nat_addr/nat_port: the backend conntrack translated
+                               the query to (answers only) */
+
+/* Bytes of a DNS message kept per packet: the classic UDP limit. A longer
+ * message is parsed as far as these bytes go (payload_len says how long it was). */
+#define PT_DNS_CAPTURE 512 /* a power of two (the program masks with it) */
+
 /* Index of the `drops` counters (common.h): what was lost, for which table,
  * and why. Userspace turns each into `podtrail_loss` rows as PT_DROP_MEANINGS
  * below says; a number is never reused for another meaning. */
@@ -115,7 +132,8 @@
 #define PT_DROP_LISTEN_MAP_FULL 11 /* net_listen: the `listeners` or `udp_bound` map was
                                       full: the listener's accepted connections have no
                                       process, or the UDP socket's unbind row is missing */
-#define PT_DROP_REASONS 12
+#define PT_DROP_DNS_RING 12        /* dns row: ring buffer full (a query or an answer) */
+#define PT_DROP_REASONS 13
 
 /* What a count of each reason means to podtraild, one line per PT_DROP_*:
  * X(reason, podtrail_loss source, table whose rows were lost or stored
@@ -134,7 +152,8 @@
     X(PT_DROP_CAP_RING, kernel_ringbuf, privilege, "refused capability checks without their row (ring buffer of privilege.bpf.o full); counted in cap_usage.denied_unrecorded too") \
     X(PT_DROP_CAP_MAP_FULL, kernel_map, cap_usage, "capability checks not counted: the `cap_usage` map of privilege.bpf.o was full") \
     X(PT_DROP_LISTEN_RING, kernel_ringbuf, net_listen, "ring buffer of net.bpf.o full") \
-    X(PT_DROP_LISTEN_MAP_FULL, kernel_map, net_listen, "sockets net.bpf.o could not remember (its `listeners` or `udp_bound` map was full): a TCP listener's accepted net_conn rows have no process, or a UDP socket's unbind row is missing")
+    X(PT_DROP_LISTEN_MAP_FULL, kernel_map, net_listen, "sockets net.bpf.o could not remember (its `listeners` or `udp_bound` map was full): a TCP listener's accepted net_conn rows have no process, or a UDP socket's unbind row is missing") \
+    X(PT_DROP_DNS_RING, kernel_ringbuf, dns, "DNS packets lost (ring buffer of net.bpf.o full): a lost query leaves its answer a row of status answer_only, a lost answer leaves its query unanswered")
 
 #define PT_COMM_LEN 16
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */
@@ -241,6 +260,39 @@ struct pt_listen_event {
     __u64 cookie;         /* socket cookie; 0: the kernel had none */
     __u8 addr[16];
     char comm[PT_COMM_LEN];
+};
+
+/* One DNS message as a socket sent it to port 53 or received it from there
+ * (cgroup_skb egress/ingress on the cgroup v2 root: the socket's own cgroup,
+ * any network namespace). UDP: the datagram's payload; TCP: the segment's
+ * payload, a 2-byte length first when it starts a message. Addresses are 16
+ * bytes, network order, IPv4 in the first 4; ports host order. local/remote
+ * are the packet's: a query's remote is where it left the socket for (after a
+ * DNAT in the socket's own namespace), an answer's remote where it came from
+ * (after conntrack undid any DNAT). */
+struct pt_dns_event {
+    __u32 kind;
+    __u8 direction;       /* PT_DNS_QUERY or PT_DNS_ANSWER */
+    __u8 protocol;        /* IPPROTO_UDP (17) or IPPROTO_TCP (6) */
+    __u16 family;         /* AF_INET (2) or AF_INET6 (10) */
+    __u32 pid;            /* with PT_DNS_HAS_OWNER */
+    __u16 flags;          /* PT_DNS_HAS_* */
+    __u16 captured;       /* bytes of data[] filled (at most PT_DNS_CAPTURE) */
+    __u32 payload_len;    /* the packet's whole transport payload */
+    __u16 local_port;
+    __u16 remote_port;
+    __u16 asked_port;
+    __u16 nat_port;
+    __u32 reserved;
+    __u64 time_ns;        /* CLOCK_BOOTTIME */
+    __u64 cgroup_id;      /* the socket's cgroup */
+    __u64 cookie;         /* socket cookie: a query and its answer share it */
+    __u8 local_addr[16];
+    __u8 remote_addr[16];
+    __u8 asked_addr[16];
+    __u8 nat_addr[16];
+    char comm[PT_COMM_LEN];
+    __u8 data[PT_DNS_CAPTURE];
 };
 
 /* One privilege-changing syscall, sent at its exit with its result. Credentials

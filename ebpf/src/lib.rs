@@ -41,6 +41,8 @@ pub struct PrivSyscall {
 /// (tp_btf/net_dev_start_xmit), `sock_state` (tp_btf/inet_sock_set_state),
 /// `sock_destroy` (tp_btf/tcp_destroy_sock), `post_bind4`/`post_bind6`
 /// (cgroup/post_bind4|6), `sock_release` (cgroup/sock_release),
+/// `sendmsg4`/`sendmsg6` (cgroup/sendmsg4|6), `dns_egress`/`dns_ingress`
+/// (cgroup_skb/egress|ingress),
 /// ring buffer `events`, per-CPU counters `drops` and per-cgroup `drops_by_cgroup`.
 pub fn net_object() -> &'static [u8] {
     &NET_OBJ.0
@@ -257,6 +259,36 @@ pub struct ListenEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Mirror of `struct pt_dns_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DnsEvent {
+    pub kind: u32,
+    /// `DNS_QUERY` or `DNS_ANSWER`.
+    pub direction: u8,
+    pub protocol: u8,
+    pub family: u16,
+    pub pid: u32,
+    /// `DNS_HAS_*`.
+    pub flags: u16,
+    pub captured: u16,
+    pub payload_len: u32,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub asked_port: u16,
+    pub nat_port: u16,
+    pub reserved: u32,
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub cookie: u64,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub asked_addr: [u8; 16],
+    pub nat_addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+    pub data: [u8; DNS_CAPTURE],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +353,11 @@ mod tests {
             btf_layout(net_object(), "pt_listen_event"),
             layout!(ListenEvent, kind, event, pid, family, netns, port, protocol, reserved, time_ns, cgroup_id, cookie, addr, comm),
             "ListenEvent drifted from struct pt_listen_event"
+        );
+        assert_eq!(
+            btf_layout(net_object(), "pt_dns_event"),
+            layout!(DnsEvent, kind, direction, protocol, family, pid, flags, captured, payload_len, local_port, remote_port, asked_port, nat_port, reserved, time_ns, cgroup_id, cookie, local_addr, remote_addr, asked_addr, nat_addr, comm, data),
+            "DnsEvent drifted from struct pt_dns_event"
         );
         let obj = privilege_object();
         assert_eq!(

@@ -16,6 +16,11 @@
  *   process by (netns, port), which an accepted connection's rows then carry;
  *   cgroup/post_bind4|6 sends a record for each bound UDP socket and
  *   cgroup/sock_release one when such a socket goes away.
+ * - DNS: cgroup_skb/egress and cgroup_skb/ingress send each UDP or TCP packet
+ *   a socket sends to port 53 or receives from port 53, its first
+ *   PT_DNS_CAPTURE payload bytes included (podtraild parses and pairs them);
+ *   cgroup/sendmsg4|6 and connect4|6 remember which process aimed a UDP
+ *   socket at port 53, and where, by socket cookie (`dns_socks`).
  * No kprobes, fentry or LSM. Every record the ring buffer cannot take, and every
  * row sent without part of its state, is counted (common.h). */
 /* The ring buffer's size (common.h wakes the reader at an eighth of it). */
@@ -103,8 +108,8 @@ struct {
     __type(value, struct conn_state);
 } established SEC(".maps");
 
-/* DNAT seen by conntrack: original (saddr, daddr, sport, dport) -> reply
- * source. Addresses as in pt_conn_event: IPv4 in the first 4 bytes, the rest 0. */
+/* DNAT seen by conntrack (TCP, and UDP to port 53): original (saddr, daddr,
+ * sport, dport) -> reply source. Addresses as in pt_conn_event: IPv4 in the first 4 bytes, the rest 0. */
 struct nat_key {
     __u8 saddr[16];
     __u8 daddr[16];
@@ -165,7 +170,28 @@ struct {
     __type(value, struct bound_udp);
 } udp_bound SEC(".maps");
 
+/* The process that aimed a UDP socket at port 53 (connect() or sendmsg() with
+ * an address) and the address it gave, by socket cookie: what the socket's DNS
+ * packets carry (cgroup_skb runs where `current` may be unrelated, and sees
+ * only the packet's addresses). LRU: cookies are never reused, and an evicted
+ * entry costs a row its process and asked address, never the row. */
+struct dns_owner {
+    __u8 addr[16];
+    __u16 port;
+    __u16 pad;
+    __u32 pid;
+    char comm[PT_COMM_LEN];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct dns_owner);
+} dns_socks SEC(".maps");
+
 const struct pt_conn_event *unused_conn_event __attribute__((unused));
+const struct pt_dns_event *unused_dns_event __attribute__((unused));
 const struct pt_listen_event *unused_listen_event __attribute__((unused));
 
 static __always_inline void remember_connect(__u64 cookie, const void *addr, __u32 len, __u16 port_be)
@@ -178,22 +204,57 @@ static __always_inline void remember_connect(__u64 cookie, const void *addr, __u
     bpf_map_update_elem(&connects, &cookie, &ci, BPF_ANY);
 }
 
+/* A UDP socket aimed at port 53 by connect() or sendmsg(): remember who and
+ * where (dns_socks). user_port is network order. */
+static __always_inline void remember_dns(__u64 cookie, const void *addr, __u32 len, __u16 port_be)
+{
+    struct dns_owner o = {};
+    __builtin_memcpy(o.addr, addr, len);
+    o.port = bpf_ntohs(port_be);
+    o.pid = bpf_get_current_pid_tgid() >> 32;
+    bpf_get_current_comm(&o.comm, sizeof(o.comm));
+    bpf_map_update_elem(&dns_socks, &cookie, &o, BPF_ANY);
+}
+
 SEC("cgroup/connect4")
 int connect4(struct bpf_sock_addr *ctx)
 {
-    if (ctx->protocol == IPPROTO_TCP) {
-        __u32 ip = ctx->user_ip4;
+    __u32 ip = ctx->user_ip4;
+    if (ctx->protocol == IPPROTO_TCP)
         remember_connect(bpf_get_socket_cookie(ctx), &ip, 4, (__u16)ctx->user_port);
-    }
+    else if (ctx->protocol == IPPROTO_UDP && (__u16)ctx->user_port == bpf_htons(53))
+        remember_dns(bpf_get_socket_cookie(ctx), &ip, 4, (__u16)ctx->user_port);
     return 1;
 }
 
 SEC("cgroup/connect6")
 int connect6(struct bpf_sock_addr *ctx)
 {
-    if (ctx->protocol == IPPROTO_TCP) {
-        __u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+    __u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+    if (ctx->protocol == IPPROTO_TCP)
         remember_connect(bpf_get_socket_cookie(ctx), ip6, 16, (__u16)ctx->user_port);
+    else if (ctx->protocol == IPPROTO_UDP && (__u16)ctx->user_port == bpf_htons(53))
+        remember_dns(bpf_get_socket_cookie(ctx), ip6, 16, (__u16)ctx->user_port);
+    return 1;
+}
+
+/* sendmsg()/sendto() with an address on a UDP socket: only port 53 is kept. */
+SEC("cgroup/sendmsg4")
+int sendmsg4(struct bpf_sock_addr *ctx)
+{
+    if ((__u16)ctx->user_port == bpf_htons(53)) {
+        __u32 ip = ctx->user_ip4;
+        remember_dns(bpf_get_socket_cookie(ctx), &ip, 4, (__u16)ctx->user_port);
+    }
+    return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int sendmsg6(struct bpf_sock_addr *ctx)
+{
+    if ((__u16)ctx->user_port == bpf_htons(53)) {
+        __u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+        remember_dns(bpf_get_socket_cookie(ctx), ip6, 16, (__u16)ctx->user_port);
     }
     return 1;
 }
@@ -209,7 +270,12 @@ int BPF_PROG(nat_xmit, struct sk_buff *skb, struct net_device *dev)
     if (!(status & IPS_DST_NAT))
         return 0;
     __u16 l3 = BPF_CORE_READ(ct, tuplehash[0].tuple.src.l3num);
-    if ((l3 != AF_INET && l3 != AF_INET6) || BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum) != IPPROTO_TCP)
+    __u8 proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
+    if ((l3 != AF_INET && l3 != AF_INET6) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+        return 0;
+    /* UDP: only DNS (the answers' backend); TCP: every connection. The port
+     * sits at the same place for both. */
+    if (proto == IPPROTO_UDP && BPF_CORE_READ(ct, tuplehash[0].tuple.dst.u.udp.port) != bpf_htons(53))
         return 0;
     struct nat_key k = {
         .sport = bpf_ntohs(BPF_CORE_READ(ct, tuplehash[0].tuple.src.u.tcp.port)),
@@ -588,4 +654,172 @@ int sock_release(struct bpf_sock *ctx)
     }
     bpf_map_delete_elem(&udp_bound, &cookie);
     return 1;
+}
+
+
+/* ---- DNS ---- */
+
+/* A packet's addresses, ports and where its transport payload starts, from
+ * the network header cgroup_skb programs see at offset 0. Returns 0 for a
+ * packet that is not UDP or TCP over IPv4/IPv6 (extension headers and
+ * non-first fragments are skipped). */
+struct pkt {
+    __u8 saddr[16];
+    __u8 daddr[16];
+    __u16 sport;
+    __u16 dport;
+    __u32 payload_off;
+    __u16 family;
+    __u8 protocol;
+};
+
+static __always_inline int parse_pkt(struct __sk_buff *skb, struct pkt *p)
+{
+    __u8 vhl;
+    __u32 l4;
+    if (bpf_skb_load_bytes(skb, 0, &vhl, 1))
+        return 0;
+    if ((vhl >> 4) == 4) {
+        struct iphdr ip;
+        if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+            return 0;
+        /* A later fragment has no transport header. */
+        if (ip.frag_off & bpf_htons(0x1fff))
+            return 0;
+        p->family = AF_INET;
+        p->protocol = ip.protocol;
+        __builtin_memcpy(p->saddr, &ip.saddr, 4);
+        __builtin_memcpy(p->daddr, &ip.daddr, 4);
+        l4 = (vhl & 0xf) * 4;
+    } else if ((vhl >> 4) == 6) {
+        struct ipv6hdr ip6;
+        if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+            return 0;
+        p->family = AF_INET6;
+        p->protocol = ip6.nexthdr;
+        __builtin_memcpy(p->saddr, &ip6.saddr, 16);
+        __builtin_memcpy(p->daddr, &ip6.daddr, 16);
+        l4 = sizeof(ip6);
+    } else {
+        return 0;
+    }
+    __u16 ports[2];
+    if (p->protocol == IPPROTO_UDP) {
+        if (bpf_skb_load_bytes(skb, l4, ports, 4))
+            return 0;
+        p->payload_off = l4 + 8;
+    } else if (p->protocol == IPPROTO_TCP) {
+        __u8 doff;
+        if (bpf_skb_load_bytes(skb, l4, ports, 4) || bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+            return 0;
+        p->payload_off = l4 + (doff >> 4) * 4;
+    } else {
+        return 0;
+    }
+    p->sport = bpf_ntohs(ports[0]);
+    p->dport = bpf_ntohs(ports[1]);
+    return 1;
+}
+
+/* One DNS packet of a socket: a query it sends to port 53 (egress) or an
+ * answer it receives from port 53 (ingress), sent with its first
+ * PT_DNS_CAPTURE payload bytes. Always lets the packet through. */
+static __always_inline int dns_packet(struct __sk_buff *skb, __u8 direction)
+{
+    struct pkt p = {};
+    if (!parse_pkt(skb, &p))
+        return 1;
+    __u16 port = direction == PT_DNS_QUERY ? p.dport : p.sport;
+    if (port != 53 || p.payload_off >= skb->len)
+        return 1; /* not DNS, or a TCP segment without payload (SYN, ACK, FIN) */
+    __u64 cgroup_id = bpf_skb_cgroup_id(skb);
+    __u32 payload_len = skb->len - p.payload_off;
+    struct pt_dns_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count_drop(PT_DROP_DNS_RING, cgroup_id);
+        return 1;
+    }
+    /* 1..PT_DNS_CAPTURE bytes (payload_len >= 1 here), in a form every
+     * verifier proves non-zero and in bounds: a mask, then + 1. */
+    __u32 n = (payload_len < PT_DNS_CAPTURE ? payload_len : PT_DNS_CAPTURE) - 1;
+    n &= PT_DNS_CAPTURE - 1;
+    n += 1;
+    if (bpf_skb_load_bytes(skb, p.payload_off, e->data, n)) {
+        bpf_ringbuf_discard(e, 0);
+        return 1;
+    }
+    e->kind = PT_KIND_DNS;
+    e->direction = direction;
+    e->protocol = p.protocol;
+    e->family = p.family;
+    e->pid = 0;
+    e->flags = 0;
+    e->captured = n;
+    e->payload_len = payload_len;
+    e->asked_port = 0;
+    e->nat_port = 0;
+    e->reserved = 0;
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->cgroup_id = cgroup_id;
+    __u64 cookie = bpf_get_socket_cookie(skb);
+    e->cookie = cookie;
+    /* local = the socket's side of the packet. */
+    if (direction == PT_DNS_QUERY) {
+        __builtin_memcpy(e->local_addr, p.saddr, 16);
+        __builtin_memcpy(e->remote_addr, p.daddr, 16);
+        e->local_port = p.sport;
+        e->remote_port = p.dport;
+    } else {
+        __builtin_memcpy(e->local_addr, p.daddr, 16);
+        __builtin_memcpy(e->remote_addr, p.saddr, 16);
+        e->local_port = p.dport;
+        e->remote_port = p.sport;
+    }
+    __builtin_memset(e->asked_addr, 0, 16);
+    __builtin_memset(e->nat_addr, 0, 16);
+    __builtin_memset(e->comm, 0, sizeof(e->comm));
+    struct dns_owner *o = p.protocol == IPPROTO_UDP ? bpf_map_lookup_elem(&dns_socks, &cookie) : 0;
+    if (o) {
+        e->flags |= PT_DNS_HAS_OWNER | PT_DNS_HAS_ASKED;
+        e->pid = o->pid;
+        __builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+        __builtin_memcpy(e->asked_addr, o->addr, 16);
+        e->asked_port = o->port;
+    } else if (p.protocol == IPPROTO_TCP) {
+        struct connect_info *ci = bpf_map_lookup_elem(&connects, &cookie);
+        if (ci) {
+            e->flags |= PT_DNS_HAS_OWNER | PT_DNS_HAS_ASKED;
+            e->pid = ci->pid;
+            __builtin_memcpy(e->comm, ci->comm, sizeof(e->comm));
+            __builtin_memcpy(e->asked_addr, ci->daddr, 16);
+            e->asked_port = ci->dport;
+        }
+    }
+    if (direction == PT_DNS_ANSWER) {
+        /* The backend conntrack sent the query to, when it was DNATed:
+         * keyed by the query's original tuple (this answer, reversed). */
+        struct nat_key k = { .sport = e->local_port, .dport = e->remote_port };
+        __builtin_memcpy(k.saddr, e->local_addr, 16);
+        __builtin_memcpy(k.daddr, e->remote_addr, 16);
+        struct nat_val *v = bpf_map_lookup_elem(&nat, &k);
+        if (v) {
+            e->flags |= PT_DNS_HAS_NAT;
+            __builtin_memcpy(e->nat_addr, v->addr, 16);
+            e->nat_port = v->port;
+        }
+    }
+    bpf_ringbuf_submit(e, pt_submit_flags(&events));
+    return 1;
+}
+
+SEC("cgroup_skb/egress")
+int dns_egress(struct __sk_buff *skb)
+{
+    return dns_packet(skb, PT_DNS_QUERY);
+}
+
+SEC("cgroup_skb/ingress")
+int dns_ingress(struct __sk_buff *skb)
+{
+    return dns_packet(skb, PT_DNS_ANSWER);
 }

@@ -1,4 +1,4 @@
-//! `podtrail timeline --pod NAME|UID`: one pod's exec, exit, connection, listener and privilege events
+//! `podtrail timeline --pod NAME|UID`: one pod's exec, exit, connection, listener, DNS and privilege events
 //! in time order, indented by the process tree, also for pods long deleted.
 //!
 //! In: a pod name (resolved through `pods` and `ip_owners`, optionally within a
@@ -19,8 +19,8 @@ use crate::{Engine, QueryError};
 pub struct Event {
     pub time: String,
     /// `exec`, `exit`, the `net_conn` event (`connect`, `accept`, `close`,
-    /// `fail`), the `net_listen` event (`listen`, `unlisten`, `bind`, `unbind`)
-    /// or the `privilege` kind.
+    /// `fail`), the `net_listen` event (`listen`, `unlisten`, `bind`, `unbind`),
+    /// `dns`, or the `privilege` kind.
     pub event: String,
     pub pod_uid: String,
     pub container_id: Option<String>,
@@ -127,15 +127,18 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
     let exit_q = format!("SELECT time, pod_uid, container_id, pid, exec_id, exit_code, signal, duration_ns FROM process_exit WHERE {filter}");
     let conn_q = format!(
         "SELECT time, pod_uid, container_id, pid, exec_id, event, src_ip, src_port, dst_ip, dst_port, orig_dst_ip, orig_dst_port, \
-         nat_dst_ip, nat_dst_port, bytes_sent, bytes_received, duration_ns, error, comm FROM net_conn WHERE {filter}"
+         nat_dst_ip, nat_dst_port, bytes_sent, bytes_received, duration_ns, error, comm, dst_name FROM net_conn WHERE {filter}"
     );
     let priv_q = format!(
         "SELECT time, pod_uid, container_id, pid, exec_id, kind, result, error, comm, new_uid, new_euid, new_gid, new_egid, \
          namespaces, source, target, fstype, operation, target_pid, bpf_type, file FROM privilege WHERE {filter}"
     );
     let listen_q = format!("SELECT time, pod_uid, container_id, pid, exec_id, event, protocol, ip, port, comm FROM net_listen WHERE {filter}");
-    let (execs, exits, conns, listens, privs) =
-        futures::try_join!(engine.sql(&exec_q), engine.sql(&exit_q), engine.sql(&conn_q), engine.sql(&listen_q), engine.sql(&priv_q))?;
+    let dns_q = format!(
+        "SELECT time, pod_uid, container_id, pid, exec_id, status, query_type, query_name, rcode, answers, resolver_ip, answered_by_ip, comm, transport FROM dns WHERE {filter}"
+    );
+    let (execs, exits, conns, listens, dns, privs) =
+        futures::try_join!(engine.sql(&exec_q), engine.sql(&exit_q), engine.sql(&conn_q), engine.sql(&listen_q), engine.sql(&dns_q), engine.sql(&priv_q))?;
     for b in &execs.1 {
         let args = b.column(8).as_list::<i32>();
         for i in 0..b.num_rows() {
@@ -179,6 +182,9 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
             if let Some(c) = str_at(b, 18, i) {
                 d.push_str(&format!(" by {c}"));
             }
+            if let Some(n) = str_at(b, 19, i) {
+                d.push_str(&format!(" [{n}]"));
+            }
             events.push(event(b, i, "net", d, Some(3), Some(4), None));
             let last = events.last_mut().expect("pushed");
             last.event = kind;
@@ -193,6 +199,29 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
             let mut e = event(b, i, "listen", d, Some(3), Some(4), None);
             e.event = str_at(b, 5, i).unwrap_or_default();
             events.push(e);
+        }
+    }
+    for b in &dns.1 {
+        for i in 0..b.num_rows() {
+            let s = |c: usize| str_at(b, c, i);
+            let mut d = format!("{} {}", s(6).unwrap_or_else(|| "?".into()), s(7).unwrap_or_else(|| "(unparsed)".into()));
+            match (s(5).as_deref(), s(8)) {
+                (Some("answered" | "answer_only"), Some(rcode)) => {
+                    d.push_str(&format!(" -> {rcode}"));
+                    if let Some(a) = s(9) {
+                        d.push_str(&format!(": {a}"));
+                    }
+                }
+                (status, _) => d.push_str(&format!(" ({})", status.unwrap_or_default())),
+            }
+            d.push_str(&format!(" via {} {}", s(13).unwrap_or_default(), s(10).unwrap_or_default()));
+            if let Some(by) = s(11).filter(|by| Some(by) != s(10).as_ref()) {
+                d.push_str(&format!(" (answered by {by})"));
+            }
+            if let Some(c) = s(12) {
+                d.push_str(&format!(" by {c}"));
+            }
+            events.push(event(b, i, "dns", d, Some(3), Some(4), None));
         }
     }
     for b in &privs.1 {
@@ -268,6 +297,7 @@ fn event(b: &RecordBatch, i: usize, kind: &str, detail: String, pid: Option<usiz
         "exit" => "process_exit",
         "privilege" => "privilege",
         "listen" => "net_listen",
+        "dns" => "dns",
         _ => "net_conn",
     };
     Event {
@@ -323,12 +353,13 @@ impl std::fmt::Display for Timeline {
         let count = |t: &str| self.events.iter().filter(|e| e.table == t).count();
         writeln!(
             f,
-            "{} events: {} exec, {} exit, {} connection, {} listener, {} privilege",
+            "{} events: {} exec, {} exit, {} connection, {} listener, {} dns, {} privilege",
             self.events.len(),
             count("process_exec"),
             count("process_exit"),
             count("net_conn"),
             count("net_listen"),
+            count("dns"),
             count("privilege")
         )
     }

@@ -5,11 +5,12 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use podtrail_ebpf::{
     ARGS_MAX, COMM_LEN, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
     CWD_MAX, EXEC_ARGS_TRUNCATED, EXEC_CWD_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
-    KIND_FORK, KIND_LISTEN, KIND_PRIV, LISTEN_BIND, LISTEN_LISTEN, LISTEN_UNBIND, LISTEN_UNLISTEN, ListenEvent, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
+    KIND_FORK, KIND_LISTEN, KIND_DNS, DNS_ANSWER, DNS_QUERY, DNS_CAPTURE, DNS_HAS_OWNER, DNS_HAS_ASKED, DNS_HAS_NAT, DnsEvent, KIND_PRIV, LISTEN_BIND, LISTEN_LISTEN, LISTEN_UNBIND, LISTEN_UNLISTEN, ListenEvent, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,9 @@ pub struct ConnRaw {
     /// (bytes sent, bytes received, duration ns) at close.
     pub bytes: Option<(u64, u64, u64)>,
     pub error: Option<String>,
+    /// The name the socket's cgroup resolved to the destination (set after
+    /// decode, from the `dns` history; see `crate::dns`).
+    pub dst_name: Option<Arc<str>>,
 }
 
 #[cfg(test)]
@@ -107,7 +111,7 @@ impl ConnRaw {
     /// (comm `curl`) when given: the rows unit tests push.
     pub fn localhost(time_boot_ns: u64, cgroup_id: u64, pid: Option<u32>) -> ConnRaw {
         let a = (IpAddr::V4(Ipv4Addr::LOCALHOST), 80);
-        ConnRaw { event: "connect", owner: pid.map(|p| (p, "curl".into())), family: "ipv4", netns: 1, time_boot_ns, cgroup_id, cookie: time_boot_ns, src: a, dst: a, orig_dst: None, nat_dst: None, bytes: None, error: None }
+        ConnRaw { event: "connect", owner: pid.map(|p| (p, "curl".into())), family: "ipv4", netns: 1, time_boot_ns, cgroup_id, cookie: time_boot_ns, src: a, dst: a, orig_dst: None, nat_dst: None, bytes: None, error: None, dst_name: None }
     }
 }
 
@@ -153,6 +157,33 @@ pub struct ListenRaw {
     pub local: (IpAddr, u16),
 }
 
+/// One DNS packet a socket sent to port 53 (a query) or received from there
+/// (an answer), with the first bytes of its message; `crate::dns` parses and
+/// pairs them into `dns` rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsPacketRaw {
+    pub answer: bool,
+    /// `udp` or `tcp` (the message then starts with its 2-byte length).
+    pub transport: &'static str,
+    pub family: &'static str,
+    /// The process that aimed the socket at port 53, when the hooks saw it.
+    pub owner: Option<(u32, Comm)>,
+    pub time_boot_ns: u64,
+    pub cgroup_id: u64,
+    pub cookie: u64,
+    /// The socket's side of the packet.
+    pub local: (IpAddr, u16),
+    /// The other side: a query's destination, an answer's source.
+    pub remote: (IpAddr, u16),
+    /// The destination the process gave (before DNAT).
+    pub asked: Option<(IpAddr, u16)>,
+    /// Answers: the backend conntrack translated the query to.
+    pub nat: Option<(IpAddr, u16)>,
+    /// The transport payload's whole length (`data` holds at most its first `DNS_CAPTURE` bytes).
+    pub payload_len: u32,
+    pub data: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(ExecRaw),
@@ -160,6 +191,7 @@ pub enum RawEvent {
     Fork(ForkRaw),
     Conn(ConnRaw),
     Listen(ListenRaw),
+    Dns(DnsPacketRaw),
     Priv(PrivRaw),
 }
 
@@ -172,6 +204,7 @@ impl RawEvent {
             RawEvent::Fork(f) => f.time_boot_ns,
             RawEvent::Conn(c) => c.time_boot_ns,
             RawEvent::Listen(l) => l.time_boot_ns,
+            RawEvent::Dns(d) => d.time_boot_ns,
             RawEvent::Priv(p) => p.time_boot_ns,
         }
     }
@@ -242,12 +275,13 @@ fn cwd_path(components: &[u8], truncated: bool) -> String {
 /// are not rows; an unknown or short record has none): how an undecodable
 /// record's loss is attributed.
 pub fn table_of_record(b: &[u8]) -> Option<&'static str> {
-    use podtrail_schema::tables::{NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    use podtrail_schema::tables::{DNS, NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
     match u32::from_ne_bytes(b.get(0..4)?.try_into().ok()?) {
         KIND_EXEC => Some(PROCESS_EXEC.name),
         KIND_EXIT => Some(PROCESS_EXIT.name),
         KIND_CONN => Some(NET_CONN.name),
         KIND_LISTEN => Some(NET_LISTEN.name),
+        KIND_DNS => Some(DNS.name),
         KIND_PRIV | KIND_CAP => Some(PRIVILEGE.name),
         _ => None,
     }
@@ -358,6 +392,7 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 nat_dst: has(CONN_HAS_NAT).then(|| (ip(e.nat_daddr), e.nat_dport)),
                 bytes: has(CONN_HAS_BYTES).then_some((e.bytes_sent, e.bytes_received, e.duration_ns)),
                 error: (e.event == CONN_FAIL).then(|| errno_name(e.error)),
+                dst_name: None,
             }))
         }
         KIND_LISTEN => {
@@ -390,6 +425,45 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 cgroup_id: e.cgroup_id,
                 cookie: (e.cookie != 0).then_some(e.cookie),
                 local: (ip(e.addr, v6), e.port),
+            }))
+        }
+        KIND_DNS => {
+            let want = std::mem::size_of::<DnsEvent>();
+            if b.len() != want {
+                return Err(DecodeError::Length { kind: "dns", len: b.len(), want });
+            }
+            let e: DnsEvent = read(b);
+            let (family, v6) = family("dns", u32::from(e.family))?;
+            let ip = |a: [u8; 16]| ip(a, v6);
+            let answer = match u32::from(e.direction) {
+                DNS_QUERY => false,
+                DNS_ANSWER => true,
+                v => return Err(DecodeError::Field { kind: "dns", field: "direction", value: u64::from(v) }),
+            };
+            let transport = match e.protocol {
+                17 => "udp",
+                6 => "tcp",
+                p => return Err(DecodeError::Field { kind: "dns", field: "protocol", value: u64::from(p) }),
+            };
+            let captured = usize::from(e.captured);
+            if captured == 0 || captured > DNS_CAPTURE || captured as u64 > u64::from(e.payload_len) {
+                return Err(DecodeError::Field { kind: "dns", field: "captured", value: captured as u64 });
+            }
+            let has = |f: u32| u32::from(e.flags) & f != 0;
+            Ok(RawEvent::Dns(DnsPacketRaw {
+                answer,
+                transport,
+                family,
+                owner: has(DNS_HAS_OWNER).then_some((e.pid, Comm(e.comm))),
+                time_boot_ns: e.time_ns,
+                cgroup_id: e.cgroup_id,
+                cookie: e.cookie,
+                local: (ip(e.local_addr), e.local_port),
+                remote: (ip(e.remote_addr), e.remote_port),
+                asked: has(DNS_HAS_ASKED).then(|| (ip(e.asked_addr), e.asked_port)),
+                nat: has(DNS_HAS_NAT).then(|| (ip(e.nat_addr), e.nat_port)),
+                payload_len: e.payload_len,
+                data: e.data[..captured].to_vec(),
             }))
         }
         KIND_PRIV => {

@@ -1,6 +1,6 @@
 //! podtrail-recorder: the stages of `podtraild`, each a module named for it, in
 //! the order data flows: `probes` (load eBPF, drain the ring buffers) ->
-//! `decode` -> `procs` (process table, exec ids) -> `identity` (pod and
+//! `decode` (with `dns`, which pairs DNS queries with their answers) -> `procs` (process table, exec ids) -> `identity` (pod and
 //! container at event time, IP ownership) -> `batch` (Arrow batches) ->
 //! `segments` (durable store); `metrics` counts. `run` wires them together.
 //!
@@ -14,6 +14,7 @@
 pub mod batch;
 pub mod columns;
 pub mod decode;
+pub mod dns;
 pub mod identity;
 pub mod loss;
 pub mod metrics;

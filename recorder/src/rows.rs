@@ -9,6 +9,7 @@
 //! never with code written once per table. A row definition (its struct, how it
 //! comes from its decoded record, its columns) lives in one file of `rows/`.
 
+mod dns;
 mod net;
 mod privilege;
 mod process;
@@ -21,6 +22,7 @@ use podtrail_schema::tables::TableDef;
 
 use crate::decode::RawEvent;
 
+pub use dns::DnsRow;
 pub use net::{ConnRow, ListenRow};
 pub use privilege::{CapRow, PrivRow};
 pub use process::{ExecRow, ExitRow};
@@ -268,6 +270,7 @@ tables! {
     exit: ExitRow,
     conn: ConnRow,
     listen: ListenRow,
+    dns: DnsRow,
     privs: PrivRow,
     caps: CapRow,
 }
@@ -344,7 +347,8 @@ impl RowSet {
 
     /// Make a decoded record a row of its table (wall time from kernel time by
     /// `boot_to_wall`); records that are not rows (exec, exit, fork: the
-    /// process table's, which makes their rows) come back.
+    /// process table's, which makes their rows; DNS packets, which
+    /// `crate::dns` pairs into rows) come back.
     pub fn push_event(&mut self, ev: RawEvent, boot_to_wall: i64) -> Option<RawEvent> {
         match ev {
             RawEvent::Conn(c) => self.conn.push(ConnRow::new(c, boot_to_wall)),
@@ -460,14 +464,35 @@ pub(crate) mod tests {
             cookie: None,
             local: (std::net::Ipv4Addr::UNSPECIFIED.into(), 8080),
         };
-        s.listen.push(ListenRow { time: 6, raw: listen, exec_id: Some(9), identity: pod });
+        s.listen.push(ListenRow { time: 6, raw: listen, exec_id: Some(9), identity: pod.clone() });
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let dns = crate::dns::DnsRaw {
+            status: "answered",
+            time_boot_ns: 7,
+            cgroup_id: 7,
+            cookie: 3,
+            owner: Some((1, "sh".into())),
+            transport: "udp",
+            family: "ipv4",
+            txid: 9,
+            question: Some(("example.com".into(), 1)),
+            src: (ip("10.244.1.2"), 40000),
+            resolver: (ip("10.96.0.10"), 53),
+            answered_by: Some((ip("10.244.0.5"), 53)),
+            rcode: Some(0),
+            answer_count: Some(1),
+            answers: Some("example.com A 10.0.0.1 ttl=30".into()),
+            latency_ns: Some(100),
+            parse_error: None,
+        };
+        s.dns.push(DnsRow { time: 7, raw: dns, exec_id: Some(9), identity: pod });
         s
     }
 
     #[test]
     fn a_set_counts_its_rows_and_knows_the_oldest() {
         let s = one_row_of_each_table();
-        assert_eq!((s.len(), s.oldest_time()), (6, Some(1)));
+        assert_eq!((s.len(), s.oldest_time()), (7, Some(1)));
         assert_eq!(RowSet::default().oldest_time(), None);
     }
 }

@@ -177,6 +177,7 @@ pub const NET_CONN: TableDef = TableDef {
         opt("bytes_received", ColType::U64, "On `close`: payload bytes received (SYN and FIN excluded)."),
         opt("duration_ns", ColType::U64, "On `close`: time since the connection was established."),
         opt("error", ColType::Text, "On `fail`: why (e.g. `ECONNREFUSED`)."),
+        opt("dst_name", ColType::Text, "On `connect`, `fail` and `close`: the name this socket's container (cgroup) most recently resolved to the destination (`orig_dst_ip`, else `dst_ip`) before the connection, from its `dns` rows, while the answer's TTL plus 60 s had not run out; null when none (a direct-to-IP connection, or a lookup the recorder did not see)."),
     ],
 };
 
@@ -196,6 +197,36 @@ pub const NET_LISTEN: TableDef = TableDef {
         col("port", ColType::U16, "Local port."),
         opt("netns", ColType::U32, "Network namespace inode number of the socket; null on UDP rows (the kernel's bind hook does not expose it: the pod columns name the pod)."),
         opt("socket_cookie", ColType::U64, "Kernel socket cookie, when the kernel had given the socket one: joins a UDP socket's `bind` and `unbind`."),
+    ],
+};
+
+pub const DNS: TableDef = TableDef {
+    name: "dns",
+    storage: Storage::Segments,
+    doc: "One row per DNS query a socket sent to port 53 (UDP or TCP), with its answer when one came: the name and type asked, the resolver as the process asked for it (a Service ClusterIP such as kube-dns) and the backend that answered (after DNAT), the response code and the answers. Paired by socket, transaction id and question; a query with no answer within 10 s is a row of status `unanswered`, an answer whose query was not seen is a row too (`answer_only`). Only the first 512 bytes of each message are kept (`parse_error` says when more was cut). A row is written when its answer comes (or 10 s after the query): a recorder killed in between loses the queries still waiting (at most 10 s of them; a normal stop writes them as `pending`).",
+    stamped: true,
+    own_columns: &[
+        col("status", ColType::Text, "`answered`; `unanswered` (no answer within 10 s of the query); `answer_only` (an answer whose query was not seen: sent before the recorder started, lost, or not sent by this socket at all); `pending` (the recorder stopped, or held 65,536 queries waiting, before the answer or the timeout came)."),
+        opt("exec_id", ColType::U64, "`exec_id` of the process image that sent the query, when known."),
+        opt("pid", ColType::U32, "The process that aimed the socket at the resolver (connect() or sendmsg() with an address to port 53; TCP: connect()), when the recorder saw it."),
+        opt("comm", ColType::Text, "Command name of that process, when known."),
+        col("transport", ColType::Text, "`udp` or `tcp`."),
+        col("family", ColType::Text, "`ipv4` or `ipv6`."),
+        col("txid", ColType::U16, "DNS transaction id."),
+        opt("query_name", ColType::Text, "The name asked, as sent (case kept; bytes outside printable ASCII as `\\DDD`), without the final dot; null when the question did not parse."),
+        opt("query_type", ColType::Text, "`A`, `AAAA`, `CNAME`, `MX`, `TXT`, `PTR`, `SRV`, `NS`, `SOA`, `ANY`, `HTTPS`, `SVCB`, ... or `TYPE<n>`."),
+        col("src_ip", ColType::Ip, "Local address of the socket that asked."),
+        col("src_port", ColType::U16, "Local port of that socket."),
+        col("resolver_ip", ColType::Ip, "The resolver as the process asked for it (before DNAT: e.g. the kube-dns ClusterIP); the query packet's destination when the recorder did not see the process aim the socket."),
+        col("resolver_port", ColType::U16, "Port of that resolver (53)."),
+        opt("answered_by_ip", ColType::Ip, "The resolver that answered: the backend conntrack had translated the query to (e.g. the CoreDNS pod) when the query was DNATed, else the answer's source; null without an answer."),
+        opt("answered_by_port", ColType::U16, "Port of that resolver."),
+        opt("rcode", ColType::Text, "Response code of the answer: `NOERROR`, `FORMERR`, `SERVFAIL`, `NXDOMAIN`, `NOTIMP`, `REFUSED`, ... or `RCODE<n>`; null without an answer."),
+        opt("answer_count", ColType::U16, "Records in the answer section, as the answer's header says."),
+        opt("answers", ColType::Text, "The answer section as parsed, `; `-separated, each `name TYPE data ttl=N` (`data` an address for A/AAAA, a name for CNAME/NS/PTR, the length in bytes otherwise)."),
+        opt("latency_ns", ColType::U64, "Time from the query to its answer."),
+        opt("parse_error", ColType::Text, "What could not be parsed (the row keeps what could), e.g. a compression loop or a message cut at the 512 bytes kept."),
+        col("socket_cookie", ColType::U64, "Kernel socket cookie of the asking socket."),
     ],
 };
 
@@ -364,7 +395,7 @@ pub const RUNS: TableDef = TableDef {
 };
 
 /// Tables stored as Parquet segments.
-pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &NET_LISTEN, &PRIVILEGE, &CAP_USAGE];
+pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &NET_LISTEN, &DNS, &PRIVILEGE, &CAP_USAGE];
 
 /// Tables kept in the SQLite catalog and exposed read-only to SQL.
 pub const CATALOG_TABLES: &[&TableDef] = &[&PODS, &CONTAINERS, &IP_OWNERS, &SEGMENTS, &LOSS, &RUNS];
@@ -392,7 +423,7 @@ impl TableDef {
     /// Columns that get Parquet bloom filters: equality lookups by IP or pod.
     pub fn bloom_columns(&self) -> impl Iterator<Item = &'static str> + use<> {
         self.columns()
-            .filter(|c| c.ty == ColType::Ip || matches!(c.name, "pod_uid" | "pod_name" | "container_id"))
+            .filter(|c| c.ty == ColType::Ip || matches!(c.name, "pod_uid" | "pod_name" | "container_id" | "query_name" | "dst_name"))
             .map(|c| c.name)
     }
 }

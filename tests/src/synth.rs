@@ -739,6 +739,7 @@ impl Synth {
                 nat_dst: r.nat.map(|(a, p)| (ip(&a), p)),
                 bytes: r.bytes,
                 error: r.error.map(str::to_string),
+                dst_name: None,
             },
         }
     }

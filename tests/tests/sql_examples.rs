@@ -89,6 +89,26 @@ fn check(name: &str, rows: &[Value]) {
             pick(rows, &["pod_name", "binary", "uid", "socket", "result", "error"]),
             vec![json!(["debug-shell", "/usr/bin/tcpdump", 1000, "AF_PACKET SOCK_RAW protocol 0x0300", -1, "EPERM"])]
         ),
+        "17_names_a_pod_resolved" => assert_eq!(
+            pick(rows, &["query_name", "query_type", "rcode", "queries", "answers", "asked_by"]),
+            vec![
+                json!(["ledger.payments.svc.cluster.local", "A", "NOERROR", 1, "ledger.payments.svc.cluster.local A 10.96.0.20 ttl=30", "/usr/bin/curl"]),
+                json!(["ledger.payments.svc.cluster.local", "AAAA", "NOERROR", 1, null, "/usr/bin/curl"]),
+                json!(["api.stripe.example", "A", "NOERROR", 1, "api.stripe.example A 203.0.113.50 ttl=60", "/usr/local/bin/payments-api"]),
+            ]
+        ),
+        "18_connections_to_addresses_never_resolved" => assert_eq!(
+            pick(rows, &["pod_name", "dst_ip", "dst_port", "binary"]),
+            vec![json!(["debug-shell", "198.51.100.7", 4444, "/tmp/xmrig"]), json!(["debug-shell", "10.244.1.8", 8080, "/bin/sh"])]
+        ),
+        "19_dns_exfiltration_candidates" => assert_eq!(
+            pick(rows, &["pod_name", "parent_domain", "distinct_names", "longest_name", "bytes_in_names"]),
+            vec![json!(["debug-shell", "exfil-c2.example", 4, 53, 212])]
+        ),
+        "20_pods_that_resolved_a_name" => assert_eq!(
+            pick(rows, &["pod_name", "query_name", "status", "rcode", "queries"]),
+            vec![json!(["debug-shell", "pool.minexmr.example", "unanswered", null, 1])]
+        ),
         other => panic!("sql-examples/{other}.sql has no expected result in tests/tests/sql_examples.rs: add one"),
     }
 }

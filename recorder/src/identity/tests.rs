@@ -62,6 +62,7 @@ fn conn(cgroup_id: u64, time: i64, src: &str, netns: u32) -> ConnRow {
         nat_dst: None,
         bytes: None,
         error: None,
+        dst_name: None,
     };
     ConnRow { time, raw, exec_id: None, identity: None }
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::LazyLock;
 
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr, FEntry, FExit, ProgramError, TracePoint};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, FEntry, FExit, ProgramError, TracePoint};
 use aya::{Btf, Ebpf};
 use podtrail_ebpf::{IA32, IA32_COMPAT, IA32_ID16, PRIV_SYSCALLS};
 
@@ -20,6 +20,8 @@ pub(super) enum Attach {
     CgroupRoot(&'static str),
     /// cgroup/post_bind4|6, cgroup/sock_release (a socket program) on the cgroup v2 root
     CgroupSock(&'static str),
+    /// cgroup_skb/egress|ingress on the cgroup v2 root (true: egress)
+    CgroupSkb(bool),
     /// `tracepoint/<category>/<name>` (perf event; needs tracefs)
     Tracepoint(&'static str, &'static str),
     /// `fentry/<kernel function>` / `fexit/<kernel function>`
@@ -33,6 +35,7 @@ impl Attach {
         match self {
             Attach::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
             Attach::CgroupRoot(hook) | Attach::CgroupSock(hook) => format!("cgroup/{hook} on {}", cgroup_root.display()),
+            Attach::CgroupSkb(egress) => format!("cgroup_skb/{} on {}", if egress { "egress" } else { "ingress" }, cgroup_root.display()),
             Attach::Tracepoint(cat, name) => format!("tracepoint/{cat}/{name}"),
             Attach::FEntry(f) => format!("fentry/{f}"),
             Attach::FExit(f) => format!("fexit/{f}"),
@@ -95,6 +98,10 @@ pub(super) fn objects() -> &'static [ObjectSpec] {
                     ("post_bind4", Attach::CgroupSock("post_bind4"), Need::Optional),
                     ("post_bind6", Attach::CgroupSock("post_bind6"), Need::Optional),
                     ("sock_release", Attach::CgroupSock("sock_release"), Need::Optional),
+                    ("sendmsg4", Attach::CgroupRoot("sendmsg4"), Need::Optional),
+                    ("sendmsg6", Attach::CgroupRoot("sendmsg6"), Need::Optional),
+                    ("dns_egress", Attach::CgroupSkb(true), Need::Optional),
+                    ("dns_ingress", Attach::CgroupSkb(false), Need::Optional),
                 ],
             },
             ObjectSpec { name: "privilege.bpf.o", bytes: podtrail_ebpf::privilege_object, programs: privilege },
@@ -194,7 +201,7 @@ pub const CAP_CHECK_PROGRAM: &str = "cap_check";
 /// the kernel skipped are put on a table. Every program of [`objects`] and
 /// [`fentry_programs`] has one (a test checks).
 pub fn table_of_program(program: &str) -> Option<Option<&'static str>> {
-    use podtrail_schema::tables::{CAP_USAGE, NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    use podtrail_schema::tables::{CAP_USAGE, DNS, NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
     match program {
         "handle_exec" => Some(Some(PROCESS_EXEC.name)),
         "handle_exit" => Some(Some(PROCESS_EXIT.name)),
@@ -203,6 +210,7 @@ pub fn table_of_program(program: &str) -> Option<Option<&'static str>> {
         // net_conn, whose rows it sends by far the most of.
         "connect4" | "connect6" | "nat_xmit" | "sock_state" | "sock_destroy" => Some(Some(NET_CONN.name)),
         "post_bind4" | "post_bind6" | "sock_release" => Some(Some(NET_LISTEN.name)),
+        "sendmsg4" | "sendmsg6" | "dns_egress" | "dns_ingress" => Some(Some(DNS.name)),
         CAP_CHECK_PROGRAM => Some(Some(CAP_USAGE.name)),
         p if ["enter_", "exit_", "fentry_", "fexit_", "fentry32_", "fexit32_"].iter().any(|x| p.starts_with(x)) => Some(Some(PRIVILEGE.name)),
         _ => None,
@@ -246,6 +254,13 @@ pub(super) fn attach_one(ebpf: &mut Ebpf, program: &'static str, attach: Attach,
             p.load().map_err(|e| program_error_reason(&e))?;
             let dir = std::fs::File::open(cgroup_root).map_err(|e| format!("opening {}: {e}", cgroup_root.display()))?;
             p.attach(dir, CgroupAttachMode::Single).map_err(|e| program_error_reason(&e))?;
+        }
+        Attach::CgroupSkb(egress) => {
+            let p: &mut CgroupSkb = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load().map_err(|e| program_error_reason(&e))?;
+            let dir = std::fs::File::open(cgroup_root).map_err(|e| format!("opening {}: {e}", cgroup_root.display()))?;
+            let direction = if egress { CgroupSkbAttachType::Egress } else { CgroupSkbAttachType::Ingress };
+            p.attach(dir, direction, CgroupAttachMode::Single).map_err(|e| program_error_reason(&e))?;
         }
     }
     Ok(())

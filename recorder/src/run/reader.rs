@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 
-use crate::decode::{RawEvent, decode, table_of_record};
-use crate::rows::RowSet;
+use crate::decode::{ConnRaw, RawEvent, decode, table_of_record};
+use crate::dns::{Dns, DnsRaw, NotDns};
+use crate::rows::{DnsRow, RowSet};
 
-use super::{STOP, now_ns};
+use super::{STOP, clock_ns, now_ns};
 
 /// Passes of raw records the reader may hold before it waits for the pipeline
 /// (while it waits, the kernel's buffers fill, and what they cannot take is
@@ -76,10 +77,24 @@ impl Pass {
     }
 }
 
+/// A connection's `dst_name`: the name its cgroup resolved to the address it
+/// asked for (`orig_dst`, else `dst`) when it connected (a close: when it was
+/// established). Accepted connections have none (the peer chose us).
+fn name_connection(dns: &Dns, c: &mut ConnRaw) {
+    let at = match (c.event, c.bytes) {
+        ("connect" | "fail", _) => c.time_boot_ns,
+        ("close", Some((_, _, duration))) => c.time_boot_ns.saturating_sub(duration),
+        ("close", None) => c.time_boot_ns,
+        _ => return,
+    };
+    c.dst_name = dns.name_for(c.cgroup_id, c.orig_dst.unwrap_or(c.dst).0, at);
+}
+
 /// Start the reader: each pass is sent as one [`Pass`]. After STOP the thread
 /// drains once more and ends, closing the channel. `read_to` is set after each
-/// pass is sent to the time (wall clock, ns) the pass began draining: every
-/// event before it was in that pass or an earlier one.
+/// pass is sent to the time (wall clock, ns) the pass began draining, or the
+/// time of the oldest DNS query still waiting for its answer when that is
+/// older: every event before it was in that pass or an earlier one.
 pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, read_to: Arc<AtomicI64>) -> std::io::Result<(mpsc::Receiver<Pass>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(READER_QUEUE_PASSES);
     let handle = std::thread::Builder::new().name("ring-reader".into()).spawn(move || {
@@ -89,6 +104,9 @@ pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, re
         // a vector by doubling moves each of them about twice more.
         let (mut last_events, mut last_rows) = (0usize, Vec::new());
         let sized = |last: usize| (last + last / 4).min(1 << 16);
+        let mut dns = Dns::default();
+        let mut dns_rows: Vec<DnsRaw> = Vec::new();
+        let mut not_dns_total = 0u64;
         loop {
             let stopping = STOP.load(Ordering::SeqCst);
             let mut pass = Pass { events: Vec::with_capacity(sized(last_events)), ..Pass::default() };
@@ -97,6 +115,22 @@ pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, re
             let mut take = |rec: &[u8]| {
                 records += 1;
                 match decode(rec) {
+                    Ok(RawEvent::Dns(p)) => {
+                        if let Err(NotDns(why)) = dns.packet(p, &mut dns_rows) {
+                            *pass.decode_errors.entry(Some(podtrail_schema::tables::DNS.name)).or_default() += 1;
+                            not_dns_total += 1;
+                            if not_dns_total.is_power_of_two() {
+                                tracing::warn!(packets.total = not_dns_total, "a DNS packet that is not a DNS message: {why}");
+                            }
+                        }
+                        for r in dns_rows.drain(..) {
+                            pass.rows.dns.push(DnsRow::new(r, boot_to_wall));
+                        }
+                    }
+                    Ok(RawEvent::Conn(mut c)) => {
+                        name_connection(&dns, &mut c);
+                        pass.rows.push_event(RawEvent::Conn(c), boot_to_wall);
+                    }
                     Ok(ev) => {
                         if let Some(ev) = pass.rows.push_event(ev, boot_to_wall) {
                             pass.events.push(ev);
@@ -121,12 +155,23 @@ pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, re
             // Before the wait: events older than this are read by this pass.
             let began = now_ns();
             reader.poll(wait, &mut take);
+            // Queries whose answer did not come in time; at the end, every
+            // query still waiting.
+            if stopping {
+                dns.drain(&mut dns_rows);
+            } else {
+                dns.expire(clock_ns(libc::CLOCK_BOOTTIME) as u64, &mut dns_rows);
+            }
+            for r in dns_rows.drain(..) {
+                pass.rows.dns.push(DnsRow::new(r, boot_to_wall));
+            }
             last_records = records;
             (last_events, last_rows) = (pass.events.len(), pass.rows.lens());
             if !pass.is_empty() && tx.send(pass).is_err() {
                 return; // the pipeline is gone
             }
-            read_to.store(began, Ordering::Release);
+            let waiting = dns.oldest_pending().map_or(i64::MAX, |t| t as i64 + boot_to_wall);
+            read_to.store(began.min(waiting), Ordering::Release);
             if stopping {
                 return;
             }

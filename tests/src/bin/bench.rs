@@ -266,6 +266,7 @@ fn batch(rows: usize, runs: usize) -> anyhow::Result<()> {
                         nat_dst: None,
                         bytes,
                         error: None,
+                        dst_name: None,
                     },
                 }
             })

@@ -87,6 +87,7 @@ fn enrichment(pods: usize) -> anyhow::Result<()> {
         nat_dst: None,
         bytes: None,
         error: None,
+        dst_name: None,
     };
     let mut stamping = std::time::Duration::ZERO;
     let mut t = start_ns();
