@@ -126,6 +126,7 @@ const CASES: &[(&str, Case)] = &[
     ("listen", listen),
     ("conntrack", conntrack),
     ("conntrack6", conntrack6),
+    ("dns", dns),
     ("storm", storm),
     ("socket_map_full", socket_map_full),
     ("privilege", privilege),
@@ -184,6 +185,7 @@ struct NetFacts {
 struct NatFacts {
     pid: u32,
     cgroup: u64,
+    pod_uid: String,
 }
 
 struct PrivFacts {
@@ -242,7 +244,7 @@ fn record() -> Result<Run, String> {
     let net = NetFacts { pid: pid as u32, cgroup: ncg.id(), pod_uid: ncg.uid.clone(), netns, v6_port: v6_port as u16 };
 
     let acg = PodCgroup::new("vm-nat");
-    let nat = self_child("nat", Some(&acg)).and_then(|out| out.parse().map_err(|_| format!("nat child printed {out:?}"))).map(|pid| NatFacts { pid, cgroup: acg.id() });
+    let nat = self_child("nat", Some(&acg)).and_then(|out| out.parse().map_err(|_| format!("nat child printed {out:?}"))).map(|pid| NatFacts { pid, cgroup: acg.id(), pod_uid: acg.uid.clone() });
 
     let storm = copy_true(tmp.path(), "pt-vm-storm")?;
     let (_, status) = sh(&format!("i=0; while [ $i -lt {STORM} ]; do {}; i=$((i+1)); done", storm.display()))?;
@@ -448,16 +450,43 @@ fn child_held() -> Outcome {
 /// A ClusterIP the namespace DNATs, like kube-proxy, to the pod's own address.
 const CLUSTER_IP: &str = "10.244.100.10";
 const NFT_DNAT: &str = "table ip podtrail_vmtest {
-  chain out { type nat hook output priority -100; ip daddr 10.244.100.10 tcp dport 80 dnat to 10.244.1.2:8080; }
+  chain out { type nat hook output priority -100; ip daddr 10.244.100.10 tcp dport 80 dnat to 10.244.1.2:8080; ip daddr 10.244.100.53 udp dport 53 dnat to 10.244.1.2:53; }
 }
 table ip6 podtrail_vmtest6 {
   chain out { type nat hook output priority -100; ip6 daddr ::1 tcp dport 81 dnat to [::1]:8081; }
 }";
 
+/// A kube-dns-like ClusterIP the nat workload's namespace DNATs to a resolver
+/// on the pod's own address, the name it asks and the address it gets.
+const DNS_CLUSTER_IP: &str = "10.244.100.53";
+const DNS_NAME: &str = "app.podtrail.test";
+const DNS_ANSWER: [u8; 4] = [10, 244, 7, 7];
+const DNS_TXID: u16 = 0x5a5a;
+
+/// A DNS query (one question, type A) or, with `answer`, its answer: the
+/// question again and one A record pointing at it (TTL 30).
+fn dns_message(answer: Option<[u8; 4]>) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in [DNS_TXID, if answer.is_some() { 0x8180 } else { 0x0100 }, 1, u16::from(answer.is_some()), 0, 0] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    for label in DNS_NAME.split('.') {
+        b.push(label.len() as u8);
+        b.extend_from_slice(label.as_bytes());
+    }
+    b.extend_from_slice(&[0, 0, 1, 0, 1]);
+    if let Some(a) = answer {
+        b.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+        b.extend_from_slice(&a);
+    }
+    b
+}
+
 /// In a pod's network namespace whose nftables DNAT the ClusterIP
 /// 10.244.100.10:80 to 10.244.1.2:8080 (and, over IPv6 on loopback only, [::1]:81
-/// to [::1]:8081): one connection to each, a few bytes each way. Prints `PID`.
-/// Everything goes with the namespace.
+/// to [::1]:8081): one connection to each, a few bytes each way; and a DNS
+/// query to 10.244.100.53:53, DNATed to a resolver on 10.244.1.2:53 that
+/// answers it. Prints `PID`. Everything goes with the namespace.
 fn child_nat() -> Outcome {
     pod_netns()?;
     let o = Command::new("ip").args(["route", "add", &format!("{CLUSTER_IP}/32"), "dev", "lo"]).output().map_err(|e| format!("ip: {e}"))?;
@@ -484,6 +513,19 @@ fn child_nat() -> Outcome {
     let c6 = TcpStream::connect(("::1", 81)).map_err(|e| format!("connect [::1]:81 (DNAT to 8081): {e}"))?;
     drop(l6.accept().map_err(|e| e.to_string())?);
     drop(c6);
+    let o = Command::new("ip").args(["route", "add", &format!("{DNS_CLUSTER_IP}/32"), "dev", "lo"]).output().map_err(|e| format!("ip: {e}"))?;
+    check!(o.status.success(), "ip route add {DNS_CLUSTER_IP}/32 dev lo: {}", String::from_utf8_lossy(&o.stderr));
+    let resolver = UdpSocket::bind((POD_ADDR, 53)).map_err(|e| format!("bind udp {POD_ADDR}:53: {e}"))?;
+    let client = UdpSocket::bind((POD_ADDR, 0)).map_err(|e| e.to_string())?;
+    client.set_read_timeout(Some(std::time::Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    resolver.set_read_timeout(Some(std::time::Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    client.send_to(&dns_message(None), (DNS_CLUSTER_IP, 53)).map_err(|e| format!("send to {DNS_CLUSTER_IP}:53: {e}"))?;
+    let mut buf = [0u8; 512];
+    let (n, from) = resolver.recv_from(&mut buf).map_err(|e| format!("the resolver's recv: {e}"))?;
+    check!(buf[..n] == dns_message(None)[..], "the resolver got {n} bytes, not the query");
+    resolver.send_to(&dns_message(Some(DNS_ANSWER)), from).map_err(|e| e.to_string())?;
+    let (n, _) = client.recv_from(&mut buf).map_err(|e| format!("the client's recv: {e}"))?;
+    check!(buf[..n] == dns_message(Some(DNS_ANSWER))[..], "the client got {n} bytes, not the answer");
     println!("{}", std::process::id());
     Ok(())
 }
@@ -669,6 +711,22 @@ fn dnat_join<'a>(run: &'a Run, asked: (&str, u16), reached: (&str, u16)) -> Resu
 fn conntrack(run: &Run) -> Outcome {
     let c = dnat_join(run, (CLUSTER_IP, 80), (POD_ADDR, 8080))?;
     check!(c["src_ip"] == POD_ADDR, "the pod's own pre-NAT address: {c}");
+    Ok(())
+}
+
+/// The nat workload's DNS query: one `dns` row, answered, with the ClusterIP
+/// the process asked, the resolver that answered (after DNAT), the answer and
+/// the process and pod.
+fn dns(run: &Run) -> Outcome {
+    let n = run.nat.as_ref().map_err(|e| format!("DNAT workload: {e}"))?;
+    let found = rows(run, "dns", |r| r["cgroup_id"].as_u64() == Some(n.cgroup));
+    check!(found.len() == 1, "expected one dns row in cgroup {}, got {found:?}", n.cgroup);
+    let r = found[0];
+    check!(r["status"] == "answered" && r["txid"] == DNS_TXID && r["query_name"] == DNS_NAME && r["query_type"] == "A" && r["rcode"] == "NOERROR", "dns row {r}");
+    check!(r["resolver_ip"] == DNS_CLUSTER_IP && r["resolver_port"] == 53, "the ClusterIP as the process asked: {r}");
+    check!(r["answered_by_ip"] == POD_ADDR && r["answered_by_port"] == 53, "the resolver that answered, after DNAT: {r}");
+    check!(r["answers"] == format!("{DNS_NAME} A 10.244.7.7 ttl=30").as_str(), "answers: {r}");
+    check!(r["pid"].as_u64() == Some(u64::from(n.pid)) && r["transport"] == "udp" && r["pod_uid"] == n.pod_uid.as_str(), "process and pod: {r}");
     Ok(())
 }
 
