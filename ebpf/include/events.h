@@ -13,6 +13,7 @@
 #define PT_KIND_CAP 6
 #define PT_KIND_LISTEN 7
 #define PT_KIND_DNS 8
+#define PT_KIND_TLS 9
 
 /* pt_exec_event.flags */
 #define PT_EXEC_ARGS_TRUNCATED 1 /* argv was longer than PT_ARGS_MAX */
@@ -133,7 +134,9 @@
                                       full: the listener's accepted connections have no
                                       process, or the UDP socket's unbind row is missing */
 #define PT_DROP_DNS_RING 12        /* dns row: ring buffer full (a query or an answer) */
-#define PT_DROP_REASONS 13
+#define PT_DROP_TLS_RING 13        /* net_conn: a TLS ClientHello lost (ring buffer full):
+                                      the connection's rows have no server_name */
+#define PT_DROP_REASONS 14
 
 /* What a count of each reason means to podtraild, one line per PT_DROP_*:
  * X(reason, podtrail_loss source, table whose rows were lost or stored
@@ -153,7 +156,8 @@
     X(PT_DROP_CAP_MAP_FULL, kernel_map, cap_usage, "capability checks not counted: the `cap_usage` map of privilege.bpf.o was full") \
     X(PT_DROP_LISTEN_RING, kernel_ringbuf, net_listen, "ring buffer of net.bpf.o full") \
     X(PT_DROP_LISTEN_MAP_FULL, kernel_map, net_listen, "sockets net.bpf.o could not remember (its `listeners` or `udp_bound` map was full): a TCP listener's accepted net_conn rows have no process, or a UDP socket's unbind row is missing") \
-    X(PT_DROP_DNS_RING, kernel_ringbuf, dns, "DNS packets lost (ring buffer of net.bpf.o full): a lost query leaves its answer a row of status answer_only, a lost answer leaves its query unanswered")
+    X(PT_DROP_DNS_RING, kernel_ringbuf, dns, "DNS packets lost (ring buffer of net.bpf.o full): a lost query leaves its answer a row of status answer_only, a lost answer leaves its query unanswered") \
+    X(PT_DROP_TLS_RING, incomplete, net_conn, "TLS ClientHellos lost (ring buffer of net.bpf.o full): those connections' rows have no server_name")
 
 #define PT_COMM_LEN 16
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */
@@ -293,6 +297,26 @@ struct pt_dns_event {
     __u8 nat_addr[16];
     char comm[PT_COMM_LEN];
     __u8 data[PT_DNS_CAPTURE];
+};
+
+/* Bytes of a TLS ClientHello kept: enough for the server name extension
+ * wherever a client puts it (browsers shuffle extensions; a post-quantum key
+ * share alone is over 1100 bytes). A power of two (the program masks with it). */
+#define PT_TLS_CAPTURE 2048
+
+/* The first bytes of a TCP segment a socket sent that starts a TLS handshake
+ * record holding a ClientHello (cgroup_skb egress): podtraild reads the server
+ * name (SNI) from it for the connection's rows (joined by socket cookie). */
+struct pt_tls_event {
+    __u32 kind;
+    __u16 captured;       /* bytes of data[] filled */
+    __u16 family;         /* AF_INET (2) or AF_INET6 (10) */
+    __u32 payload_len;    /* the segment's whole payload */
+    __u32 reserved;
+    __u64 time_ns;        /* CLOCK_BOOTTIME */
+    __u64 cgroup_id;
+    __u64 cookie;
+    __u8 data[PT_TLS_CAPTURE];
 };
 
 /* One privilege-changing syscall, sent at its exit with its result. Credentials

@@ -289,6 +289,21 @@ pub struct DnsEvent {
     pub data: [u8; DNS_CAPTURE],
 }
 
+/// Mirror of `struct pt_tls_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct TlsEvent {
+    pub kind: u32,
+    pub captured: u16,
+    pub family: u16,
+    pub payload_len: u32,
+    pub reserved: u32,
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub cookie: u64,
+    pub data: [u8; TLS_CAPTURE],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +373,11 @@ mod tests {
             btf_layout(net_object(), "pt_dns_event"),
             layout!(DnsEvent, kind, direction, protocol, family, pid, flags, captured, payload_len, local_port, remote_port, asked_port, nat_port, reserved, time_ns, cgroup_id, cookie, local_addr, remote_addr, asked_addr, nat_addr, comm, data),
             "DnsEvent drifted from struct pt_dns_event"
+        );
+        assert_eq!(
+            btf_layout(net_object(), "pt_tls_event"),
+            layout!(TlsEvent, kind, captured, family, payload_len, reserved, time_ns, cgroup_id, cookie, data),
+            "TlsEvent drifted from struct pt_tls_event"
         );
         let obj = privilege_object();
         assert_eq!(

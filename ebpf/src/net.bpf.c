@@ -20,7 +20,9 @@
  *   a socket sends to port 53 or receives from port 53, its first
  *   PT_DNS_CAPTURE payload bytes included (podtraild parses and pairs them);
  *   cgroup/sendmsg4|6 and connect4|6 remember which process aimed a UDP
- *   socket at port 53, and where, by socket cookie (`dns_socks`).
+ *   socket at port 53, and where, by socket cookie (`dns_socks`). The
+ *   egress program also sends each TCP segment that starts a TLS ClientHello
+ *   (the server name of the connection, read by podtraild).
  * No kprobes, fentry or LSM. Every record the ring buffer cannot take, and every
  * row sent without part of its state, is counted (common.h). */
 /* The ring buffer's size (common.h wakes the reader at an eighth of it). */
@@ -192,6 +194,7 @@ struct {
 
 const struct pt_conn_event *unused_conn_event __attribute__((unused));
 const struct pt_dns_event *unused_dns_event __attribute__((unused));
+const struct pt_tls_event *unused_tls_event __attribute__((unused));
 const struct pt_listen_event *unused_listen_event __attribute__((unused));
 
 static __always_inline void remember_connect(__u64 cookie, const void *addr, __u32 len, __u16 port_be)
@@ -721,17 +724,114 @@ static __always_inline int parse_pkt(struct __sk_buff *skb, struct pkt *p)
     return 1;
 }
 
+/* Whether a packet may be DNS (to port 53 on egress, from port 53 on
+ * ingress) or, on egress, a TCP segment starting a TLS ClientHello: 1 yes, 0
+ * no, -1 its headers are not in the linear data (the caller then reads them
+ * with helpers). Direct packet reads, no helper call: every packet of every
+ * socket passes here, and nearly all are neither. */
+static __always_inline int maybe_wanted(struct __sk_buff *skb, __u8 direction)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    __u8 *b = data;
+    __u32 l4;
+    __u8 proto;
+    if (b + 1 > (__u8 *)end)
+        return -1;
+    if ((b[0] >> 4) == 4) {
+        struct iphdr *ip = data;
+        if ((void *)(ip + 1) > end)
+            return -1;
+        if (ip->frag_off & bpf_htons(0x1fff))
+            return 0;
+        proto = ip->protocol;
+        l4 = (b[0] & 0xf) * 4;
+        if (l4 < sizeof(*ip))
+            return 0;
+    } else if ((b[0] >> 4) == 6) {
+        struct ipv6hdr *ip6 = data;
+        if ((void *)(ip6 + 1) > end)
+            return -1;
+        proto = ip6->nexthdr;
+        l4 = sizeof(*ip6);
+    } else {
+        return 0;
+    }
+    if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
+        return 0;
+    __u8 *t = (__u8 *)data + l4;
+    if (t + 4 > (__u8 *)end)
+        return -1;
+    __u16 port = direction == PT_DNS_QUERY ? (t[2] << 8 | t[3]) : (t[0] << 8 | t[1]);
+    if (port == 53)
+        return 1;
+    if (direction != PT_DNS_QUERY || proto != IPPROTO_TCP)
+        return 0;
+    if (t + 13 > (__u8 *)end)
+        return -1;
+    /* TLS: a payload whose first bytes are a handshake record (0x16, 0x03)
+     * holding a ClientHello (type 1). */
+    __u32 off = l4 + (t[12] >> 4) * 4;
+    if (off >= skb->len)
+        return 0; /* no payload: SYN, ACK, FIN */
+    __u8 *h = (__u8 *)data + (off & 0xff);
+    if (h + 6 > (__u8 *)end)
+        return -1;
+    return h[0] == 0x16 && h[1] == 0x03 && h[5] == 0x01;
+}
+
+/* A TCP segment starting a TLS ClientHello, sent with its first
+ * PT_TLS_CAPTURE payload bytes. */
+static __always_inline void tls_hello(struct __sk_buff *skb, struct pkt *p)
+{
+    __u32 payload_len = skb->len - p->payload_off;
+    __u8 head[6];
+    if (bpf_skb_load_bytes(skb, p->payload_off, head, sizeof(head)) || head[0] != 0x16 || head[1] != 0x03 || head[5] != 0x01)
+        return;
+    __u64 cgroup_id = bpf_skb_cgroup_id(skb);
+    struct pt_tls_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count_drop(PT_DROP_TLS_RING, cgroup_id);
+        return;
+    }
+    /* 1..PT_TLS_CAPTURE bytes (payload_len >= 6 here): a mask, then + 1. */
+    __u32 n = (payload_len < PT_TLS_CAPTURE ? payload_len : PT_TLS_CAPTURE) - 1;
+    n &= PT_TLS_CAPTURE - 1;
+    n += 1;
+    if (bpf_skb_load_bytes(skb, p->payload_off, e->data, n)) {
+        bpf_ringbuf_discard(e, 0);
+        return;
+    }
+    e->kind = PT_KIND_TLS;
+    e->captured = n;
+    e->family = p->family;
+    e->payload_len = payload_len;
+    e->reserved = 0;
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->cgroup_id = cgroup_id;
+    e->cookie = bpf_get_socket_cookie(skb);
+    bpf_ringbuf_submit(e, pt_submit_flags(&events));
+}
+
 /* One DNS packet of a socket: a query it sends to port 53 (egress) or an
  * answer it receives from port 53 (ingress), sent with its first
- * PT_DNS_CAPTURE payload bytes. Always lets the packet through. */
+ * PT_DNS_CAPTURE payload bytes; on egress also a TLS ClientHello
+ * (tls_hello). Always lets the packet through. */
 static __always_inline int dns_packet(struct __sk_buff *skb, __u8 direction)
 {
+    if (maybe_wanted(skb, direction) == 0)
+        return 1;
     struct pkt p = {};
     if (!parse_pkt(skb, &p))
         return 1;
     __u16 port = direction == PT_DNS_QUERY ? p.dport : p.sport;
-    if (port != 53 || p.payload_off >= skb->len)
-        return 1; /* not DNS, or a TCP segment without payload (SYN, ACK, FIN) */
+    if (p.payload_off >= skb->len)
+        return 1; /* a TCP segment without payload (SYN, ACK, FIN) */
+    if (port != 53) {
+        if (direction == PT_DNS_QUERY && p.protocol == IPPROTO_TCP)
+            tls_hello(skb, &p);
+        return 1;
+    }
     __u64 cgroup_id = bpf_skb_cgroup_id(skb);
     __u32 payload_len = skb->len - p.payload_off;
     struct pt_dns_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);

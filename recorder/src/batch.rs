@@ -233,6 +233,7 @@ mod tests {
             bytes: None,
             error: None,
             dst_name: None,
+            server_name: None,
         };
         let close = ConnRaw { event: "close", owner: None, orig_dst: None, nat_dst: None, bytes: Some((11, 22, 33)), ..connect.clone() };
         let fail = ConnRaw { event: "fail", family: "ipv6", src: (ip("fd00::1"), 0), dst: (ip("fd00::2"), 443), orig_dst: None, nat_dst: None, error: Some("ECONNREFUSED".into()), ..connect.clone() };

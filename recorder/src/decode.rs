@@ -10,7 +10,7 @@ use std::sync::Arc;
 use podtrail_ebpf::{
     ARGS_MAX, COMM_LEN, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
     CWD_MAX, EXEC_ARGS_TRUNCATED, EXEC_CWD_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
-    KIND_FORK, KIND_LISTEN, KIND_DNS, DNS_ANSWER, DNS_QUERY, DNS_CAPTURE, DNS_HAS_OWNER, DNS_HAS_ASKED, DNS_HAS_NAT, DnsEvent, KIND_PRIV, LISTEN_BIND, LISTEN_LISTEN, LISTEN_UNBIND, LISTEN_UNLISTEN, ListenEvent, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
+    KIND_FORK, KIND_LISTEN, KIND_DNS, KIND_TLS, TLS_CAPTURE, TlsEvent, DNS_ANSWER, DNS_QUERY, DNS_CAPTURE, DNS_HAS_OWNER, DNS_HAS_ASKED, DNS_HAS_NAT, DnsEvent, KIND_PRIV, LISTEN_BIND, LISTEN_LISTEN, LISTEN_UNBIND, LISTEN_UNLISTEN, ListenEvent, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +103,9 @@ pub struct ConnRaw {
     /// The name the socket's cgroup resolved to the destination (set after
     /// decode, from the `dns` history; see `crate::dns`).
     pub dst_name: Option<Arc<str>>,
+    /// The server name the socket's TLS ClientHello asked for (set after
+    /// decode; see `crate::tls`).
+    pub server_name: Option<Arc<str>>,
 }
 
 #[cfg(test)]
@@ -111,7 +114,7 @@ impl ConnRaw {
     /// (comm `curl`) when given: the rows unit tests push.
     pub fn localhost(time_boot_ns: u64, cgroup_id: u64, pid: Option<u32>) -> ConnRaw {
         let a = (IpAddr::V4(Ipv4Addr::LOCALHOST), 80);
-        ConnRaw { event: "connect", owner: pid.map(|p| (p, "curl".into())), family: "ipv4", netns: 1, time_boot_ns, cgroup_id, cookie: time_boot_ns, src: a, dst: a, orig_dst: None, nat_dst: None, bytes: None, error: None, dst_name: None }
+        ConnRaw { event: "connect", owner: pid.map(|p| (p, "curl".into())), family: "ipv4", netns: 1, time_boot_ns, cgroup_id, cookie: time_boot_ns, src: a, dst: a, orig_dst: None, nat_dst: None, bytes: None, error: None, dst_name: None, server_name: None }
     }
 }
 
@@ -184,6 +187,18 @@ pub struct DnsPacketRaw {
     pub data: Vec<u8>,
 }
 
+/// The first bytes of a TLS ClientHello a socket sent (`crate::tls` reads
+/// the server name from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsHelloRaw {
+    pub time_boot_ns: u64,
+    pub cgroup_id: u64,
+    pub cookie: u64,
+    /// The segment's whole payload length (`data` holds at most its first `TLS_CAPTURE` bytes).
+    pub payload_len: u32,
+    pub data: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(ExecRaw),
@@ -192,6 +207,7 @@ pub enum RawEvent {
     Conn(ConnRaw),
     Listen(ListenRaw),
     Dns(DnsPacketRaw),
+    TlsHello(TlsHelloRaw),
     Priv(PrivRaw),
 }
 
@@ -205,6 +221,7 @@ impl RawEvent {
             RawEvent::Conn(c) => c.time_boot_ns,
             RawEvent::Listen(l) => l.time_boot_ns,
             RawEvent::Dns(d) => d.time_boot_ns,
+            RawEvent::TlsHello(t) => t.time_boot_ns,
             RawEvent::Priv(p) => p.time_boot_ns,
         }
     }
@@ -282,6 +299,7 @@ pub fn table_of_record(b: &[u8]) -> Option<&'static str> {
         KIND_CONN => Some(NET_CONN.name),
         KIND_LISTEN => Some(NET_LISTEN.name),
         KIND_DNS => Some(DNS.name),
+        KIND_TLS => Some(NET_CONN.name),
         KIND_PRIV | KIND_CAP => Some(PRIVILEGE.name),
         _ => None,
     }
@@ -393,6 +411,7 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 bytes: has(CONN_HAS_BYTES).then_some((e.bytes_sent, e.bytes_received, e.duration_ns)),
                 error: (e.event == CONN_FAIL).then(|| errno_name(e.error)),
                 dst_name: None,
+                server_name: None,
             }))
         }
         KIND_LISTEN => {
@@ -465,6 +484,19 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 payload_len: e.payload_len,
                 data: e.data[..captured].to_vec(),
             }))
+        }
+        KIND_TLS => {
+            let want = std::mem::size_of::<TlsEvent>();
+            if b.len() != want {
+                return Err(DecodeError::Length { kind: "tls", len: b.len(), want });
+            }
+            let e: TlsEvent = read(b);
+            family("tls", u32::from(e.family))?;
+            let captured = usize::from(e.captured);
+            if captured == 0 || captured > TLS_CAPTURE || captured as u64 > u64::from(e.payload_len) {
+                return Err(DecodeError::Field { kind: "tls", field: "captured", value: captured as u64 });
+            }
+            Ok(RawEvent::TlsHello(TlsHelloRaw { time_boot_ns: e.time_ns, cgroup_id: e.cgroup_id, cookie: e.cookie, payload_len: e.payload_len, data: e.data[..captured].to_vec() }))
         }
         KIND_PRIV => {
             // Without strings the record stops before `str`.

@@ -1,6 +1,7 @@
 //! podtrail-recorder: the stages of `podtraild`, each a module named for it, in
 //! the order data flows: `probes` (load eBPF, drain the ring buffers) ->
-//! `decode` (with `dns`, which pairs DNS queries with their answers) -> `procs` (process table, exec ids) -> `identity` (pod and
+//! `decode` (with `dns`, which pairs DNS queries with their answers, and
+//! `tls`, which reads the server names of TLS connections) -> `procs` (process table, exec ids) -> `identity` (pod and
 //! container at event time, IP ownership) -> `batch` (Arrow batches) ->
 //! `segments` (durable store); `metrics` counts. `run` wires them together.
 //!
@@ -26,5 +27,6 @@ pub mod rows;
 pub mod run;
 pub mod segments;
 pub mod ship;
+pub mod tls;
 
 pub use segments::{SegmentStore, StoreConfig};

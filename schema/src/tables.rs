@@ -178,6 +178,7 @@ pub const NET_CONN: TableDef = TableDef {
         opt("duration_ns", ColType::U64, "On `close`: time since the connection was established."),
         opt("error", ColType::Text, "On `fail`: why (e.g. `ECONNREFUSED`)."),
         opt("dst_name", ColType::Text, "On `connect`, `fail` and `close`: the name this socket's container (cgroup) most recently resolved to the destination (`orig_dst_ip`, else `dst_ip`) before the connection, from its `dns` rows, while the answer's TTL plus 60 s had not run out; null when none (a direct-to-IP connection, or a lookup the recorder did not see)."),
+        opt("server_name", ColType::Text, "On `connect` and `close` of a TLS connection this socket opened: the server name (SNI) its ClientHello asked for. Names the site even when the lookup predates the recorder or went over DNS-over-HTTPS; null for other connections, or when the ClientHello was not in the first segment the socket sent."),
     ],
 };
 
@@ -423,7 +424,7 @@ impl TableDef {
     /// Columns that get Parquet bloom filters: equality lookups by IP or pod.
     pub fn bloom_columns(&self) -> impl Iterator<Item = &'static str> + use<> {
         self.columns()
-            .filter(|c| c.ty == ColType::Ip || matches!(c.name, "pod_uid" | "pod_name" | "container_id" | "query_name" | "dst_name"))
+            .filter(|c| c.ty == ColType::Ip || matches!(c.name, "pod_uid" | "pod_name" | "container_id" | "query_name" | "dst_name" | "server_name"))
             .map(|c| c.name)
     }
 }

@@ -179,6 +179,7 @@ impl Builder {
             bytes: None,
             error: None,
             dst_name: None,
+            server_name: None,
         };
         let close = ConnRaw { event: "close", bytes: Some((bytes.0, bytes.1, dur as u64)), ..raw.clone() };
         let exec_id = p.map(|p| p.exec_id);

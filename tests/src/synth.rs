@@ -740,6 +740,7 @@ impl Synth {
                 bytes: r.bytes,
                 error: r.error.map(str::to_string),
                 dst_name: None,
+                server_name: None,
             },
         }
     }

@@ -2,8 +2,9 @@
 //! test pod behind a ClusterIP (iptables DNAT in a "node" namespace, as
 //! kube-proxy does), a client pod that resolves over UDP and TCP, gets an
 //! NXDOMAIN, sends two concurrent queries for one name, one query nobody
-//! answers and malformed packets, then connects to the answer. Checks the
-//! `dns` rows, the connection's `dst_name` and the counted loss.
+//! answers and malformed packets, then connects to the answer, and over TLS
+//! (openssl s_server) with a server name. Checks the `dns` rows, the
+//! connections' `dst_name` and `server_name`, and the counted loss.
 //! Only 10.244.0.0/16 inside namespaces the test creates; all of it goes with
 //! the namespaces on drop.
 
@@ -104,6 +105,11 @@ m.sendto(query(0x5002, "big.podtrail.test") + b"\xff" * 1400, DNS)
 time.sleep(0.5)
 # Connect to the address the name resolved to.
 c = socket.create_connection(("10.244.12.2", 8080), timeout=5); c.sendall(b"x"); c.close()
+# TLS to the resolver pod's openssl s_server, asking for a name never resolved.
+import ssl
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(socket.create_connection(("10.244.12.2", 8443), timeout=5), server_hostname="secure.podtrail.test")
+t.sendall(b"hello\n"); t.close()
 print(os.getpid(), flush=True)
 "#;
 
@@ -139,15 +145,38 @@ fn dns_over_udp_and_tcp_through_a_cluster_ip_is_recorded_with_resolver_backend_a
         .unwrap(),
     );
     let mut server = Spawned(in_cgroup(Command::new("ip").args(["netns", "exec", &lab.resolver, "python3", "-c", SERVER]), &cgr).stdout(Stdio::piped()).spawn().unwrap());
+    // A TLS server with a throwaway self-signed certificate.
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=podtrail-test", "-days", "1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (tests/setup.sh installs it)");
+    assert!(made.status.success(), "openssl req: {}", String::from_utf8_lossy(&made.stderr));
+    let tls_server = Spawned(
+        in_cgroup(Command::new("ip").args(["netns", "exec", &lab.resolver, "openssl", "s_server", "-quiet", "-naccept", "1", "-accept", "10.244.12.2:8443", "-cert"]).arg(&cert).arg("-key").arg(&key), &cgr)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut ready = BufReader::new(server.0.stdout.take().unwrap()).lines();
     assert_eq!(ready.next().unwrap().unwrap(), "ready");
-    // dnsmasq binds before it answers: wait until it does (at most 5 s).
-    for i in 0.. {
-        let ok = Command::new("ip").args(["netns", "exec", &lab.resolver, "python3", "-c", "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('10.244.12.2', 53))"]).stderr(Stdio::null()).status().unwrap();
-        if !ok.success() || i == 50 {
-            break; // the port is taken: dnsmasq is up
+    // dnsmasq and s_server bind before they answer: wait until both ports
+    // are taken (at most 5 s each).
+    for (kind, port) in [("SOCK_DGRAM", 53), ("SOCK_STREAM", 8443)] {
+        let probe = format!("import socket; s=socket.socket(socket.AF_INET, socket.{kind}); s.bind(('10.244.12.2', {port}))");
+        for i in 0.. {
+            let free = Command::new("ip").args(["netns", "exec", &lab.resolver, "python3", "-c", &probe]).stderr(Stdio::null()).status().unwrap();
+            if !free.success() || i == 50 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let out = in_cgroup(Command::new("ip").args(["netns", "exec", &lab.client, "python3", "-c", CLIENT]), &cgc).output().unwrap();
     assert!(out.status.success(), "the client pod's script: {}", String::from_utf8_lossy(&out.stderr));
@@ -157,6 +186,7 @@ fn dns_over_udp_and_tcp_through_a_cluster_ip_is_recorded_with_resolver_backend_a
     assert!(rec.alive(), "the recorder survived the malformed packets: {}", rec.log_tail(20));
     rec.stop();
     drop(server);
+    drop(tls_server);
     drop(resolver);
     let d = &rec.data_dir;
     let rows = sql_json(
@@ -201,9 +231,20 @@ fn dns_over_udp_and_tcp_through_a_cluster_ip_is_recorded_with_resolver_backend_a
     let loss = sql_json(d, "SELECT sum(count) AS n FROM podtrail_loss WHERE source = 'decode' AND table_name = 'dns'");
     assert!(loss[0]["n"].as_u64().is_some_and(|n| n >= 1), "the too-short packet is counted: {loss:?}");
     // The connection to the answer carries the name.
-    let conns = sql_json(d, &format!("SELECT event, dst_ip, dst_port, dst_name FROM net_conn WHERE cgroup_id = {} AND dst_port = 8080 ORDER BY time", cgc.id()));
-    let events: Vec<(&str, &str)> = conns.iter().map(|r| (r["event"].as_str().unwrap(), r["dst_name"].as_str().unwrap_or("(null)"))).collect();
-    assert_eq!(events, [("connect", "app.podtrail.test"), ("close", "app.podtrail.test")], "{conns:#?}");
+    let conns = sql_json(d, &format!("SELECT event, dst_ip, dst_port, dst_name, server_name FROM net_conn WHERE cgroup_id = {} AND dst_port IN (8080, 8443) ORDER BY time", cgc.id()));
+    let names: Vec<(&str, u64, &str, &str)> = conns
+        .iter()
+        .map(|r| (r["event"].as_str().unwrap(), r["dst_port"].as_u64().unwrap(), r["dst_name"].as_str().unwrap_or("(null)"), r["server_name"].as_str().unwrap_or("(null)")))
+        .collect();
+    let want = [
+        ("connect", 8080, "app.podtrail.test", "(null)"),
+        ("close", 8080, "app.podtrail.test", "(null)"),
+        // The TLS connection: the server name its ClientHello asked for (the
+        // address was resolved as app.podtrail.test, which it carries too).
+        ("connect", 8443, "app.podtrail.test", "secure.podtrail.test"),
+        ("close", 8443, "app.podtrail.test", "secure.podtrail.test"),
+    ];
+    assert_eq!(names, want, "{conns:#?}");
     // The TCP/53 connection to the ClusterIP has no name: nothing resolved it.
     let dns_conn = sql_json(d, &format!("SELECT dst_name FROM net_conn WHERE cgroup_id = {} AND event = 'connect' AND dst_port = 53", cgc.id()));
     assert!(dns_conn.len() == 1 && dns_conn[0]["dst_name"].is_null(), "{dns_conn:?}");

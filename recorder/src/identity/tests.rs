@@ -63,6 +63,7 @@ fn conn(cgroup_id: u64, time: i64, src: &str, netns: u32) -> ConnRow {
         bytes: None,
         error: None,
         dst_name: None,
+        server_name: None,
     };
     ConnRow { time, raw, exec_id: None, identity: None }
 }

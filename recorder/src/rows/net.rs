@@ -40,7 +40,7 @@ impl Record for ConnRaw {
         // order, so a pod's own address repeats row after row).
         let (mut sip_text, mut dip_text, mut oip_text, mut nip_text) = (IpText::default(), IpText::default(), IpText::default(), IpText::default());
         let mut comm_text = CommText::default();
-        let (mut event, mut comm, mut fam, mut err, mut name) = (text(8), text(16), text(4), text(0), text(0));
+        let (mut event, mut comm, mut fam, mut err, mut name, mut sni) = (text(8), text(16), text(4), text(0), text(0), text(0));
         let (mut id, mut cookie, mut bs, mut br, mut dur) = (u64c(), u64c(), u64c(), u64c(), u64c());
         let (mut pid, mut netns) = (u32c(), u32c());
         let (mut sip, mut dip, mut oip, mut nip) = (text(12), text(12), text(12), text(12));
@@ -67,6 +67,7 @@ impl Record for ConnRaw {
             dur.push_opt(c.bytes.map(|b| b.2));
             err.push_opt(c.error.as_deref());
             name.push_opt(c.dst_name.as_deref());
+            sni.push_opt(c.server_name.as_deref());
         }
         vec![
             ("event", event.finish()),
@@ -90,6 +91,7 @@ impl Record for ConnRaw {
             ("duration_ns", Arc::new(dur.finish())),
             ("error", err.finish()),
             ("dst_name", name.finish()),
+            ("server_name", sni.finish()),
         ]
     }
 }

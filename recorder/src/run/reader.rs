@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use crate::decode::{ConnRaw, RawEvent, decode, table_of_record};
 use crate::dns::{Dns, DnsRaw, NotDns};
 use crate::rows::{DnsRow, RowSet};
+use crate::tls::ServerNames;
 
 use super::{STOP, clock_ns, now_ns};
 
@@ -26,7 +27,8 @@ const READER_QUEUE_PASSES: usize = 2;
 /// anyway: the most a trickle of events waits before it enters the pipeline.
 /// Short, because a new pod's first event is what asks the CRI runtime for its
 /// metadata: a pod whose container ran and was deleted within a longer wait
-/// could lose its container record.
+/// could lose its container record. (A pass is sent one pass late, see
+/// [`spawn`]: an event reaches the pipeline within two of these waits.)
 const READER_POLL_MS: i32 = 10;
 
 /// The wait after a busy pass (at least [`BUSY_PASS_RECORDS`] records): under a
@@ -90,11 +92,25 @@ fn name_connection(dns: &Dns, c: &mut ConnRaw) {
     c.dst_name = dns.name_for(c.cgroup_id, c.orig_dst.unwrap_or(c.dst).0, at);
 }
 
+/// The server name of each connect row's socket, when its ClientHello came.
+fn name_connects(pass: &mut Pass, tls: &ServerNames) {
+    for r in pass.rows.conn.rows.iter_mut().filter(|r| r.raw.event == "connect" && r.raw.server_name.is_none()) {
+        r.raw.server_name = tls.get(r.raw.cookie);
+    }
+}
+
 /// Start the reader: each pass is sent as one [`Pass`]. After STOP the thread
 /// drains once more and ends, closing the channel. `read_to` is set after each
 /// pass is sent to the time (wall clock, ns) the pass began draining, or the
 /// time of the oldest DNS query still waiting for its answer when that is
-/// older: every event before it was in that pass or an earlier one.
+/// older: every event before it was in a pass sent.
+///
+/// Each pass is sent one pass late (10–50 ms): a TLS client sends its
+/// ClientHello right after the handshake that a connect row records, so the
+/// next pass has it, and the row its server name (`crate::tls`). The whole
+/// pass waits, not its connect rows alone, so rows and process events still
+/// reach the process table in the order they happened. A name stays until
+/// its connection's close or fail has been sent.
 pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, read_to: Arc<AtomicI64>) -> std::io::Result<(mpsc::Receiver<Pass>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(READER_QUEUE_PASSES);
     let handle = std::thread::Builder::new().name("ring-reader".into()).spawn(move || {
@@ -107,11 +123,15 @@ pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, re
         let mut dns = Dns::default();
         let mut dns_rows: Vec<DnsRaw> = Vec::new();
         let mut not_dns_total = 0u64;
+        let mut tls = ServerNames::default();
+        // The previous pass, and the sockets that closed in it.
+        let mut held: Option<(Pass, Vec<u64>)> = None;
         loop {
             let stopping = STOP.load(Ordering::SeqCst);
             let mut pass = Pass { events: Vec::with_capacity(sized(last_events)), ..Pass::default() };
             pass.rows.reserve(&last_rows.iter().map(|&n| sized(n)).collect::<Vec<_>>());
             let mut records = 0usize;
+            let mut closing = Vec::new();
             let mut take = |rec: &[u8]| {
                 records += 1;
                 match decode(rec) {
@@ -127,8 +147,13 @@ pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, re
                             pass.rows.dns.push(DnsRow::new(r, boot_to_wall));
                         }
                     }
+                    Ok(RawEvent::TlsHello(t)) => tls.hello(t.cookie, &t.data),
                     Ok(RawEvent::Conn(mut c)) => {
                         name_connection(&dns, &mut c);
+                        if matches!(c.event, "close" | "fail") {
+                            c.server_name = tls.get(c.cookie);
+                            closing.push(c.cookie);
+                        }
                         pass.rows.push_event(RawEvent::Conn(c), boot_to_wall);
                     }
                     Ok(ev) => {
@@ -167,8 +192,25 @@ pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, re
             }
             last_records = records;
             (last_events, last_rows) = (pass.events.len(), pass.rows.lens());
-            if !pass.is_empty() && tx.send(pass).is_err() {
+            // The previous pass goes, its connect rows named; then the names
+            // of the sockets that closed in it are forgotten. At the end this
+            // pass goes too.
+            let send = |mut p: Pass, closed: Vec<u64>, tls: &mut ServerNames| {
+                name_connects(&mut p, tls);
+                closed.into_iter().for_each(|cookie| drop(tls.closed(cookie)));
+                p.is_empty() || tx.send(p).is_ok()
+            };
+            if let Some((prev, closed)) = held.take()
+                && !send(prev, closed, &mut tls)
+            {
                 return; // the pipeline is gone
+            }
+            if stopping {
+                if !send(pass, closing, &mut tls) {
+                    return;
+                }
+            } else {
+                held = Some((pass, closing));
             }
             let waiting = dns.oldest_pending().map_or(i64::MAX, |t| t as i64 + boot_to_wall);
             read_to.store(began.min(waiting), Ordering::Release);

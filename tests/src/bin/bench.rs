@@ -5,7 +5,7 @@
 //!   podtrail-bench seal [--from D]          store CPU per row (append, hot tail, seal) on rows podtraild recorded
 //!   podtrail-bench size                     bytes per row: Parquet vs JSON lines vs zstd JSON lines
 //!   podtrail-bench query [--dir D]          fresh-process query latency, podtrail vs DuckDB CLI
-//!   podtrail-bench capture                  workload cost of podtraild (root): exec, connect and UDP bind storms
+//!   podtrail-bench capture                  workload cost of podtraild (root): exec, connect, bind, DNS storms, UDP flood
 //!   podtrail-bench identity [--dir D]       who-owned / timeline over 7 days vs DuckDB; enrichment ns/event, bytes/pod
 //!   podtrail-bench lake [--dir D]           export to a local S3 server vs boto3; one pod, one day over a 2-node x 7-day lake
 
@@ -76,8 +76,9 @@ enum Cmd {
         #[arg(long, default_value_t = 2.0)]
         hours: f64,
     },
-    /// Exec, connect and UDP bind storms with and without `podtraild run` (needs root): the
-    /// workload's throughput ratio, the daemon's CPU per million events, its RSS.
+    /// Exec, connect, UDP bind and DNS query storms and a UDP flood, with and
+    /// without `podtraild run` (needs root): each workload's throughput ratio,
+    /// the daemon's CPU per million of its events, bytes per `dns` row, RSS.
     Capture {
         #[arg(long, default_value_t = 5000)]
         execs: u64,
@@ -87,6 +88,14 @@ enum Cmd {
         /// bind and unbind row).
         #[arg(long, default_value_t = 20000)]
         binds: u64,
+        /// UDP DNS queries to a resolver on 127.0.0.1:53, each answered (each
+        /// gives a `dns` row); port 53 of 127.0.0.1 must be free.
+        #[arg(long, default_value_t = 20000)]
+        queries: u64,
+        /// 64-byte UDP datagrams to a socket on 127.0.0.1 (no row: the cost
+        /// of the DNS packet programs on other UDP traffic).
+        #[arg(long, default_value_t = 500000)]
+        datagrams: u64,
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
@@ -163,7 +172,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Size { hours } => size(hours),
         Cmd::Layout { file } => layout(&file),
         Cmd::Query { dir, runs } => query(&dir, runs),
-        Cmd::Capture { execs, connects, binds, runs } => capture(execs, connects, binds, runs),
+        Cmd::Capture { execs, connects, binds, queries, datagrams, runs } => capture(execs, connects, binds, queries, datagrams, runs),
         Cmd::Sustained { rates, secs } => sustained(&rates, secs),
         Cmd::Identity { dir, runs, pods } => identity::run(&dir, runs, pods),
         Cmd::Lake { dir, runs } => lake::run(&dir, runs),
@@ -267,6 +276,7 @@ fn batch(rows: usize, runs: usize) -> anyhow::Result<()> {
                         bytes,
                         error: None,
                         dst_name: None,
+                        server_name: None,
                     },
                 }
             })
@@ -561,6 +571,45 @@ for _ in range(n):
 print(time.perf_counter() - t0)
 "#;
 
+/// `n` DNS queries over UDP, each for a distinct name, each answered (one A
+/// record) by a resolver thread on 127.0.0.1:53 before the next is sent.
+const DNS_STORM: &str = r#"
+import socket, struct, sys, threading, time
+n = int(sys.argv[1])
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind(("127.0.0.1", 53))
+def serve():
+    for k in range(n):
+        q, a = srv.recvfrom(512)
+        srv.sendto(q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00" + q[12:] + b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x1e\x00\x04" + bytes([10, 244, (k >> 8) & 255, k & 255]), a)
+t = threading.Thread(target=serve); t.start()
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t0 = time.perf_counter()
+for i in range(n):
+    name = "h%06d.ns%d.svc.cluster.local" % (i, i % 37)
+    q = struct.pack(">HHHHHH", i & 0xffff, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0\0\1\0\1"
+    c.sendto(q, ("127.0.0.1", 53)); c.recv(512)
+t.join(); print(time.perf_counter() - t0)
+"#;
+
+/// `n` 64-byte datagrams to a UDP socket on 127.0.0.1 (not port 53), read
+/// back in bursts of 256 so none is dropped: the cost DNS capture's packet
+/// programs add to UDP traffic that is not DNS.
+const UDP_FLOOD: &str = r#"
+import socket, sys, time
+n = int(sys.argv[1])
+r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(("127.0.0.1", 0))
+r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect(r.getsockname())
+msg = b"x" * 64; t0 = time.perf_counter(); sent = 0
+while sent < n:
+    burst = min(256, n - sent)
+    for _ in range(burst):
+        s.send(msg)
+    for _ in range(burst):
+        r.recv(64)
+    sent += burst
+print(time.perf_counter() - t0)
+"#;
+
 /// Seconds a python3 storm script took for `n` iterations (it prints them).
 fn python_storm(script: &str, n: u64) -> anyhow::Result<f64> {
     let o = Command::new("python3").args(["-c", script, &n.to_string()]).output()?;
@@ -737,55 +786,78 @@ fn privilege(setuid_calls: u64, getpid_calls: u64, runs: usize) -> anyhow::Resul
     Ok(())
 }
 
-fn capture(execs: u64, connects: u64, binds: u64, runs: usize) -> anyhow::Result<()> {
+fn capture(execs: u64, connects: u64, binds: u64, queries: u64, datagrams: u64, runs: usize) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the capture benchmark runs podtraild and needs root");
-    let mut base_exec = Vec::new();
-    let mut base_conn = Vec::new();
-    let mut base_bind = Vec::new();
+    // (name, iterations, unit, rows of the table it fills, storm): run in this
+    // order, each `runs` times without the recorder, then with it.
+    type Storm = Box<dyn Fn() -> anyhow::Result<f64>>;
+    let workloads: Vec<(&str, u64, &str, Storm)> = vec![
+        ("exec storm", execs, "execs", Box::new(move || exec_storm(execs))),
+        ("connect storm", connects, "connections", Box::new(move || connect_storm(connects))),
+        ("bind storm", binds, "binds", Box::new(move || python_storm(BIND_STORM, binds))),
+        ("dns storm", queries, "queries", Box::new(move || python_storm(DNS_STORM, queries))),
+        ("udp flood", datagrams, "datagrams", Box::new(move || python_storm(UDP_FLOOD, datagrams))),
+    ];
+    let mut without = vec![Vec::new(); workloads.len()];
     for _ in 0..runs {
-        base_exec.push(exec_storm(execs)?);
-        base_conn.push(connect_storm(connects)?);
-        base_bind.push(python_storm(BIND_STORM, binds)?);
+        for (i, w) in workloads.iter().enumerate() {
+            without[i].push((w.3)()?);
+        }
     }
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("data");
     let rec = start_podtraild(&data, &[])?;
     // Wait until attached: the first exec after attach shows up in the hot tail.
     std::thread::sleep(Duration::from_secs(2));
-    let (cpu0, _) = cpu_and_rss(rec.id())?;
+    let mut with = vec![Vec::new(); workloads.len()];
+    // The daemon's CPU while each workload ran and its rows were taken in
+    // (1.5 s after each storm: the pipeline's tick and flush).
+    let mut cpu = vec![0.0; workloads.len()];
     let t_with = Instant::now();
-    let mut with_exec = Vec::new();
-    let mut with_conn = Vec::new();
-    let mut with_bind = Vec::new();
     for _ in 0..runs {
-        with_exec.push(exec_storm(execs)?);
-        with_conn.push(connect_storm(connects)?);
-        with_bind.push(python_storm(BIND_STORM, binds)?);
+        for (i, w) in workloads.iter().enumerate() {
+            let (c0, _) = cpu_and_rss(rec.id())?;
+            with[i].push((w.3)()?);
+            std::thread::sleep(Duration::from_millis(1500));
+            cpu[i] += cpu_and_rss(rec.id())?.0 - c0;
+        }
     }
     let busy = t_with.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_millis(1500));
-    let (cpu1, rss_kib) = cpu_and_rss(rec.id())?;
+    let (_, rss_kib) = cpu_and_rss(rec.id())?;
     let summary = stop_podtraild(rec)?;
-    let events = ["process_exec", "process_exit", "net_conn", "net_listen"].iter().map(|k| summary["rows"][k].as_u64().unwrap_or(0)).sum::<u64>();
+    let rows = |t: &str| summary["rows"][t].as_u64().unwrap_or(0);
+    let events = ["process_exec", "process_exit", "net_conn", "net_listen", "dns"].iter().map(|k| rows(k)).sum::<u64>();
     let drops = summary["kernel_drops"].as_u64().unwrap_or(0);
-    let (be, we, bc, wc) = (median_f(base_exec), median_f(with_exec), median_f(base_conn), median_f(with_conn));
-    let (bb, wb) = (median_f(base_bind), median_f(with_bind));
     println!(
         "capture: {runs} runs each, medians; exec storm = {execs} x /bin/true from sh, connect storm = {connects} TCP connections on 127.0.0.1, \
-         bind storm = {binds} UDP sockets bound to 127.0.0.1 and closed (python3)"
+         bind storm = {binds} UDP sockets bound to 127.0.0.1 and closed, dns storm = {queries} UDP DNS queries answered by a resolver on 127.0.0.1:53 \
+         (distinct names), udp flood = {datagrams} 64-byte datagrams to a UDP socket on 127.0.0.1 (python3)"
     );
-    println!("{:<16} {:>14} {:>14} {:>8}", "workload", "without (/s)", "with (/s)", "ratio");
-    println!("{:<16} {:>14.0} {:>14.0} {:>8.3}", "exec storm", execs as f64 / be, execs as f64 / we, be / we);
-    println!("{:<16} {:>14.0} {:>14.0} {:>8.3}", "connect storm", connects as f64 / bc, connects as f64 / wc, bc / wc);
-    println!("{:<16} {:>14.0} {:>14.0} {:>8.3}", "bind storm", binds as f64 / bb, binds as f64 / wb, bb / wb);
+    println!("{:<16} {:>14} {:>14} {:>8} {:>14}", "workload", "without (/s)", "with (/s)", "ratio", "podtraild CPU s");
+    for (i, (name, n, unit, _)) in workloads.iter().enumerate() {
+        let (b, w) = (median_f(without[i].clone()), median_f(with[i].clone()));
+        let per_m = cpu[i] / ((*n * runs as u64) as f64 / 1e6);
+        println!("{name:<16} {:>14.0} {:>14.0} {:>8.3} {per_m:>14.2} per M {unit}", *n as f64 / b, *n as f64 / w, b / w);
+    }
+    let dns_bytes = dir_bytes(&data.join("segments").join("dns"));
     println!(
-        "podtraild: {events} rows ({:.0} events/s over the {busy:.1} s of storms), {drops} kernel drops, {:.2} CPU s -> {:.2} CPU s per million events, peak RSS {:.1} MiB",
+        "dns rows: {} ({} queries sent), {dns_bytes} bytes of sealed dns segments -> {:.1} bytes per row",
+        rows("dns"),
+        queries * runs as u64,
+        dns_bytes as f64 / rows("dns").max(1) as f64
+    );
+    println!(
+        "podtraild: {events} rows ({:.0} events/s over the {busy:.1} s of storms), {drops} kernel drops, peak RSS {:.1} MiB",
         events as f64 / busy,
-        cpu1 - cpu0,
-        (cpu1 - cpu0) / (events as f64 / 1e6),
         rss_kib as f64 / 1024.0
     );
     println!("podtraild: ring buffer fill peak (fraction of its size unread at a reader wakeup): {}", summary["ringbuf_fill_peak"]);
     Ok(())
+}
+
+/// Bytes of the files under `dir`, recursively (0 when it does not exist).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.flatten().map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum()
 }

@@ -391,8 +391,34 @@ fn pod_netns() -> Outcome {
     Ok(())
 }
 
+/// The server name the tcp workload's IPv6 connection sends in a TLS ClientHello.
+const TLS_NAME: &str = "tls.podtrail.test";
+
+/// A TLS 1.2-style ClientHello record asking for `name` (one cipher suite, the
+/// server_name extension only): what a TLS client's first segment starts with.
+fn client_hello(name: &str) -> Vec<u8> {
+    let n = name.len() as u16;
+    let mut ext = vec![0, 0];
+    ext.extend_from_slice(&(n + 5).to_be_bytes());
+    ext.extend_from_slice(&(n + 3).to_be_bytes());
+    ext.push(0);
+    ext.extend_from_slice(&n.to_be_bytes());
+    ext.extend_from_slice(name.as_bytes());
+    let mut hello = vec![0x03, 0x03];
+    hello.extend_from_slice(&[7; 32]);
+    hello.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+    hello.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    hello.extend_from_slice(&ext);
+    let mut rec = vec![0x16, 0x03, 0x01];
+    rec.extend_from_slice(&(hello.len() as u16 + 4).to_be_bytes());
+    rec.extend_from_slice(&[0x01, 0]);
+    rec.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hello);
+    rec
+}
+
 /// In a pod's network namespace: a TCP exchange over IPv4 between two sockets on
-/// the pod address, then one IPv6 connection to ::1; a UDP socket bound and
+/// the pod address, then one IPv6 connection to ::1 that sends a TLS ClientHello; a UDP socket bound and
 /// closed, a raw ICMP socket and a packet socket opened and closed. Prints
 /// `PID NETNS_INODE V6_PORT`.
 fn child_tcp() -> Outcome {
@@ -425,8 +451,13 @@ fn child_tcp() -> Outcome {
 
     let l6 = TcpListener::bind("[::1]:0").map_err(|e| format!("bind [::1]:0: {e}"))?;
     let port = l6.local_addr().map_err(|e| e.to_string())?.port();
-    let c6 = TcpStream::connect(("::1", port)).map_err(|e| format!("connect [::1]:{port}: {e}"))?;
-    drop(l6.accept().map_err(|e| e.to_string())?);
+    let mut c6 = TcpStream::connect(("::1", port)).map_err(|e| format!("connect [::1]:{port}: {e}"))?;
+    // The first bytes a TLS client sends: a ClientHello naming TLS_NAME.
+    c6.write_all(&client_hello(TLS_NAME)).map_err(|e| e.to_string())?;
+    let (mut s6, _) = l6.accept().map_err(|e| e.to_string())?;
+    let mut hello = vec![0u8; client_hello(TLS_NAME).len()];
+    s6.read_exact(&mut hello).map_err(|e| e.to_string())?;
+    drop(s6);
     drop(c6);
     println!("{} {netns} {port}", std::process::id());
     Ok(())
@@ -665,6 +696,7 @@ fn tcp6(run: &Run) -> Outcome {
     let port = run.net.v6_port;
     let connect = net_rows(run, "connect", |r| r["dst_port"] == port)?;
     check!(connect["dst_ip"] == "::1" && connect["orig_dst_ip"] == "::1" && connect["orig_dst_port"] == port, "IPv6 connect {connect}");
+    check!(connect["server_name"] == TLS_NAME, "the server name of its TLS ClientHello: {connect}");
     net_rows(run, "accept", |r| r["src_port"] == port)?;
     Ok(())
 }

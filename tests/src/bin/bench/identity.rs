@@ -88,6 +88,7 @@ fn enrichment(pods: usize) -> anyhow::Result<()> {
         bytes: None,
         error: None,
         dst_name: None,
+        server_name: None,
     };
     let mut stamping = std::time::Duration::ZERO;
     let mut t = start_ns();
