@@ -265,7 +265,9 @@ int sendmsg6(struct bpf_sock_addr *ctx)
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(nat_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-    unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+    /* Every packet sent on any device passes here: the skb is read directly
+     * (a tp_btf argument; no helper call), the conntrack entry with one. */
+    unsigned long nfct = skb->_nfct;
     struct nf_conn *ct = (struct nf_conn *)(nfct & ~7UL);
     if (!ct)
         return 0;

@@ -789,8 +789,7 @@ fn privilege(setuid_calls: u64, getpid_calls: u64, runs: usize) -> anyhow::Resul
 fn capture(execs: u64, connects: u64, binds: u64, queries: u64, datagrams: u64, runs: usize) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the capture benchmark runs podtraild and needs root");
-    // (name, iterations, unit, rows of the table it fills, storm): run in this
-    // order, each `runs` times without the recorder, then with it.
+    // (name, iterations, unit of an iteration, storm), run in this order.
     type Storm = Box<dyn Fn() -> anyhow::Result<f64>>;
     let workloads: Vec<(&str, u64, &str, Storm)> = vec![
         ("exec storm", execs, "execs", Box::new(move || exec_storm(execs))),
@@ -799,36 +798,48 @@ fn capture(execs: u64, connects: u64, binds: u64, queries: u64, datagrams: u64, 
         ("dns storm", queries, "queries", Box::new(move || python_storm(DNS_STORM, queries))),
         ("udp flood", datagrams, "datagrams", Box::new(move || python_storm(UDP_FLOOD, datagrams))),
     ];
+    // Each run: every storm without the recorder, then the recorder started
+    // and every storm again, then it stops. Alternating runs (not all runs
+    // without, then all with) keeps this machine's drift over minutes out of
+    // the ratios; the same pause follows each storm in both (a pause before a
+    // storm changes its speed here: CPU frequency, caches).
+    let pause = Duration::from_millis(1500);
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
     let mut without = vec![Vec::new(); workloads.len()];
+    let mut with = vec![Vec::new(); workloads.len()];
+    // The daemon's CPU while each workload ran and its rows were taken in
+    // (the pause after each storm covers the pipeline's tick and flush).
+    let mut cpu = vec![0.0; workloads.len()];
+    let (mut busy, mut rss_kib, mut drops) = (0.0, 0u64, 0u64);
+    let mut rows_by_table: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut ring_peaks = Vec::new();
     for _ in 0..runs {
         for (i, w) in workloads.iter().enumerate() {
             without[i].push((w.3)()?);
+            std::thread::sleep(pause);
         }
-    }
-    let tmp = tempfile::tempdir()?;
-    let data = tmp.path().join("data");
-    let rec = start_podtraild(&data, &[])?;
-    // Wait until attached: the first exec after attach shows up in the hot tail.
-    std::thread::sleep(Duration::from_secs(2));
-    let mut with = vec![Vec::new(); workloads.len()];
-    // The daemon's CPU while each workload ran and its rows were taken in
-    // (1.5 s after each storm: the pipeline's tick and flush).
-    let mut cpu = vec![0.0; workloads.len()];
-    let t_with = Instant::now();
-    for _ in 0..runs {
+        let rec = start_podtraild(&data, &[])?;
+        // Wait until attached: the first exec after attach shows up in the hot tail.
+        std::thread::sleep(Duration::from_secs(2));
+        let t_with = Instant::now();
         for (i, w) in workloads.iter().enumerate() {
             let (c0, _) = cpu_and_rss(rec.id())?;
             with[i].push((w.3)()?);
-            std::thread::sleep(Duration::from_millis(1500));
+            std::thread::sleep(pause);
             cpu[i] += cpu_and_rss(rec.id())?.0 - c0;
         }
+        busy += t_with.elapsed().as_secs_f64();
+        rss_kib = rss_kib.max(cpu_and_rss(rec.id())?.1);
+        let summary = stop_podtraild(rec)?;
+        for (t, n) in summary["rows"].as_object().into_iter().flatten() {
+            *rows_by_table.entry(t.clone()).or_default() += n.as_u64().unwrap_or(0);
+        }
+        drops += summary["kernel_drops"].as_u64().unwrap_or(0);
+        ring_peaks.push(summary["ringbuf_fill_peak"].clone());
     }
-    let busy = t_with.elapsed().as_secs_f64();
-    let (_, rss_kib) = cpu_and_rss(rec.id())?;
-    let summary = stop_podtraild(rec)?;
-    let rows = |t: &str| summary["rows"][t].as_u64().unwrap_or(0);
+    let rows = |t: &str| rows_by_table.get(t).copied().unwrap_or(0);
     let events = ["process_exec", "process_exit", "net_conn", "net_listen", "dns"].iter().map(|k| rows(k)).sum::<u64>();
-    let drops = summary["kernel_drops"].as_u64().unwrap_or(0);
     println!(
         "capture: {runs} runs each, medians; exec storm = {execs} x /bin/true from sh, connect storm = {connects} TCP connections on 127.0.0.1, \
          bind storm = {binds} UDP sockets bound to 127.0.0.1 and closed, dns storm = {queries} UDP DNS queries answered by a resolver on 127.0.0.1:53 \
@@ -852,7 +863,7 @@ fn capture(execs: u64, connects: u64, binds: u64, queries: u64, datagrams: u64, 
         events as f64 / busy,
         rss_kib as f64 / 1024.0
     );
-    println!("podtraild: ring buffer fill peak (fraction of its size unread at a reader wakeup): {}", summary["ringbuf_fill_peak"]);
+    println!("podtraild: ring buffer fill peak per run (fraction of its size unread at a reader wakeup): {}", serde_json::Value::Array(ring_peaks));
     Ok(())
 }
 
