@@ -296,6 +296,8 @@ fn answers_text(records: &[Record]) -> String {
 
 /// A query waiting for its answer.
 struct Pending {
+    /// Its place in arrival order (see `Dns::arrivals`).
+    seq: u64,
     packet: DnsPacketRaw,
     message: Message,
 }
@@ -310,8 +312,16 @@ pub struct Dns {
     /// By (socket cookie, transaction id), oldest first.
     pending: HashMap<(u64, u16), VecDeque<Pending>>,
     pending_len: usize,
+    /// Every query that waited, in arrival order: (kernel time, key, seq).
+    /// Answered ones are dropped from the front lazily, so the oldest waiting
+    /// query and the expired ones are found without a scan of `pending`.
+    arrivals: VecDeque<(u64, (u64, u16), u64)>,
+    next_seq: u64,
     /// (cgroup, address) -> (name, kernel time until which it is given).
     names: HashMap<(u64, IpAddr), (Arc<str>, u64)>,
+    /// Kernel time of the next sweep of `names` (once a second: a scan of
+    /// every name at each reader pass would cost more than the DNS itself).
+    next_sweep: u64,
 }
 
 impl Dns {
@@ -320,9 +330,41 @@ impl Dns {
         self.pending_len
     }
 
-    /// Kernel time of the oldest query waiting, if any.
+    /// Kernel time of the oldest query waiting, if any (the front of the
+    /// arrivals once answered ones are dropped from it, see [`Dns::expire`];
+    /// until then an older time, never a younger one).
     pub fn oldest_pending(&self) -> Option<u64> {
-        self.pending.values().filter_map(|q| q.front()).map(|p| p.packet.time_boot_ns).min()
+        if self.pending_len == 0 {
+            return None;
+        }
+        self.arrivals.front().map(|a| a.0)
+    }
+
+    /// Whether the arrival `(key, seq)` still waits.
+    fn waiting(&self, key: &(u64, u16), seq: u64) -> bool {
+        self.pending.get(key).is_some_and(|q| q.iter().any(|p| p.seq == seq))
+    }
+
+    /// Take the waiting query `(key, seq)` out.
+    fn remove(&mut self, key: &(u64, u16), seq: u64) -> Option<Pending> {
+        let waiting = self.pending.get_mut(key)?;
+        let i = waiting.iter().position(|p| p.seq == seq)?;
+        let q = waiting.remove(i);
+        if waiting.is_empty() {
+            self.pending.remove(key);
+        }
+        self.pending_len -= usize::from(q.is_some());
+        q
+    }
+
+    /// Drop answered queries from the front of the arrivals.
+    fn trim_arrivals(&mut self) {
+        while let Some(&(_, key, seq)) = self.arrivals.front() {
+            if self.waiting(&key, seq) {
+                break;
+            }
+            self.arrivals.pop_front();
+        }
     }
 
     /// Take one packet: a query waits for its answer (records come back only
@@ -336,8 +378,17 @@ impl Dns {
             {
                 out.push(record_of(oldest, None, "pending"));
             }
-            self.pending.entry((p.cookie, message.id)).or_default().push_back(Pending { packet: p, message });
+            let (key, seq) = ((p.cookie, message.id), self.next_seq);
+            self.next_seq += 1;
+            self.arrivals.push_back((p.time_boot_ns, key, seq));
+            self.pending.entry(key).or_default().push_back(Pending { seq, packet: p, message });
             self.pending_len += 1;
+            // Answers out of arrival order leave answered entries behind an
+            // old waiting one: compact when they outnumber the waiting ones.
+            if self.arrivals.len() > 4 * MAX_PENDING {
+                let pending = &self.pending;
+                self.arrivals.retain(|(_, k, s)| pending.get(k).is_some_and(|q| q.iter().any(|p| p.seq == *s)));
+            }
             return Ok(());
         }
         let key = (p.cookie, message.id);
@@ -351,6 +402,11 @@ impl Dns {
         match query {
             Some(q) => {
                 self.pending_len -= 1;
+                // Answered in arrival order (the common case): the front goes.
+                if self.arrivals.front().is_some_and(|a| a.2 == q.seq) {
+                    self.arrivals.pop_front();
+                    self.trim_arrivals();
+                }
                 self.remember_names(&q.packet, &q.message, &p, &message);
                 out.push(record_of(q, Some((p, message)), "answered"));
             }
@@ -363,25 +419,31 @@ impl Dns {
     /// `unanswered` records; names whose time ran out are forgotten.
     pub fn expire(&mut self, now_boot_ns: u64, out: &mut Vec<DnsRaw>) {
         let deadline = now_boot_ns.saturating_sub(ANSWER_TIMEOUT_NS);
-        if self.oldest_pending().is_some_and(|t| t < deadline) {
-            let mut expired = Vec::new();
-            self.pending.retain(|_, waiting| {
-                while waiting.front().is_some_and(|q| q.packet.time_boot_ns < deadline) {
-                    expired.push(waiting.pop_front().expect("front exists"));
-                }
-                !waiting.is_empty()
-            });
-            self.pending_len -= expired.len();
-            expired.sort_by_key(|q| q.packet.time_boot_ns);
-            out.extend(expired.into_iter().map(|q| record_of(q, None, "unanswered")));
+        while let Some(&(t, key, seq)) = self.arrivals.front() {
+            if t >= deadline && self.waiting(&key, seq) {
+                break;
+            }
+            self.arrivals.pop_front();
+            if t < deadline
+                && let Some(q) = self.remove(&key, seq)
+            {
+                out.push(record_of(q, None, "unanswered"));
+            }
         }
-        self.names.retain(|_, (_, until)| *until >= now_boot_ns);
+        if self.pending_len == 0 {
+            self.arrivals.clear();
+        }
+        if now_boot_ns >= self.next_sweep {
+            self.names.retain(|_, (_, until)| *until >= now_boot_ns);
+            self.next_sweep = now_boot_ns + 1_000_000_000;
+        }
     }
 
     /// Every query still waiting, as `pending` records (the recorder stops).
     pub fn drain(&mut self, out: &mut Vec<DnsRaw>) {
         let mut all: Vec<Pending> = self.pending.drain().flat_map(|(_, q)| q).collect();
         self.pending_len = 0;
+        self.arrivals.clear();
         all.sort_by_key(|q| q.packet.time_boot_ns);
         out.extend(all.into_iter().map(|q| record_of(q, None, "pending")));
     }
@@ -393,14 +455,9 @@ impl Dns {
     }
 
     fn take_oldest(&mut self) -> Option<Pending> {
-        let key = *self.pending.iter().filter_map(|(k, q)| q.front().map(|p| (p.packet.time_boot_ns, k))).min()?.1;
-        let waiting = self.pending.get_mut(&key)?;
-        let oldest = waiting.pop_front();
-        if waiting.is_empty() {
-            self.pending.remove(&key);
-        }
-        self.pending_len -= usize::from(oldest.is_some());
-        oldest
+        self.trim_arrivals();
+        let (_, key, seq) = self.arrivals.pop_front()?;
+        self.remove(&key, seq)
     }
 
     /// Each address an answered query gave becomes its question's name for
@@ -459,7 +516,7 @@ fn cut_note(p: &DnsPacketRaw, m: &Message) -> Option<String> {
 
 /// The record of a query, with its answer when one came.
 fn record_of(q: Pending, answer: Option<(DnsPacketRaw, Message)>, status: &'static str) -> DnsRaw {
-    let Pending { packet: p, message: m } = q;
+    let Pending { packet: p, message: m, .. } = q;
     let mut r = DnsRaw {
         status,
         time_boot_ns: p.time_boot_ns,
@@ -612,6 +669,30 @@ mod tests {
         out.clear();
         d.packet(packet(true, 9, 2 * ANSWER_TIMEOUT_NS, message(3, 0x8180, "x.example", 1, &[])), &mut out).unwrap();
         assert_eq!(out.iter().map(|r| (r.status, r.txid)).collect::<Vec<_>>(), [("answer_only", 3)]);
+    }
+
+    #[test]
+    fn a_flood_of_queries_stays_bounded_and_every_query_is_a_row_once() {
+        let mut d = Dns::default();
+        let mut out = Vec::new();
+        // One old query never answered, then a flood answered out of order.
+        d.packet(packet(false, 1, 1, message(1, 0x0100, "old.example", 1, &[])), &mut out).unwrap();
+        let n = MAX_PENDING as u64 + 10;
+        for i in 0..n {
+            d.packet(packet(false, 2 + i, 10 + i, message(7, 0x0100, "f.example", 1, &[])), &mut out).unwrap();
+        }
+        // Past the bound the oldest were written at once, as `pending`.
+        assert_eq!(out.iter().map(|r| (r.status, r.cookie)).collect::<Vec<_>>()[..2], [("pending", 1), ("pending", 2)]);
+        assert_eq!((d.pending(), out.len()), (MAX_PENDING, 11));
+        for i in (0..n).rev() {
+            d.packet(packet(true, 2 + i, 20 + n + i, message(7, 0x8180, "f.example", 1, &[])), &mut out).unwrap();
+        }
+        let statuses = |out: &[DnsRaw], s: &str| out.iter().filter(|r| r.status == s).count();
+        assert_eq!((statuses(&out, "answered"), statuses(&out, "answer_only"), statuses(&out, "pending")), (MAX_PENDING, 10, 11));
+        assert_eq!((d.pending(), d.oldest_pending()), (0, None));
+        assert!(d.arrivals.len() <= 4 * MAX_PENDING, "{}", d.arrivals.len());
+        d.expire(u64::MAX / 2, &mut out);
+        assert!(d.arrivals.is_empty());
     }
 
     #[test]
