@@ -192,4 +192,27 @@ fn the_timeline_of_the_incident_pod_shows_its_bind_shell_and_packet_socket() {
     assert_eq!(of("socket"), vec![(json!("2026-11-17T14:44:00.000001Z"), json!(4400), json!("socket(AF_PACKET SOCK_RAW protocol 0x0300) refused: EPERM by proc"), json!(1))], "{out}");
     let text = run_ok("podtrail", &["--data-dir", data.to_str().unwrap(), "timeline", "--pod", "debug-shell"]);
     assert!(text.lines().last().unwrap_or("").contains("1 listener"), "the summary counts the listener:\n{text}");
+    // Its DNS: four exfiltrating TXT lookups (NXDOMAIN) and one unanswered, at the shell's depth.
+    let dns = of("dns");
+    assert_eq!(dns.len(), 5, "{out}");
+    assert_eq!(
+        dns[0],
+        (json!("2026-11-17T14:45:00Z"), json!(4000), json!("TXT mzxw6ytboi2dmnzqgezdgnbvgy3tqojq.0.x.exfil-c2.example -> NXDOMAIN via udp 10.96.0.10 (answered by 10.244.0.5) by proc"), json!(0)),
+        "{out}"
+    );
+    assert_eq!(dns[4].2, json!("A pool.minexmr.example (unanswered) via udp 10.96.0.10 by proc"), "{out}");
+    assert!(text.lines().last().unwrap_or("").contains("5 dns"), "the summary counts the lookups:\n{text}");
+}
+
+/// Pod A's timeline: its connections carry the names it resolved before them.
+#[test]
+fn the_timeline_names_the_destinations_a_pod_resolved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fixture::write(&data).expect("writing the incident fixture");
+    let out = run_ok("podtrail", &["--data-dir", data.to_str().unwrap(), "timeline", "--pod", "payments-api-1", "--json"]);
+    let tl: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    let connects: Vec<&str> = tl["events"].as_array().unwrap().iter().filter(|e| e["event"] == "connect").map(|e| e["detail"].as_str().unwrap()).collect();
+    assert_eq!(connects.len(), 2, "{out}");
+    assert!(connects[0].ends_with("[ledger.payments.svc.cluster.local]") && connects[1].ends_with("[api.stripe.example]"), "{connects:#?}");
 }
