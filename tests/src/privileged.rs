@@ -271,6 +271,54 @@ pub fn in_ns(ns: &str, cmd: &[&str]) {
     assert!(o.status.success(), "in {ns}: {cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Two test pods (network namespaces) joined through a "node" namespace that
+/// routes between them, like a node between its pods: pod `a` has
+/// 10.244.`a_net`.2/24 (the node .1), pod `b` 10.244.`b_net`.2/24, each a
+/// default route via the node. Only 10.244.0.0/16 inside namespaces it
+/// creates; everything (veths, routes, rules added with [`in_ns`] on `node`,
+/// the forwarding sysctl) lives in those namespaces and goes with them on drop,
+/// also when the test fails.
+pub struct PodPair {
+    pub node: String,
+    pub a: String,
+    pub b: String,
+    /// The node's side of pod `b`'s veth (for rules such as a MASQUERADE on it).
+    pub node_dev_b: String,
+}
+
+impl PodPair {
+    pub fn new(tag: &str, a_net: u8, b_net: u8) -> PodPair {
+        let tag = format!("{tag}{}", std::process::id());
+        let (va, na, vb, nb) = (format!("{tag}va"), format!("{tag}na"), format!("{tag}vb"), format!("{tag}nb"));
+        let pair = PodPair { node: format!("{tag}-node"), a: format!("{tag}-a"), b: format!("{tag}-b"), node_dev_b: nb.clone() };
+        for ns in [&pair.node, &pair.a, &pair.b] {
+            ip(&["netns", "add", ns]);
+        }
+        ip(&["link", "add", &va, "netns", &pair.a, "type", "veth", "peer", "name", &na, "netns", &pair.node]);
+        ip(&["link", "add", &vb, "netns", &pair.b, "type", "veth", "peer", "name", &nb, "netns", &pair.node]);
+        let addr = |net: u8, host: u8| format!("10.244.{net}.{host}/24");
+        for (ns, dev, a) in [(&pair.a, &va, addr(a_net, 2)), (&pair.node, &na, addr(a_net, 1)), (&pair.b, &vb, addr(b_net, 2)), (&pair.node, &nb, addr(b_net, 1))] {
+            ip(&["-n", ns, "addr", "add", &a, "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&["-n", &pair.a, "route", "add", "default", "via", &format!("10.244.{a_net}.1")]);
+        ip(&["-n", &pair.b, "route", "add", "default", "via", &format!("10.244.{b_net}.1")]);
+        in_ns(&pair.node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        pair
+    }
+}
+
+impl Drop for PodPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b, &self.node] {
+            if let Err(e) = Command::new("ip").args(["netns", "del", ns]).status() {
+                eprintln!("cleanup: ip netns del {ns}: {e}");
+            }
+        }
+    }
+}
+
 /// A tmpfs of a given size mounted on a temporary directory (a filesystem a
 /// test can fill); unmounted (lazily, so a process still in it cannot keep it)
 /// and removed when dropped, also when the test fails.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use podtrail_tests::privileged::{PodCgroup, Recorder, in_cgroup, in_ns, ip, require_privileges};
+use podtrail_tests::privileged::{PodCgroup, PodPair, Recorder, in_cgroup, in_ns, ip, require_privileges};
 use podtrail_tests::{bin, sql_json};
 
 /// A copy of /bin/true under a unique path, so rows can be found by `binary`.
@@ -112,49 +112,13 @@ fn exec_storm_rows_plus_counted_loss_equal_spawns() {
     }
 }
 
-/// Two pods joined through a "node" namespace that DNATs the ClusterIP
+/// Two pods (10.244.1.2 and 10.244.2.2) whose node DNATs the ClusterIP
 /// 10.244.100.10:80 to pod B 10.244.2.2:8080 and masquerades, like kube-proxy.
-/// Only 10.244.0.0/16 inside namespaces it creates; all of it (veths, routes,
-/// iptables rules, the forwarding sysctl) lives in those namespaces and goes with
-/// them on drop.
-struct NetLab {
-    node: String,
-    a: String,
-    b: String,
-}
-
-impl NetLab {
-    fn new() -> NetLab {
-        let tag = format!("pt{}", std::process::id());
-        let lab = NetLab { node: format!("{tag}-node"), a: format!("{tag}-a"), b: format!("{tag}-b") };
-        for ns in [&lab.node, &lab.a, &lab.b] {
-            ip(&["netns", "add", ns]);
-        }
-        let (va, na, vb, nb) = (format!("{tag}va"), format!("{tag}na"), format!("{tag}vb"), format!("{tag}nb"));
-        ip(&["link", "add", &va, "netns", &lab.a, "type", "veth", "peer", "name", &na, "netns", &lab.node]);
-        ip(&["link", "add", &vb, "netns", &lab.b, "type", "veth", "peer", "name", &nb, "netns", &lab.node]);
-        for (ns, dev, addr) in [(&lab.a, &va, "10.244.1.2/24"), (&lab.node, &na, "10.244.1.1/24"), (&lab.b, &vb, "10.244.2.2/24"), (&lab.node, &nb, "10.244.2.1/24")] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        ip(&["-n", &lab.a, "route", "add", "default", "via", "10.244.1.1"]);
-        ip(&["-n", &lab.b, "route", "add", "default", "via", "10.244.2.1"]);
-        in_ns(&lab.node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        in_ns(&lab.node, &["iptables", "-t", "nat", "-A", "PREROUTING", "-d", "10.244.100.10/32", "-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", "10.244.2.2:8080"]);
-        in_ns(&lab.node, &["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", &nb, "-j", "MASQUERADE"]);
-        lab
-    }
-}
-
-impl Drop for NetLab {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b, &self.node] {
-            if let Err(e) = Command::new("ip").args(["netns", "del", ns]).status() {
-                eprintln!("cleanup: ip netns del {ns}: {e}");
-            }
-        }
-    }
+fn net_lab() -> PodPair {
+    let lab = PodPair::new("pt", 1, 2);
+    in_ns(&lab.node, &["iptables", "-t", "nat", "-A", "PREROUTING", "-d", "10.244.100.10/32", "-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", "10.244.2.2:8080"]);
+    in_ns(&lab.node, &["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", &lab.node_dev_b, "-j", "MASQUERADE"]);
+    lab
 }
 
 const SERVER: &str = r#"
@@ -183,7 +147,7 @@ c.close(); print(n, flush=True)
 #[test]
 fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
     let mut rec = Recorder::start();
-    let lab = NetLab::new();
+    let lab = net_lab();
     let (cga, cgb) = (PodCgroup::new("poda"), PodCgroup::new("podb"));
     let mut server = in_cgroup(Command::new("ip").args(["netns", "exec", &lab.b, "python3", "-c", SERVER]), &cgb)
         .stdout(Stdio::piped())

@@ -11,51 +11,18 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use podtrail_tests::privileged::{PodCgroup, Recorder, Spawned, in_cgroup, in_ns, ip};
+use podtrail_tests::privileged::{PodCgroup, PodPair, Recorder, Spawned, in_cgroup, in_ns};
 use podtrail_tests::sql_json;
 
-/// Client pod 10.244.11.2, resolver pod 10.244.12.2 (dnsmasq on :53 and a TCP
-/// server on :8080), joined by a node namespace that DNATs the kube-dns-like
-/// ClusterIP 10.244.100.53:53 (UDP and TCP) to the resolver.
-struct DnsLab {
-    node: String,
-    client: String,
-    resolver: String,
-}
-
-impl DnsLab {
-    fn new() -> DnsLab {
-        let tag = format!("pd{}", std::process::id());
-        let lab = DnsLab { node: format!("{tag}-node"), client: format!("{tag}-c"), resolver: format!("{tag}-r") };
-        for ns in [&lab.node, &lab.client, &lab.resolver] {
-            ip(&["netns", "add", ns]);
-        }
-        let (vc, nc, vr, nr) = (format!("{tag}vc"), format!("{tag}nc"), format!("{tag}vr"), format!("{tag}nr"));
-        ip(&["link", "add", &vc, "netns", &lab.client, "type", "veth", "peer", "name", &nc, "netns", &lab.node]);
-        ip(&["link", "add", &vr, "netns", &lab.resolver, "type", "veth", "peer", "name", &nr, "netns", &lab.node]);
-        for (ns, dev, addr) in [(&lab.client, &vc, "10.244.11.2/24"), (&lab.node, &nc, "10.244.11.1/24"), (&lab.resolver, &vr, "10.244.12.2/24"), (&lab.node, &nr, "10.244.12.1/24")] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        ip(&["-n", &lab.client, "route", "add", "default", "via", "10.244.11.1"]);
-        ip(&["-n", &lab.resolver, "route", "add", "default", "via", "10.244.12.1"]);
-        in_ns(&lab.node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        for proto in ["udp", "tcp"] {
-            in_ns(&lab.node, &["iptables", "-t", "nat", "-A", "PREROUTING", "-d", "10.244.100.53/32", "-p", proto, "--dport", "53", "-j", "DNAT", "--to-destination", "10.244.12.2:53"]);
-        }
-        lab
+/// Client pod (`a`) 10.244.11.2, resolver pod (`b`) 10.244.12.2 (dnsmasq on
+/// :53, a TCP server on :8080, a TLS server on :8443), whose node DNATs the
+/// kube-dns-like ClusterIP 10.244.100.53:53 (UDP and TCP) to the resolver.
+fn dns_lab() -> PodPair {
+    let lab = PodPair::new("pd", 11, 12);
+    for proto in ["udp", "tcp"] {
+        in_ns(&lab.node, &["iptables", "-t", "nat", "-A", "PREROUTING", "-d", "10.244.100.53/32", "-p", proto, "--dport", "53", "-j", "DNAT", "--to-destination", "10.244.12.2:53"]);
     }
-}
-
-impl Drop for DnsLab {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.resolver, &self.node] {
-            if let Err(e) = Command::new("ip").args(["netns", "del", ns]).status() {
-                eprintln!("cleanup: ip netns del {ns}: {e}");
-            }
-        }
-    }
+    lab
 }
 
 fn dnsmasq() -> &'static str {
@@ -116,14 +83,14 @@ print(os.getpid(), flush=True)
 #[test]
 fn dns_over_udp_and_tcp_through_a_cluster_ip_is_recorded_with_resolver_backend_answers_and_names_the_connection() {
     let mut rec = Recorder::start();
-    let lab = DnsLab::new();
+    let lab = dns_lab();
     let (cgc, cgr) = (PodCgroup::new("dnsc"), PodCgroup::new("dnsr"));
     let resolver = Spawned(
         in_cgroup(
             Command::new("ip").args([
                 "netns",
                 "exec",
-                &lab.resolver,
+                &lab.b,
                 dnsmasq(),
                 "--keep-in-foreground",
                 "--conf-file=/dev/null",
@@ -144,7 +111,7 @@ fn dns_over_udp_and_tcp_through_a_cluster_ip_is_recorded_with_resolver_backend_a
         .spawn()
         .unwrap(),
     );
-    let mut server = Spawned(in_cgroup(Command::new("ip").args(["netns", "exec", &lab.resolver, "python3", "-c", SERVER]), &cgr).stdout(Stdio::piped()).spawn().unwrap());
+    let mut server = Spawned(in_cgroup(Command::new("ip").args(["netns", "exec", &lab.b, "python3", "-c", SERVER]), &cgr).stdout(Stdio::piped()).spawn().unwrap());
     // A TLS server with a throwaway self-signed certificate.
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
@@ -157,7 +124,7 @@ fn dns_over_udp_and_tcp_through_a_cluster_ip_is_recorded_with_resolver_backend_a
         .expect("openssl (tests/setup.sh installs it)");
     assert!(made.status.success(), "openssl req: {}", String::from_utf8_lossy(&made.stderr));
     let tls_server = Spawned(
-        in_cgroup(Command::new("ip").args(["netns", "exec", &lab.resolver, "openssl", "s_server", "-quiet", "-naccept", "1", "-accept", "10.244.12.2:8443", "-cert"]).arg(&cert).arg("-key").arg(&key), &cgr)
+        in_cgroup(Command::new("ip").args(["netns", "exec", &lab.b, "openssl", "s_server", "-quiet", "-naccept", "1", "-accept", "10.244.12.2:8443", "-cert"]).arg(&cert).arg("-key").arg(&key), &cgr)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -171,14 +138,14 @@ fn dns_over_udp_and_tcp_through_a_cluster_ip_is_recorded_with_resolver_backend_a
     for (kind, port) in [("SOCK_DGRAM", 53), ("SOCK_STREAM", 8443)] {
         let probe = format!("import socket; s=socket.socket(socket.AF_INET, socket.{kind}); s.bind(('10.244.12.2', {port}))");
         for i in 0.. {
-            let free = Command::new("ip").args(["netns", "exec", &lab.resolver, "python3", "-c", &probe]).stderr(Stdio::null()).status().unwrap();
+            let free = Command::new("ip").args(["netns", "exec", &lab.b, "python3", "-c", &probe]).stderr(Stdio::null()).status().unwrap();
             if !free.success() || i == 50 {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
-    let out = in_cgroup(Command::new("ip").args(["netns", "exec", &lab.client, "python3", "-c", CLIENT]), &cgc).output().unwrap();
+    let out = in_cgroup(Command::new("ip").args(["netns", "exec", &lab.a, "python3", "-c", CLIENT]), &cgc).output().unwrap();
     assert!(out.status.success(), "the client pod's script: {}", String::from_utf8_lossy(&out.stderr));
     let client_pid: u64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
     // The unanswered query becomes a row after the 10 s answer timeout.
