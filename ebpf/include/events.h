@@ -299,6 +299,21 @@ struct pt_dns_event {
     __u8 data[PT_DNS_CAPTURE];
 };
 
+/* net.bpf.o's `listeners` map: the process that put each listening TCP
+ * socket in LISTEN, by (network namespace inode, local port). podtraild also
+ * fills it at start for the sockets listening then (sk 0: found in /proc). */
+struct pt_listener_key {
+    __u32 netns;
+    __u16 port;
+    __u16 pad;
+};
+struct pt_listener_owner {
+    __u64 sk;             /* which socket: only its own close deletes the entry; 0: seeded */
+    __u32 pid;
+    __u32 pad;
+    char comm[PT_COMM_LEN];
+};
+
 /* Bytes of a TLS ClientHello kept: enough for the server name extension
  * wherever a client puts it (browsers shuffle extensions; a post-quantum key
  * share alone is over 1100 bytes). A power of two (the program masks with it). */

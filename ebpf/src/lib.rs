@@ -42,7 +42,8 @@ pub struct PrivSyscall {
 /// `sock_destroy` (tp_btf/tcp_destroy_sock), `post_bind4`/`post_bind6`
 /// (cgroup/post_bind4|6), `sock_release` (cgroup/sock_release),
 /// `sendmsg4`/`sendmsg6` (cgroup/sendmsg4|6), `dns_egress`/`dns_ingress`
-/// (cgroup_skb/egress|ingress),
+/// (cgroup_skb/egress|ingress), hash `listeners` ([`ListenerKey`] ->
+/// [`ListenerOwner`]),
 /// ring buffer `events`, per-CPU counters `drops` and per-cgroup `drops_by_cgroup`.
 pub fn net_object() -> &'static [u8] {
     &NET_OBJ.0
@@ -304,6 +305,26 @@ pub struct TlsEvent {
     pub data: [u8; TLS_CAPTURE],
 }
 
+/// Mirror of `struct pt_listener_key` (net.bpf.o's `listeners` map).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerKey {
+    pub netns: u32,
+    pub port: u16,
+    pub pad: u16,
+}
+
+/// Mirror of `struct pt_listener_owner`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerOwner {
+    /// 0: seeded by podtraild from /proc.
+    pub sk: u64,
+    pub pid: u32,
+    pub pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +400,8 @@ mod tests {
             layout!(TlsEvent, kind, captured, family, payload_len, reserved, time_ns, cgroup_id, cookie, data),
             "TlsEvent drifted from struct pt_tls_event"
         );
+        assert_eq!(btf_layout(net_object(), "pt_listener_key"), layout!(ListenerKey, netns, port, pad), "ListenerKey drifted from struct pt_listener_key");
+        assert_eq!(btf_layout(net_object(), "pt_listener_owner"), layout!(ListenerOwner, sk, pid, pad, comm), "ListenerOwner drifted from struct pt_listener_owner");
         let obj = privilege_object();
         assert_eq!(
             btf_layout(obj, "pt_priv_event"),

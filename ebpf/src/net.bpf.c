@@ -136,24 +136,14 @@ struct {
  * establishes them in softirq, where `current` is unrelated). Deleted when that
  * listener closes; with SO_REUSEPORT the newest listener of a port wins. Full
  * (16384 listeners): counted as PT_DROP_LISTEN_MAP_FULL, its connections have
- * no process. */
-struct listener_key {
-    __u32 netns;
-    __u16 port;
-    __u16 pad;
-};
-struct listener_owner {
-    __u64 sk; /* which socket: only its own close deletes the entry */
-    __u32 pid;
-    __u32 pad;
-    char comm[PT_COMM_LEN];
-};
-
+ * no process. podtraild seeds it at start with the listeners already open
+ * (sk 0: their close does not delete them; the next listen() on that port
+ * replaces them). */
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 16384);
-    __type(key, struct listener_key);
-    __type(value, struct listener_owner);
+    __type(key, struct pt_listener_key);
+    __type(value, struct pt_listener_owner);
 } listeners SEC(".maps");
 
 /* Bound UDP sockets by cookie, until released: only those send an unbind
@@ -195,6 +185,8 @@ struct {
 const struct pt_conn_event *unused_conn_event __attribute__((unused));
 const struct pt_dns_event *unused_dns_event __attribute__((unused));
 const struct pt_tls_event *unused_tls_event __attribute__((unused));
+const struct pt_listener_key *unused_listener_key __attribute__((unused));
+const struct pt_listener_owner *unused_listener_owner __attribute__((unused));
 const struct pt_listen_event *unused_listen_event __attribute__((unused));
 
 static __always_inline void remember_connect(__u64 cookie, const void *addr, __u32 len, __u16 port_be)
@@ -401,8 +393,8 @@ static __always_inline int emit(struct sock *sk, __u32 event, struct conn_state 
     /* The accepting side: the process of the socket that listened on this
      * port in this namespace (at the accept, and still at the close). */
     if ((event == PT_CONN_ACCEPT || (event == PT_CONN_CLOSE && st && st->accepted)) && !(e->flags & PT_CONN_HAS_OWNER)) {
-        struct listener_key lk = { .netns = e->netns, .port = e->sport };
-        struct listener_owner *lo = bpf_map_lookup_elem(&listeners, &lk);
+        struct pt_listener_key lk = { .netns = e->netns, .port = e->sport };
+        struct pt_listener_owner *lo = bpf_map_lookup_elem(&listeners, &lk);
         if (lo) {
             e->flags |= PT_CONN_HAS_OWNER | PT_CONN_OWNER_LISTENER;
             e->pid = lo->pid;
@@ -485,14 +477,14 @@ static __always_inline int listen_state(struct sock *sk, int start)
     __u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
     if (!port)
         port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-    struct listener_key lk = { .netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum), .port = port };
+    struct pt_listener_key lk = { .netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum), .port = port };
     if (start) {
-        struct listener_owner o = { .sk = (__u64)sk, .pid = bpf_get_current_pid_tgid() >> 32 };
+        struct pt_listener_owner o = { .sk = (__u64)sk, .pid = bpf_get_current_pid_tgid() >> 32 };
         bpf_get_current_comm(&o.comm, sizeof(o.comm));
         if (bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY) != 0)
             count_drop(PT_DROP_LISTEN_MAP_FULL, cgroup_id);
     } else {
-        struct listener_owner *o = bpf_map_lookup_elem(&listeners, &lk);
+        struct pt_listener_owner *o = bpf_map_lookup_elem(&listeners, &lk);
         if (o && o->sk == (__u64)sk)
             bpf_map_delete_elem(&listeners, &lk);
     }

@@ -12,6 +12,7 @@
 
 mod drops;
 mod kernel;
+pub mod listeners;
 mod objects;
 mod ring;
 
@@ -45,6 +46,18 @@ unsafe impl Pod for CapKeyPod {}
 struct CapValPod(CapVal);
 // SAFETY: CapVal is #[repr(C)] plain data (u64s).
 unsafe impl Pod for CapValPod {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct ListenerKeyPod(podtrail_ebpf::ListenerKey);
+// SAFETY: ListenerKey is #[repr(C)] plain data (integers, explicit padding field).
+unsafe impl Pod for ListenerKeyPod {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct ListenerOwnerPod(podtrail_ebpf::ListenerOwner);
+// SAFETY: ListenerOwner is #[repr(C)] plain data (integers, a byte array, explicit padding).
+unsafe impl Pod for ListenerOwnerPod {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -101,6 +114,8 @@ struct Source {
     drops_by_cgroup: BpfHashMap<MapData, DropKeyPod, u64>,
     /// privilege.bpf.o's capability counters.
     cap_usage: Option<BpfHashMap<MapData, CapKeyPod, CapValPod>>,
+    /// net.bpf.o's listening sockets' processes.
+    listeners: Option<BpfHashMap<MapData, ListenerKeyPod, ListenerOwnerPod>>,
     // Keeps the object's programs attached for as long as the source lives.
     _ebpf: Ebpf,
 }
@@ -266,11 +281,15 @@ impl Probes {
                 Some(m) => Some(BpfHashMap::try_from(m).map_err(|e| map_err("cap_usage", e.to_string()))?),
                 None => None,
             };
+            let listeners = match ebpf.take_map("listeners") {
+                Some(m) => Some(BpfHashMap::try_from(m).map_err(|e| map_err("listeners", e.to_string()))?),
+                None => None,
+            };
             let positions = RingPositions::map(ring.as_fd().as_raw_fd()).map_err(|e| map_err("events", format!("mapping its positions read-only: {e}")))?;
             let gauge = std::sync::Arc::new(RingGauge { object, size, pending: Default::default(), peak: Default::default() });
             rings.push(Ring { ring, positions, gauge });
             let programs = spec.programs.iter().map(|p| p.0).chain(if object == "privilege.bpf.o" { objects::fentry_programs().iter().map(|p| p.0).collect() } else { Vec::new() }).collect();
-            sources.push(Source { object, programs, drops, drops_by_cgroup, cap_usage, _ebpf: ebpf });
+            sources.push(Source { object, programs, drops, drops_by_cgroup, cap_usage, listeners, _ebpf: ebpf });
         }
         if !syscall_tracepoints {
             tracing::info!("privilege syscalls not traced (--no-syscall-tracepoints): no privilege rows for them; capability counting stays on");
@@ -298,6 +317,29 @@ impl Probes {
             }
         }
         out
+    }
+
+    /// Tell the kernel side which process holds each TCP socket listening now
+    /// (found in /proc; see [`listeners`]), so that the connections they
+    /// accept carry a process although their listen() predates the recorder.
+    /// A listener the kernel side already saw (a listen() since attach) is
+    /// left as it is. Returns how many were seeded.
+    pub fn seed_listeners(&mut self) -> usize {
+        let found = listeners::listening_now(Path::new("/proc"));
+        let mut seeded = 0;
+        for s in &mut self.sources {
+            let Some(map) = &mut s.listeners else { continue };
+            for l in &found {
+                let key = ListenerKeyPod(podtrail_ebpf::ListenerKey { netns: l.netns, port: l.port, pad: 0 });
+                let owner = ListenerOwnerPod(podtrail_ebpf::ListenerOwner { sk: 0, pid: l.pid, pad: 0, comm: l.comm });
+                // BPF_NOEXIST: never replace what the kernel side recorded.
+                match map.insert(key, owner, 1) {
+                    Ok(()) => seeded += 1,
+                    Err(e) => tracing::debug!(port = l.port, netns = l.netns, "listener not seeded: {e}"),
+                }
+            }
+        }
+        seeded
     }
 
     /// Remove counters (after their last counts were read).

@@ -3,9 +3,9 @@
 //!
 //! Startup order (here): open the store (checking the catalog, recovering what
 //! a crash left) -> resume open identity intervals -> seed procs from /proc ->
-//! load and attach probes -> start the ring reader ([`reader`]) -> record this
-//! run -> the recording loop ([`pipeline`]). SIGTERM/SIGINT: drain the ring
-//! buffers, flush, seal, exit 0.
+//! load and attach probes -> seed the listeners already open -> start the ring
+//! reader ([`reader`]) -> record this run -> the recording loop ([`pipeline`]).
+//! SIGTERM/SIGINT: drain the ring buffers, flush, seal, exit 0.
 //!
 //! Once recording, nothing the store meets stops the loop: a write that fails
 //! (disk full, I/O error) puts the store in its failing mode (rows held in
@@ -211,6 +211,9 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
     let mut probes = Probes::load(cfg.allow_partial, cfg.syscall_tracepoints, &cgroup_root)?;
+    // After attach: a listener opened since is the kernel side's, and kept.
+    let listeners = probes.seed_listeners();
+    tracing::info!(listeners.seeded = listeners, "TCP listeners already open found in /proc");
     // Parsing the kernel's BTF to load the programs took tens of MiB, now
     // free: hand it back (glibc keeps freed heap; BENCHMARKS.md, idle RSS).
     release_freed_memory();

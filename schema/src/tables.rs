@@ -159,7 +159,7 @@ pub const NET_CONN: TableDef = TableDef {
     own_columns: &[
         col("event", ColType::Text, "`connect` (outbound established), `accept` (inbound established), `close`, or `fail` (connect refused / timed out)."),
         opt("exec_id", ColType::U64, "`exec_id` of that process's image at the event (a forked child that never exec'd carries its parent's image), when known."),
-        opt("pid", ColType::U32, "The process: on the connecting side the one that called connect(); on `accept` and the close of an accepted connection the one that put the listening socket in listen (see `net_listen`); null when the recorder did not see that call (a connection or listener older than the recorder)."),
+        opt("pid", ColType::U32, "The process: on the connecting side the one that called connect(); on `accept` and the close of an accepted connection the one that put the listening socket in listen (see `net_listen`); null when the recorder did not see that call (a connection older than the recorder; a listener older than it carries the process found holding it in /proc at start)."),
         opt("comm", ColType::Text, "Command name of that process, when known."),
         col("protocol", ColType::Text, "`tcp` or `udp`."),
         col("family", ColType::Text, "`ipv4` or `ipv6`."),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use podtrail_tests::privileged::{PodCgroup, PodPair, Recorder, in_cgroup, in_ns, ip, require_privileges};
+use podtrail_tests::privileged::{PodCgroup, PodPair, Recorder, Spawned, in_cgroup, in_ns, ip, require_privileges};
 use podtrail_tests::{bin, sql_json};
 
 /// A copy of /bin/true under a unique path, so rows can be found by `binary`.
@@ -292,6 +292,37 @@ fn listeners_udp_binds_and_raw_sockets_in_a_pod_each_give_a_row_and_accepts_carr
         assert_eq!(r["pid"].to_string(), server, "{r}");
         assert!(r["result"].as_i64().is_some_and(|fd| fd >= 0) && r["error"].is_null(), "root may open them: {r}");
     }
+}
+
+/// A server in a pod that listens before the recorder starts, then accepts
+/// one connection once told to (a line on stdin), and prints its pid.
+const OLD_LISTENER: &str = r#"
+import os, socket, sys
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("127.0.0.1", 8444)); t.listen(4); print("ready", flush=True)
+sys.stdin.readline()
+c, _ = t.accept(); c.recv(1); c.close(); t.close(); print(os.getpid(), flush=True)
+"#;
+
+#[test]
+fn a_listener_older_than_the_recorder_gives_its_accepts_its_process() {
+    let ns = PodNetns::new("old");
+    let cg = PodCgroup::new("old");
+    let mut server = Spawned(in_cgroup(Command::new("ip").args(["netns", "exec", &ns.0, "python3", "-c", OLD_LISTENER]), &cg).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap());
+    let mut out = BufReader::new(server.0.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "ready");
+    let mut rec = Recorder::start();
+    use std::io::Write;
+    server.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut client = Command::new("ip");
+    client.args(["netns", "exec", &ns.0, "python3", "-c", "import socket; c = socket.create_connection(('127.0.0.1', 8444)); c.sendall(b'x'); c.recv(1); c.close()"]);
+    assert!(in_cgroup(&mut client, &cg).status().unwrap().success());
+    let server_pid = out.next().unwrap().unwrap();
+    rec.stop();
+    let rows = sql_json(&rec.data_dir, &format!("SELECT event, pid, comm, exec_id FROM net_conn WHERE cgroup_id = {} AND src_port = 8444 ORDER BY time", cg.id()));
+    let events: Vec<(&str, String, &str)> = rows.iter().map(|r| (r["event"].as_str().unwrap(), r["pid"].to_string(), r["comm"].as_str().unwrap_or("(null)"))).collect();
+    assert_eq!(events, [("accept", server_pid.clone(), "python3"), ("close", server_pid, "python3")], "the accepting side carries the process found listening at start: {rows:#?}");
+    assert!(rows.iter().all(|r| r["exec_id"].as_u64().is_some()), "and its image from the process table: {rows:#?}");
 }
 
 const FORKER: &str = r#"

@@ -101,9 +101,9 @@ fn name_connects(pass: &mut Pass, tls: &ServerNames) {
 
 /// Start the reader: each pass is sent as one [`Pass`]. After STOP the thread
 /// drains once more and ends, closing the channel. `read_to` is set after each
-/// pass is sent to the time (wall clock, ns) the pass began draining, or the
-/// time of the oldest DNS query still waiting for its answer when that is
-/// older: every event before it was in a pass sent.
+/// pass is sent to the time (wall clock, ns) that pass began draining, or the
+/// time of the oldest DNS query still waiting for its answer or in a `dns` row
+/// not sent yet, when that is older: every event before it was in a pass sent.
 ///
 /// Each pass is sent one pass late (10–50 ms): a TLS client sends its
 /// ClientHello right after the handshake that a connect row records, so the
@@ -124,8 +124,8 @@ pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, re
         let mut dns_rows: Vec<DnsRaw> = Vec::new();
         let mut not_dns_total = 0u64;
         let mut tls = ServerNames::default();
-        // The previous pass, and the sockets that closed in it.
-        let mut held: Option<(Pass, Vec<u64>)> = None;
+        // The previous pass, the sockets that closed in it, and when it began.
+        let mut held: Option<(Pass, Vec<u64>, i64)> = None;
         loop {
             let stopping = STOP.load(Ordering::SeqCst);
             let mut pass = Pass { events: Vec::with_capacity(sized(last_events)), ..Pass::default() };
@@ -200,20 +200,30 @@ pub(super) fn spawn(mut reader: crate::probes::RingReader, boot_to_wall: i64, re
                 closed.into_iter().for_each(|cookie| drop(tls.closed(cookie)));
                 p.is_empty() || tx.send(p).is_ok()
             };
-            if let Some((prev, closed)) = held.take()
-                && !send(prev, closed, &mut tls)
-            {
-                return; // the pipeline is gone
+            // Every event before this was in a pass sent.
+            let mut sent_to = None;
+            if let Some((prev, closed, prev_began)) = held.take() {
+                if !send(prev, closed, &mut tls) {
+                    return; // the pipeline is gone
+                }
+                sent_to = Some(prev_began);
             }
             if stopping {
                 if !send(pass, closing, &mut tls) {
                     return;
                 }
+                sent_to = Some(began);
             } else {
-                held = Some((pass, closing));
+                held = Some((pass, closing, began));
             }
-            let waiting = dns.oldest_pending().map_or(i64::MAX, |t| t as i64 + boot_to_wall);
-            read_to.store(began.min(waiting), Ordering::Release);
+            // DNS rows carry their query's time, which can be older than that
+            // (a query answered or expired in the held pass): those count as
+            // not sent yet, like the queries still waiting.
+            if let Some(sent_to) = sent_to {
+                let held_dns = held.as_ref().and_then(|(p, _, _)| p.rows.dns.rows.iter().map(|r| r.time).min()).unwrap_or(i64::MAX);
+                let waiting = dns.oldest_pending().map_or(i64::MAX, |t| t as i64 + boot_to_wall);
+                read_to.store(sent_to.min(waiting).min(held_dns), Ordering::Release);
+            }
             if stopping {
                 return;
             }
