@@ -52,6 +52,9 @@ u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
 # UDP: an answer, then an NXDOMAIN.
 u.sendto(query(0x1001, "app.podtrail.test"), DNS); a = u.recv(4096); assert rcode(a) == 0, a
 u.sendto(query(0x1002, "nope.podtrail.test"), DNS); a = u.recv(4096); assert rcode(a) == 3, a
+# A connected UDP socket, as glibc's resolver uses: connect(), then send().
+k = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); k.settimeout(5); k.connect(DNS)
+k.send(query(0x1003, "app.podtrail.test")); a = k.recv(4096); assert rcode(a) == 0, a; k.close()
 # Two concurrent queries for one name, different ids.
 u.sendto(query(0x2001, "twice.podtrail.test"), DNS); u.sendto(query(0x2002, "twice.podtrail.test"), DNS)
 got = sorted(struct.unpack(">H", u.recv(4096)[:2])[0] for _ in range(2)); assert got == [0x2001, 0x2002], got
@@ -180,6 +183,10 @@ fn dns_over_udp_and_tcp_through_a_cluster_ip_is_recorded_with_resolver_backend_a
         assert!(r["exec_id"].as_u64().is_some(), "{r}");
         assert_eq!(r["src_ip"], "10.244.11.2", "{r}");
     }
+    let connected = by_txid(0x1003);
+    assert_eq!((connected["status"].as_str(), connected["query_type"].as_str()), (Some("answered"), Some("A")), "{connected}");
+    assert_eq!((connected["resolver_ip"].as_str(), connected["answered_by_ip"].as_str()), (Some("10.244.100.53"), Some("10.244.12.2")), "connect() then send(): {connected}");
+    assert_eq!(connected["pid"].as_u64(), Some(client_pid), "{connected}");
     let nx = by_txid(0x1002);
     assert_eq!((nx["status"].as_str(), nx["rcode"].as_str(), nx["query_name"].as_str()), (Some("answered"), Some("NXDOMAIN"), Some("nope.podtrail.test")), "{nx}");
     for txid in [0x2001, 0x2002] {
