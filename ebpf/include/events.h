@@ -136,7 +136,11 @@
 #define PT_DROP_DNS_RING 12        /* dns row: ring buffer full (a query or an answer) */
 #define PT_DROP_TLS_RING 13        /* net_conn: a TLS ClientHello lost (ring buffer full):
                                       the connection's rows have no server_name */
-#define PT_DROP_REASONS 14
+#define PT_DROP_FLOW_MAP_FULL 14    /* net_flow: packets of flows the `flows` map could
+                                       not take (full): counted, in no row */
+#define PT_DROP_FLOW_SOCK_FULL 15   /* net_flow rows without their process: the
+                                       `flow_socks` map was full at the socket's creation */
+#define PT_DROP_REASONS 16
 
 /* What a count of each reason means to podtraild, one line per PT_DROP_*:
  * X(reason, podtrail_loss source, table whose rows were lost or stored
@@ -157,7 +161,9 @@
     X(PT_DROP_LISTEN_RING, kernel_ringbuf, net_listen, "ring buffer of net.bpf.o full") \
     X(PT_DROP_LISTEN_MAP_FULL, kernel_map, net_listen, "sockets net.bpf.o could not remember (its `listeners` or `udp_bound` map was full): a TCP listener's accepted net_conn rows have no process, or a UDP socket's unbind row is missing") \
     X(PT_DROP_DNS_RING, kernel_ringbuf, dns, "DNS packets lost (ring buffer of net.bpf.o full): a lost query leaves its answer a row of status answer_only, a lost answer leaves its query unanswered") \
-    X(PT_DROP_TLS_RING, incomplete, net_conn, "TLS ClientHellos lost (ring buffer of net.bpf.o full): those connections' rows have no server_name")
+    X(PT_DROP_TLS_RING, incomplete, net_conn, "TLS ClientHellos lost (ring buffer of net.bpf.o full): those connections' rows have no server_name") \
+    X(PT_DROP_FLOW_MAP_FULL, kernel_map, net_flow, "UDP/ICMP packets not counted in any flow (the `flows` map of net.bpf.o was full): the count is packets, not rows") \
+    X(PT_DROP_FLOW_SOCK_FULL, incomplete, net_flow, "UDP/ICMP sockets whose creating process net.bpf.o could not remember (its `flow_socks` map was full): their net_flow rows have no pid, comm or exec_id")
 
 #define PT_COMM_LEN 16
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */
@@ -395,6 +401,59 @@ struct pt_cap_val {
     __u64 last_ns;         /* of the latest check */
     __u64 window_ns;       /* start of the current rate-limit second */
     __u64 window_rows;     /* pt_cap_events sent in that second */
+};
+
+/* A UDP or ICMP flow: one socket and one peer (key of net.bpf.o's `flows`
+ * map, which podtraild reads about every 10 s). Addresses 16 bytes, network
+ * order, IPv4 in the first 4; ports host order. */
+struct pt_flow_key {
+    __u64 cookie;         /* socket cookie */
+    __u8 peer[16];        /* the other side as this socket's packets name it: what
+                             it sent to (before any DNAT on the way), what it
+                             received from */
+    __u16 peer_port;      /* UDP; 0 for ICMP */
+    __u8 protocol;        /* IPPROTO_UDP (17), IPPROTO_ICMP (1), IPPROTO_ICMPV6 (58) */
+    __u8 family;          /* AF_INET (2) or AF_INET6 (10): of the packets */
+    __u32 pad;
+};
+
+/* pt_flow_val.flags */
+#define PT_FLOW_HAS_OWNER 1   /* pid/comm: the process that created the socket */
+#define PT_FLOW_FIRST_IN 2    /* the flow's first packet was received, not sent */
+#define PT_FLOW_NAT_LOOKED 4  /* the first received packet looked for a DNAT */
+#define PT_FLOW_HAS_NAT 8     /* nat_addr/nat_port: the backend conntrack sent it to */
+
+/* A flow's counters since its first packet (value of `flows`). Bytes: UDP
+ * payload (datagram data), ICMP messages with their ICMP header. Packets: a
+ * GSO/GRO packet counts its segments. The ICMP masks have a bit per type seen
+ * (IPv4: bit = type, types 0..31; ICMPv6: errors 1..4 = bits 1..4, types
+ * 128..154 = bits 5..31). */
+struct pt_flow_val {
+    __u64 first_ns;       /* CLOCK_BOOTTIME of the first packet */
+    __u64 last_ns;        /* of the latest */
+    __u64 packets_out;
+    __u64 bytes_out;
+    __u64 packets_in;
+    __u64 bytes_in;
+    __u64 cgroup_id;      /* the socket's cgroup */
+    __u32 pid;            /* creator (tgid), with PT_FLOW_HAS_OWNER */
+    __u16 local_port;
+    __u16 flags;          /* PT_FLOW_* */
+    __u32 icmp_out;       /* ICMP types sent (mask) */
+    __u32 icmp_in;        /* ICMP types received (mask) */
+    __u16 nat_port;
+    __u16 pad[3];
+    __u8 local[16];
+    __u8 nat_addr[16];
+    char comm[PT_COMM_LEN];
+};
+
+/* The process that created a UDP or ICMP socket (value of `flow_socks`, by
+ * socket cookie, until the socket is released). */
+struct pt_flow_owner {
+    __u32 pid;
+    __u32 pad;
+    char comm[PT_COMM_LEN];
 };
 
 #endif

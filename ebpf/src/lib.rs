@@ -40,10 +40,11 @@ pub struct PrivSyscall {
 /// `net.bpf.o`: `connect4`/`connect6` (cgroup/connect4|6), `nat_xmit`
 /// (tp_btf/net_dev_start_xmit), `sock_state` (tp_btf/inet_sock_set_state),
 /// `sock_destroy` (tp_btf/tcp_destroy_sock), `post_bind4`/`post_bind6`
-/// (cgroup/post_bind4|6), `sock_release` (cgroup/sock_release),
-/// `sendmsg4`/`sendmsg6` (cgroup/sendmsg4|6), `dns_egress`/`dns_ingress`
-/// (cgroup_skb/egress|ingress), hash `listeners` ([`ListenerKey`] ->
-/// [`ListenerOwner`]),
+/// (cgroup/post_bind4|6), `flow_sock` (cgroup/sock_create), `sock_release`
+/// (cgroup/sock_release), `sendmsg4`/`sendmsg6` (cgroup/sendmsg4|6),
+/// `skb_egress`/`skb_ingress` (cgroup_skb/egress|ingress), hash `listeners`
+/// ([`ListenerKey`] -> [`ListenerOwner`]), hash `flows` ([`FlowKey`] ->
+/// [`FlowVal`]), hash `flow_socks` (socket cookie -> [`FlowOwner`]),
 /// ring buffer `events`, per-CPU counters `drops` and per-cgroup `drops_by_cgroup`.
 pub fn net_object() -> &'static [u8] {
     &NET_OBJ.0
@@ -325,6 +326,50 @@ pub struct ListenerOwner {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Mirror of `struct pt_flow_key` (net.bpf.o's `flows` map).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub cookie: u64,
+    pub peer: [u8; 16],
+    pub peer_port: u16,
+    pub protocol: u8,
+    pub family: u8,
+    pub pad: u32,
+}
+
+/// Mirror of `struct pt_flow_val`: a flow's counters since its first packet.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowVal {
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub local_port: u16,
+    pub flags: u16,
+    pub icmp_out: u32,
+    pub icmp_in: u32,
+    pub nat_port: u16,
+    pub pad: [u16; 3],
+    pub local: [u8; 16],
+    pub nat_addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Mirror of `struct pt_flow_owner` (net.bpf.o's `flow_socks` map).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlowOwner {
+    pub pid: u32,
+    pub pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,6 +447,13 @@ mod tests {
         );
         assert_eq!(btf_layout(net_object(), "pt_listener_key"), layout!(ListenerKey, netns, port, pad), "ListenerKey drifted from struct pt_listener_key");
         assert_eq!(btf_layout(net_object(), "pt_listener_owner"), layout!(ListenerOwner, sk, pid, pad, comm), "ListenerOwner drifted from struct pt_listener_owner");
+        assert_eq!(btf_layout(net_object(), "pt_flow_key"), layout!(FlowKey, cookie, peer, peer_port, protocol, family, pad), "FlowKey drifted from struct pt_flow_key");
+        assert_eq!(
+            btf_layout(net_object(), "pt_flow_val"),
+            layout!(FlowVal, first_ns, last_ns, packets_out, bytes_out, packets_in, bytes_in, cgroup_id, pid, local_port, flags, icmp_out, icmp_in, nat_port, pad, local, nat_addr, comm),
+            "FlowVal drifted from struct pt_flow_val"
+        );
+        assert_eq!(btf_layout(net_object(), "pt_flow_owner"), layout!(FlowOwner, pid, pad, comm), "FlowOwner drifted from struct pt_flow_owner");
         let obj = privilege_object();
         assert_eq!(
             btf_layout(obj, "pt_priv_event"),

@@ -16,7 +16,13 @@
  *   process by (netns, port), which an accepted connection's rows then carry;
  *   cgroup/post_bind4|6 sends a record for each bound UDP socket and
  *   cgroup/sock_release one when such a socket goes away.
- * - DNS: cgroup_skb/egress and cgroup_skb/ingress send each UDP or TCP packet
+ * - UDP and ICMP flows: cgroup_skb/egress and cgroup_skb/ingress count each
+ *   UDP, ICMP and ICMPv6 packet of a socket in `flows`, by (socket, peer):
+ *   packets and bytes each way, first and last packet; podtraild reads the
+ *   counters about every 10 s and writes what changed as net_flow rows.
+ *   cgroup/sock_create remembers which process created each UDP or ICMP
+ *   socket (`flow_socks`), cgroup/sock_release forgets it.
+ * - DNS: the same cgroup_skb programs send each UDP or TCP packet
  *   a socket sends to port 53 or receives from port 53, its first
  *   PT_DNS_CAPTURE payload bytes included (podtraild parses and pairs them);
  *   cgroup/sendmsg4|6 and connect4|6 remember which process aimed a UDP
@@ -53,6 +59,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_LISTEN 10
 #define TCP_CLOSING 11
 #define IPPROTO_UDP 17
+#define IPPROTO_ICMP 1
+#define IPPROTO_ICMPV6 58
 #define IPS_DST_NAT (1 << 5)
 
 struct {
@@ -182,7 +190,36 @@ struct {
     __type(value, struct dns_owner);
 } dns_socks SEC(".maps");
 
+/* UDP and ICMP flows by (socket, peer): their counters (pt_flow_val). A plain
+ * hash allocated as flows come (no 8 MiB preallocated): an LRU map would evict
+ * counts nobody read. podtraild deletes a flow once its counts are in rows and
+ * its socket is released (or it was idle for 10 minutes). Full: each packet
+ * of a flow it cannot take is counted as PT_DROP_FLOW_MAP_FULL. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct pt_flow_key);
+    __type(value, struct pt_flow_val);
+} flows SEC(".maps");
+
+/* Who created each UDP or ICMP socket (cgroup/sock_create runs in the
+ * creator's context; cgroup_skb does not), by cookie, until its release. A
+ * plain hash: every socket is released. Full: PT_DROP_FLOW_SOCK_FULL. ICMP
+ * packets count only on sockets found here: the kernel's own ICMP (echo
+ * replies, errors) goes out on per-namespace sockets no process created. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, __u64);
+    __type(value, struct pt_flow_owner);
+} flow_socks SEC(".maps");
+
 const struct pt_conn_event *unused_conn_event __attribute__((unused));
+const struct pt_flow_key *unused_flow_key __attribute__((unused));
+const struct pt_flow_val *unused_flow_val __attribute__((unused));
+const struct pt_flow_owner *unused_flow_owner __attribute__((unused));
 const struct pt_dns_event *unused_dns_event __attribute__((unused));
 const struct pt_tls_event *unused_tls_event __attribute__((unused));
 const struct pt_listener_key *unused_listener_key __attribute__((unused));
@@ -270,10 +307,8 @@ int BPF_PROG(nat_xmit, struct sk_buff *skb, struct net_device *dev)
     __u8 proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
     if ((l3 != AF_INET && l3 != AF_INET6) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
         return 0;
-    /* UDP: only DNS (the answers' backend); TCP: every connection. The port
-     * sits at the same place for both. */
-    if (proto == IPPROTO_UDP && BPF_CORE_READ(ct, tuplehash[0].tuple.dst.u.udp.port) != bpf_htons(53))
-        return 0;
+    /* TCP connections, UDP flows and DNS answers read it (the port sits at
+     * the same place for both). */
     struct nat_key k = {
         .sport = bpf_ntohs(BPF_CORE_READ(ct, tuplehash[0].tuple.src.u.tcp.port)),
         .dport = bpf_ntohs(BPF_CORE_READ(ct, tuplehash[0].tuple.dst.u.tcp.port)),
@@ -290,7 +325,10 @@ int BPF_PROG(nat_xmit, struct sk_buff *skb, struct net_device *dev)
         BPF_CORE_READ_INTO(&k.daddr, ct, tuplehash[0].tuple.dst.u3.all);
         BPF_CORE_READ_INTO(&v.addr, ct, tuplehash[1].tuple.src.u3.all);
     }
-    bpf_map_update_elem(&nat, &k, &v, BPF_NOEXIST);
+    /* Every packet of a DNATed connection passes: a lookup (no lock) finds
+     * the entry already there for all but the first. */
+    if (!bpf_map_lookup_elem(&nat, &k))
+        bpf_map_update_elem(&nat, &k, &v, BPF_NOEXIST);
     return 0;
 }
 
@@ -626,13 +664,34 @@ int post_bind6(struct bpf_sock *ctx)
     return udp_bound_now(ctx, (const __u8 *)a, 16);
 }
 
-/* The release of a socket post_bind recorded as bound: its unbind record. */
+/* A UDP or ICMP socket created by a process (socket(2), in its context):
+ * remember the process for the socket's flows. Always allows it. */
+SEC("cgroup/sock_create")
+int flow_sock(struct bpf_sock *ctx)
+{
+    if (ctx->protocol != IPPROTO_UDP && ctx->protocol != IPPROTO_ICMP && ctx->protocol != IPPROTO_ICMPV6)
+        return 1;
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    struct pt_flow_owner o = { .pid = bpf_get_current_pid_tgid() >> 32 };
+    bpf_get_current_comm(&o.comm, sizeof(o.comm));
+    if (bpf_map_update_elem(&flow_socks, &cookie, &o, BPF_ANY) != 0)
+        count_drop(PT_DROP_FLOW_SOCK_FULL, bpf_get_current_cgroup_id());
+    return 1;
+}
+
+/* The release of a socket: a UDP or ICMP socket's process is forgotten (its
+ * flows stay in `flows` until podtraild has read them: the missing owner
+ * tells podtraild the socket is gone); a socket post_bind recorded as bound
+ * sends its unbind record. */
 SEC("cgroup/sock_release")
 int sock_release(struct bpf_sock *ctx)
 {
-    if (ctx->protocol != IPPROTO_UDP)
+    if (ctx->protocol != IPPROTO_UDP && ctx->protocol != IPPROTO_ICMP && ctx->protocol != IPPROTO_ICMPV6)
         return 1;
     __u64 cookie = bpf_get_socket_cookie(ctx);
+    bpf_map_delete_elem(&flow_socks, &cookie);
+    if (ctx->protocol != IPPROTO_UDP)
+        return 1;
     struct bound_udp *b = bpf_map_lookup_elem(&udp_bound, &cookie);
     if (!b)
         return 1;
@@ -658,16 +717,17 @@ int sock_release(struct bpf_sock *ctx)
 
 /* A packet's addresses, ports and where its transport payload starts, from
  * the network header cgroup_skb programs see at offset 0. Returns 0 for a
- * packet that is not UDP or TCP over IPv4/IPv6 (extension headers and
- * non-first fragments are skipped). */
+ * packet that is not UDP, TCP, ICMP or ICMPv6 over IPv4/IPv6 (extension
+ * headers and non-first fragments are skipped). */
 struct pkt {
     __u8 saddr[16];
     __u8 daddr[16];
     __u16 sport;
     __u16 dport;
-    __u32 payload_off;
+    __u32 payload_off; /* UDP, TCP: the data; ICMP: the ICMP header */
     __u16 family;
     __u8 protocol;
+    __u8 icmp_type;
 };
 
 static __always_inline int parse_pkt(struct __sk_buff *skb, struct pkt *p)
@@ -700,8 +760,12 @@ static __always_inline int parse_pkt(struct __sk_buff *skb, struct pkt *p)
     } else {
         return 0;
     }
-    __u16 ports[2];
-    if (p->protocol == IPPROTO_UDP) {
+    __u16 ports[2] = {};
+    if (p->protocol == IPPROTO_ICMP || p->protocol == IPPROTO_ICMPV6) {
+        if (bpf_skb_load_bytes(skb, l4, &p->icmp_type, 1))
+            return 0;
+        p->payload_off = l4;
+    } else if (p->protocol == IPPROTO_UDP) {
         if (bpf_skb_load_bytes(skb, l4, ports, 4))
             return 0;
         p->payload_off = l4 + 8;
@@ -718,11 +782,12 @@ static __always_inline int parse_pkt(struct __sk_buff *skb, struct pkt *p)
     return 1;
 }
 
-/* Whether a packet may be DNS (to port 53 on egress, from port 53 on
- * ingress) or, on egress, a TCP segment starting a TLS ClientHello: 1 yes, 0
- * no, -1 its headers are not in the linear data (the caller then reads them
- * with helpers). Direct packet reads, no helper call: every packet of every
- * socket passes here, and nearly all are neither. */
+/* Whether a packet is wanted: UDP or ICMP (a flow), DNS (to port 53 on
+ * egress, from port 53 on ingress) or, on egress, a TCP segment starting a
+ * TLS ClientHello: 1 yes, 0 no, -1 its headers are not in the linear data
+ * (the caller then reads them with helpers). Direct packet reads, no helper
+ * call: every packet of every socket passes here, and most are TCP segments
+ * that are neither. */
 static __always_inline int maybe_wanted(struct __sk_buff *skb, __u8 direction)
 {
     void *data = (void *)(long)skb->data;
@@ -751,7 +816,9 @@ static __always_inline int maybe_wanted(struct __sk_buff *skb, __u8 direction)
     } else {
         return 0;
     }
-    if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
+    if (proto == IPPROTO_UDP || proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6)
+        return 1;
+    if (proto != IPPROTO_TCP)
         return 0;
     __u8 *t = (__u8 *)data + l4;
     if (t + 4 > (__u8 *)end)
@@ -759,7 +826,7 @@ static __always_inline int maybe_wanted(struct __sk_buff *skb, __u8 direction)
     __u16 port = direction == PT_DNS_QUERY ? (t[2] << 8 | t[3]) : (t[0] << 8 | t[1]);
     if (port == 53)
         return 1;
-    if (direction != PT_DNS_QUERY || proto != IPPROTO_TCP)
+    if (direction != PT_DNS_QUERY)
         return 0;
     if (t + 13 > (__u8 *)end)
         return -1;
@@ -807,16 +874,110 @@ static __always_inline void tls_hello(struct __sk_buff *skb, struct pkt *p)
     bpf_ringbuf_submit(e, pt_submit_flags(&events));
 }
 
-/* One DNS packet of a socket: a query it sends to port 53 (egress) or an
- * answer it receives from port 53 (ingress), sent with its first
- * PT_DNS_CAPTURE payload bytes; on egress also a TLS ClientHello
- * (tls_hello). Always lets the packet through. */
-static __always_inline int dns_packet(struct __sk_buff *skb, __u8 direction)
+/* The ICMP type's bit in pt_flow_val's masks (events.h). */
+static __always_inline __u32 icmp_bit(const struct pkt *p)
+{
+    __u8 t = p->icmp_type;
+    if (p->protocol == IPPROTO_ICMP)
+        return t < 32 ? 1u << t : 0;
+    if (t >= 1 && t <= 4)
+        return 1u << t;
+    if (t >= 128 && t <= 154)
+        return 1u << (t - 123);
+    return 0;
+}
+
+/* Count a UDP or ICMP packet in its flow (socket, peer). A UDP flow is
+ * counted on any socket; an ICMP one only on a socket a process created
+ * (flow_socks): not the kernel's own replies and errors. */
+static __always_inline void count_flow(struct __sk_buff *skb, const struct pkt *p, int egress)
+{
+    __u64 cookie = bpf_get_socket_cookie(skb);
+    struct pt_flow_key k = { .cookie = cookie, .protocol = p->protocol, .family = (__u8)p->family };
+    if (egress) {
+        __builtin_memcpy(k.peer, p->daddr, 16);
+        k.peer_port = p->dport;
+    } else {
+        __builtin_memcpy(k.peer, p->saddr, 16);
+        k.peer_port = p->sport;
+    }
+    __u64 now = bpf_ktime_get_boot_ns();
+    struct pt_flow_val *v = bpf_map_lookup_elem(&flows, &k);
+    if (!v) {
+        struct pt_flow_owner *o = bpf_map_lookup_elem(&flow_socks, &cookie);
+        if (!o && p->protocol != IPPROTO_UDP)
+            return;
+        struct pt_flow_val init = { .first_ns = now, .last_ns = now, .cgroup_id = bpf_skb_cgroup_id(skb) };
+        if (egress) {
+            __builtin_memcpy(init.local, p->saddr, 16);
+            init.local_port = p->sport;
+        } else {
+            __builtin_memcpy(init.local, p->daddr, 16);
+            init.local_port = p->dport;
+            init.flags |= PT_FLOW_FIRST_IN;
+        }
+        if (o) {
+            init.flags |= PT_FLOW_HAS_OWNER;
+            init.pid = o->pid;
+            __builtin_memcpy(init.comm, o->comm, sizeof(init.comm));
+        }
+        /* NOEXIST: another CPU may have created it meanwhile (then use it). */
+        if (bpf_map_update_elem(&flows, &k, &init, BPF_NOEXIST) != 0 && !bpf_map_lookup_elem(&flows, &k)) {
+            count_drop(PT_DROP_FLOW_MAP_FULL, init.cgroup_id);
+            return;
+        }
+        v = bpf_map_lookup_elem(&flows, &k);
+        if (!v)
+            return;
+    }
+    __u64 packets = skb->gso_segs > 1 ? skb->gso_segs : 1;
+    __u64 bytes = skb->len > p->payload_off ? skb->len - p->payload_off : 0;
+    __u32 bit = p->protocol == IPPROTO_UDP ? 0 : icmp_bit(p);
+    if (egress) {
+        __sync_fetch_and_add(&v->packets_out, packets);
+        __sync_fetch_and_add(&v->bytes_out, bytes);
+        /* Not atomic (5.10 has no atomic or): a type seen on two CPUs at
+         * once may keep one bit of the two. */
+        if (bit && !(v->icmp_out & bit))
+            v->icmp_out |= bit;
+    } else {
+        __sync_fetch_and_add(&v->packets_in, packets);
+        __sync_fetch_and_add(&v->bytes_in, bytes);
+        if (bit && !(v->icmp_in & bit))
+            v->icmp_in |= bit;
+        if (!(v->flags & PT_FLOW_NAT_LOOKED) && p->protocol == IPPROTO_UDP) {
+            /* The first answer: was what this socket sent DNATed (a
+             * Service)? Keyed by the original tuple, this packet reversed. */
+            struct nat_key nk = { .sport = v->local_port, .dport = k.peer_port };
+            __builtin_memcpy(nk.saddr, v->local, 16);
+            __builtin_memcpy(nk.daddr, k.peer, 16);
+            struct nat_val *nv = bpf_map_lookup_elem(&nat, &nk);
+            __u16 flags = v->flags | PT_FLOW_NAT_LOOKED;
+            if (nv) {
+                __builtin_memcpy(v->nat_addr, nv->addr, 16);
+                v->nat_port = nv->port;
+                flags |= PT_FLOW_HAS_NAT;
+            }
+            v->flags = flags;
+        }
+    }
+    v->last_ns = now;
+}
+
+/* One packet of a socket: counted in its flow when UDP or ICMP; sent when it
+ * is DNS (a query to port 53 on egress, an answer from port 53 on ingress),
+ * with its first PT_DNS_CAPTURE payload bytes; on egress also when it starts
+ * a TLS ClientHello (tls_hello). Always lets the packet through. */
+static __always_inline int skb_packet(struct __sk_buff *skb, __u8 direction)
 {
     if (maybe_wanted(skb, direction) == 0)
         return 1;
     struct pkt p = {};
     if (!parse_pkt(skb, &p))
+        return 1;
+    if (p.protocol != IPPROTO_TCP)
+        count_flow(skb, &p, direction == PT_DNS_QUERY);
+    if (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP)
         return 1;
     __u16 port = direction == PT_DNS_QUERY ? p.dport : p.sport;
     if (p.payload_off >= skb->len)
@@ -907,13 +1068,13 @@ static __always_inline int dns_packet(struct __sk_buff *skb, __u8 direction)
 }
 
 SEC("cgroup_skb/egress")
-int dns_egress(struct __sk_buff *skb)
+int skb_egress(struct __sk_buff *skb)
 {
-    return dns_packet(skb, PT_DNS_QUERY);
+    return skb_packet(skb, PT_DNS_QUERY);
 }
 
 SEC("cgroup_skb/ingress")
-int dns_ingress(struct __sk_buff *skb)
+int skb_ingress(struct __sk_buff *skb)
 {
-    return dns_packet(skb, PT_DNS_ANSWER);
+    return skb_packet(skb, PT_DNS_ANSWER);
 }

@@ -59,6 +59,11 @@ pub struct ForkRaw {
 pub struct Comm([u8; COMM_LEN]);
 
 impl Comm {
+    /// The kernel's bytes as they came.
+    pub fn from_kernel(bytes: [u8; COMM_LEN]) -> Self {
+        Comm(bytes)
+    }
+
     /// The name up to its NUL; bytes that are not UTF-8 become U+FFFD (the
     /// text is borrowed when they all are, as they nearly always are).
     pub fn text(&self) -> Cow<'_, str> {
@@ -257,7 +262,7 @@ fn family(kind: &'static str, f: u32) -> Result<(&'static str, bool), DecodeErro
 }
 
 /// A kernel address (16 bytes, network order; IPv4 in the first 4).
-fn ip(a: [u8; 16], v6: bool) -> IpAddr {
+pub(crate) fn ip(a: [u8; 16], v6: bool) -> IpAddr {
     if v6 {
         let v6 = Ipv6Addr::from(a);
         // An IPv4 peer of a dual-stack socket is shown as IPv4.

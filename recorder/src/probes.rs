@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::{Btf, Ebpf, EbpfLoader, Pod};
-use podtrail_ebpf::{CapKey, CapVal};
+use podtrail_ebpf::{CapKey, CapVal, FlowKey, FlowOwner, FlowVal};
 
 pub use drops::{DROP_REASONS, DropCounts, DropReason, SkippedRuns};
 pub use kernel::{cgroup2_mount, ensure_kernel_filesystems};
@@ -58,6 +58,24 @@ unsafe impl Pod for ListenerKeyPod {}
 struct ListenerOwnerPod(podtrail_ebpf::ListenerOwner);
 // SAFETY: ListenerOwner is #[repr(C)] plain data (integers, a byte array, explicit padding).
 unsafe impl Pod for ListenerOwnerPod {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct FlowKeyPod(FlowKey);
+// SAFETY: FlowKey is #[repr(C)] plain data (integers, a byte array, explicit padding).
+unsafe impl Pod for FlowKeyPod {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct FlowValPod(FlowVal);
+// SAFETY: FlowVal is #[repr(C)] plain data (integers, byte arrays, explicit padding).
+unsafe impl Pod for FlowValPod {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct FlowOwnerPod(FlowOwner);
+// SAFETY: FlowOwner is #[repr(C)] plain data (integers, a byte array, explicit padding).
+unsafe impl Pod for FlowOwnerPod {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -116,6 +134,10 @@ struct Source {
     cap_usage: Option<BpfHashMap<MapData, CapKeyPod, CapValPod>>,
     /// net.bpf.o's listening sockets' processes.
     listeners: Option<BpfHashMap<MapData, ListenerKeyPod, ListenerOwnerPod>>,
+    /// net.bpf.o's UDP and ICMP flow counters, and the processes of the sockets
+    /// not released yet.
+    flows: Option<BpfHashMap<MapData, FlowKeyPod, FlowValPod>>,
+    flow_socks: Option<BpfHashMap<MapData, u64, FlowOwnerPod>>,
     // Keeps the object's programs attached for as long as the source lives.
     _ebpf: Ebpf,
 }
@@ -285,11 +307,19 @@ impl Probes {
                 Some(m) => Some(BpfHashMap::try_from(m).map_err(|e| map_err("listeners", e.to_string()))?),
                 None => None,
             };
+            let flows = match ebpf.take_map("flows") {
+                Some(m) => Some(BpfHashMap::try_from(m).map_err(|e| map_err("flows", e.to_string()))?),
+                None => None,
+            };
+            let flow_socks = match ebpf.take_map("flow_socks") {
+                Some(m) => Some(BpfHashMap::try_from(m).map_err(|e| map_err("flow_socks", e.to_string()))?),
+                None => None,
+            };
             let positions = RingPositions::map(ring.as_fd().as_raw_fd()).map_err(|e| map_err("events", format!("mapping its positions read-only: {e}")))?;
             let gauge = std::sync::Arc::new(RingGauge { object, size, pending: Default::default(), peak: Default::default() });
             rings.push(Ring { ring, positions, gauge });
             let programs = spec.programs.iter().map(|p| p.0).chain(if object == "privilege.bpf.o" { objects::fentry_programs().iter().map(|p| p.0).collect() } else { Vec::new() }).collect();
-            sources.push(Source { object, programs, drops, drops_by_cgroup, cap_usage, listeners, _ebpf: ebpf });
+            sources.push(Source { object, programs, drops, drops_by_cgroup, cap_usage, listeners, flows, flow_socks, _ebpf: ebpf });
         }
         if !syscall_tracepoints {
             tracing::info!("privilege syscalls not traced (--no-syscall-tracepoints): no privilege rows for them; capability counting stays on");
@@ -340,6 +370,44 @@ impl Probes {
             }
         }
         seeded
+    }
+
+    /// Snapshot of the kernel's UDP and ICMP flow counters (cumulative since
+    /// each flow's first packet).
+    pub fn flows(&self) -> Vec<(FlowKey, FlowVal)> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            let Some(map) = &s.flows else { continue };
+            for item in map.iter() {
+                match item {
+                    Ok((k, v)) => out.push((k.0, v.0)),
+                    // A flow deleted while iterating (by us, never the kernel).
+                    Err(e) => tracing::debug!(object = s.object, "reading flows: {e}"),
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the socket of this cookie is still open as far as the kernel
+    /// side knows: its creator is in `flow_socks` until its release.
+    pub fn flow_socket_open(&self, cookie: u64) -> bool {
+        self.sources.iter().filter_map(|s| s.flow_socks.as_ref()).any(|m| m.get(&cookie, 0).is_ok())
+    }
+
+    /// Delete a flow whose counts are all in rows, unless it counted more
+    /// since `seen` (its value then): the check narrows the window in which a
+    /// packet could be counted into an entry being deleted to the two map
+    /// calls. Returns whether it was deleted.
+    pub fn forget_flow(&mut self, key: &FlowKey, seen: &FlowVal) -> bool {
+        for s in &mut self.sources {
+            let Some(map) = &mut s.flows else { continue };
+            match map.get(&FlowKeyPod(*key), 0) {
+                Ok(now) if now.0 == *seen => return map.remove(&FlowKeyPod(*key)).is_ok(),
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Remove counters (after their last counts were read).

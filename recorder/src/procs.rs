@@ -25,7 +25,16 @@ pub struct Image {
 pub struct ProcTable {
     boot_id: u64,
     by_pid: HashMap<u32, Image>,
+    /// Images that exited in the last [`EXITED_KEPT_NS`], by pid, with their
+    /// exit time; `exit_order` forgets them oldest first. What [`Self::image_at`]
+    /// reads for rows made after their process ended (`net_flow`).
+    exited: HashMap<u32, Vec<(Image, u64)>>,
+    exit_order: std::collections::VecDeque<(u32, u64)>,
 }
+
+/// How long an exited image stays known to [`ProcTable::image_at`]: longer
+/// than the flow read interval (10 s) with a margin for a slow read.
+pub const EXITED_KEPT_NS: u64 = 60_000_000_000;
 
 /// The 128-bit boot id folded to 64 bits.
 pub fn boot_id() -> u64 {
@@ -38,7 +47,7 @@ pub fn boot_id() -> u64 {
 
 impl ProcTable {
     pub fn new(boot_id: u64) -> Self {
-        ProcTable { boot_id, by_pid: HashMap::new() }
+        ProcTable { boot_id, by_pid: HashMap::new(), exited: HashMap::new(), exit_order: Default::default() }
     }
 
     /// Add every live process from /proc (start time from /proc/PID/stat, in clock
@@ -79,9 +88,37 @@ impl ProcTable {
         }
     }
 
-    /// The image that exited, when known; the pid is forgotten.
+    /// The image that exited, when known; the pid is forgotten (its image is
+    /// kept a minute for [`Self::image_at`]).
     pub fn on_exit(&mut self, e: &ExitRaw) -> Option<Image> {
-        self.by_pid.remove(&e.pid)
+        let img = self.by_pid.remove(&e.pid);
+        if let Some(img) = img {
+            self.exited.entry(e.pid).or_default().push((img, e.time_boot_ns));
+            self.exit_order.push_back((e.pid, e.time_boot_ns));
+        }
+        while let Some(&(pid, at)) = self.exit_order.front() {
+            if at.saturating_add(EXITED_KEPT_NS) >= e.time_boot_ns {
+                break;
+            }
+            self.exit_order.pop_front();
+            if let Some(v) = self.exited.get_mut(&pid) {
+                v.retain(|(_, t)| *t != at);
+                if v.is_empty() {
+                    self.exited.remove(&pid);
+                }
+            }
+        }
+        img
+    }
+
+    /// The image `pid` ran at `boot_ns` (kernel time): its current one when
+    /// that started by then, else one that exited after it (within the last
+    /// minute). None when not known, or when the process has exec'd since.
+    pub fn image_at(&self, pid: u32, boot_ns: u64) -> Option<Image> {
+        if let Some(img) = self.by_pid.get(&pid).filter(|i| i.start_boot_ns <= boot_ns) {
+            return Some(*img);
+        }
+        self.exited.get(&pid)?.iter().rev().find(|(img, exit)| img.start_boot_ns <= boot_ns && boot_ns <= *exit).map(|(img, _)| *img)
     }
 
     /// The current image of `pid`, if known.
@@ -216,6 +253,23 @@ mod tests {
         // A fork from an unknown parent teaches nothing.
         t.on_fork(&crate::decode::ForkRaw { parent_pid: 555, child_pid: 556, time_boot_ns: 4_000 });
         assert!(t.current(556).is_none());
+    }
+
+    #[test]
+    fn an_image_is_known_at_a_time_for_a_minute_after_its_exit() {
+        let mut t = ProcTable::new(7);
+        let (img, _) = t.on_exec(&exec(20, 1, 1_000));
+        assert_eq!(t.image_at(20, 1_500), Some(img));
+        assert_eq!(t.image_at(20, 500), None, "before the image started");
+        let exit = |pid, at| ExitRaw { pid, time_boot_ns: at, cgroup_id: 1, exit_code: 0, signal: 0, comm: "x".into() };
+        t.on_exit(&exit(20, 2_000));
+        assert_eq!(t.image_at(20, 1_500), Some(img), "an exited image, at a time it ran");
+        assert_eq!(t.image_at(20, 2_500), None, "after its exit");
+        // A later exit more than a minute on forgets it.
+        t.on_exec(&exec(21, 1, 3_000));
+        t.on_exit(&exit(21, 2_000 + EXITED_KEPT_NS + 1));
+        assert_eq!(t.image_at(20, 1_500), None);
+        assert!(t.image_at(21, 3_000).is_some());
     }
 
     #[test]

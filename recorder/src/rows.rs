@@ -10,6 +10,7 @@
 //! comes from its decoded record, its columns) lives in one file of `rows/`.
 
 mod dns;
+mod flow;
 mod net;
 mod privilege;
 mod process;
@@ -23,6 +24,7 @@ use podtrail_schema::tables::TableDef;
 use crate::decode::RawEvent;
 
 pub use dns::DnsRow;
+pub use flow::FlowRow;
 pub use net::{ConnRow, ListenRow};
 pub use privilege::{CapRow, PrivRow};
 pub use process::{ExecRow, ExitRow};
@@ -270,6 +272,7 @@ tables! {
     exit: ExitRow,
     conn: ConnRow,
     listen: ListenRow,
+    flows: FlowRow,
     dns: DnsRow,
     privs: PrivRow,
     caps: CapRow,
@@ -452,6 +455,10 @@ pub(crate) mod tests {
         s.privs.push(PrivRow { time: 4, raw: privraw, exec_id: Some(9), identity: pod.clone() });
         let delta = CapDelta { cgroup_id: 7, cap: 21, granted: 1, denied: 0, denied_unrecorded: 0, first_boot_ns: 5, last_boot_ns: 5 };
         s.caps.push(CapRow { time: 5, first_seen: 5, delta, identity: pod.clone() });
+        let key = podtrail_ebpf::FlowKey { cookie: 3, peer: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], peer_port: 53, protocol: 17, family: 2, pad: 0 };
+        let val = podtrail_ebpf::FlowVal { first_ns: 5, last_ns: 6, packets_out: 1, bytes_out: 40, cgroup_id: 7, ..Default::default() };
+        let flow = crate::flows::FlowDelta { key, val, packets_out: 1, bytes_out: 40, packets_in: 0, bytes_in: 0, exec_id: None };
+        s.flows.push(FlowRow { time: 6, first_seen: 5, delta: flow, identity: pod.clone() });
         let listen = ListenRaw {
             event: "listen",
             pid: 1,
@@ -492,7 +499,7 @@ pub(crate) mod tests {
     #[test]
     fn a_set_counts_its_rows_and_knows_the_oldest() {
         let s = one_row_of_each_table();
-        assert_eq!((s.len(), s.oldest_time()), (7, Some(1)));
+        assert_eq!((s.len(), s.oldest_time()), (8, Some(1)));
         assert_eq!(RowSet::default().oldest_time(), None);
     }
 }

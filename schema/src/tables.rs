@@ -201,6 +201,35 @@ pub const NET_LISTEN: TableDef = TableDef {
     ],
 };
 
+pub const NET_FLOW: TableDef = TableDef {
+    name: "net_flow",
+    storage: Storage::Segments,
+    doc: "UDP and ICMP traffic per flow, not per datagram: one flow is one socket and one peer, counted in the kernel (packets and bytes each way) and written about every 10 s for the flows that changed, so a flood is a few rows. The sum of a flow's rows is all its traffic since its first packet; `first_seen` and `socket_cookie` with the addresses name the flow. ICMP is counted on sockets a process created while the recorder ran (ping sockets, raw ICMP sockets): the kernel's own echo replies and errors are not flows of any process. A recorder killed between two reads loses up to 10 s of counts (a normal stop writes them).",
+    stamped: true,
+    own_columns: &[
+        col("protocol", ColType::Text, "`udp`, `icmp` or `icmpv6`."),
+        col("family", ColType::Text, "`ipv4` or `ipv6`: of the packets (an IPv6 socket talking to an IPv4 peer counts `ipv4`)."),
+        opt("exec_id", ColType::U64, "`exec_id` of the process image that created the socket, as it ran at the flow's first packet; null when not known (a process that exec'd since, or ended more than a minute before the read)."),
+        opt("pid", ColType::U32, "The process that created the socket (host pid namespace); null for a socket created before the recorder started (or not remembered: counted in `podtrail_loss`)."),
+        opt("comm", ColType::Text, "Command name of that process."),
+        col("initiated", ColType::Text, "`local` when the flow's first packet was sent by this socket, `remote` when it was received (a server's flow with a client)."),
+        col("src_ip", ColType::Ip, "Local address of the socket, as its packets carry it."),
+        col("src_port", ColType::U16, "Local port (0 for ICMP)."),
+        col("dst_ip", ColType::Ip, "The peer as this socket's packets name it: the address the process sent to (before any DNAT on the way: a Service ClusterIP), the source of what it received."),
+        col("dst_port", ColType::U16, "The peer's port (0 for ICMP)."),
+        opt("nat_dst_ip", ColType::Ip, "UDP: the backend conntrack translated what this socket sent to (after DNAT), looked up at the first packet received; null when not DNATed or nothing came back."),
+        opt("nat_dst_port", ColType::U16, "Port of that backend."),
+        col("packets_out", ColType::U64, "Packets sent in this row's period (a GSO packet counts its segments)."),
+        col("bytes_out", ColType::U64, "Bytes sent in this row's period: UDP payload (datagram data, without headers); ICMP messages with their ICMP header."),
+        col("packets_in", ColType::U64, "Packets received in this row's period (by this socket: after the kernel's filters, before its receive queue; a datagram dropped for a full receive buffer is counted)."),
+        col("bytes_in", ColType::U64, "Bytes received in this row's period (as `bytes_out`)."),
+        opt("icmp_types_out", ColType::Text, "ICMP: the message types sent since the flow's first packet, comma-separated (`echo_request`, `echo_reply`, `dest_unreachable`, `time_exceeded`, ... or `type<n>`)."),
+        opt("icmp_types_in", ColType::Text, "ICMP: the message types received since the flow's first packet."),
+        col("first_seen", ColType::Time, "The flow's first packet. `time` is the latest packet counted in this row."),
+        col("socket_cookie", ColType::U64, "Kernel socket cookie: joins a socket's flows with its `net_listen` `bind` row and its `dns` rows."),
+    ],
+};
+
 pub const DNS: TableDef = TableDef {
     name: "dns",
     storage: Storage::Segments,
@@ -396,7 +425,7 @@ pub const RUNS: TableDef = TableDef {
 };
 
 /// Tables stored as Parquet segments.
-pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &NET_LISTEN, &DNS, &PRIVILEGE, &CAP_USAGE];
+pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &NET_LISTEN, &NET_FLOW, &DNS, &PRIVILEGE, &CAP_USAGE];
 
 /// Tables kept in the SQLite catalog and exposed read-only to SQL.
 pub const CATALOG_TABLES: &[&TableDef] = &[&PODS, &CONTAINERS, &IP_OWNERS, &SEGMENTS, &LOSS, &RUNS];

@@ -18,7 +18,7 @@ pub(super) enum Attach {
     BtfTracepoint(&'static str),
     /// cgroup/connect4|6 on the cgroup v2 root
     CgroupRoot(&'static str),
-    /// cgroup/post_bind4|6, cgroup/sock_release (a socket program) on the cgroup v2 root
+    /// cgroup/post_bind4|6, cgroup/sock_create, cgroup/sock_release (a socket program) on the cgroup v2 root
     CgroupSock(&'static str),
     /// cgroup_skb/egress|ingress on the cgroup v2 root (true: egress)
     CgroupSkb(bool),
@@ -97,11 +97,12 @@ pub(super) fn objects() -> &'static [ObjectSpec] {
                     ("sock_destroy", Attach::BtfTracepoint("tcp_destroy_sock"), Need::Optional),
                     ("post_bind4", Attach::CgroupSock("post_bind4"), Need::Optional),
                     ("post_bind6", Attach::CgroupSock("post_bind6"), Need::Optional),
+                    ("flow_sock", Attach::CgroupSock("sock_create"), Need::Optional),
                     ("sock_release", Attach::CgroupSock("sock_release"), Need::Optional),
                     ("sendmsg4", Attach::CgroupRoot("sendmsg4"), Need::Optional),
                     ("sendmsg6", Attach::CgroupRoot("sendmsg6"), Need::Optional),
-                    ("dns_egress", Attach::CgroupSkb(true), Need::Optional),
-                    ("dns_ingress", Attach::CgroupSkb(false), Need::Optional),
+                    ("skb_egress", Attach::CgroupSkb(true), Need::Optional),
+                    ("skb_ingress", Attach::CgroupSkb(false), Need::Optional),
                 ],
             },
             ObjectSpec { name: "privilege.bpf.o", bytes: podtrail_ebpf::privilege_object, programs: privilege },
@@ -201,7 +202,7 @@ pub const CAP_CHECK_PROGRAM: &str = "cap_check";
 /// the kernel skipped are put on a table. Every program of [`objects`] and
 /// [`fentry_programs`] has one (a test checks).
 pub fn table_of_program(program: &str) -> Option<Option<&'static str>> {
-    use podtrail_schema::tables::{CAP_USAGE, DNS, NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    use podtrail_schema::tables::{CAP_USAGE, DNS, NET_CONN, NET_FLOW, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
     match program {
         "handle_exec" => Some(Some(PROCESS_EXEC.name)),
         "handle_exit" => Some(Some(PROCESS_EXIT.name)),
@@ -210,7 +211,10 @@ pub fn table_of_program(program: &str) -> Option<Option<&'static str>> {
         // net_conn, whose rows it sends by far the most of.
         "connect4" | "connect6" | "nat_xmit" | "sock_state" | "sock_destroy" => Some(Some(NET_CONN.name)),
         "post_bind4" | "post_bind6" | "sock_release" => Some(Some(NET_LISTEN.name)),
-        "sendmsg4" | "sendmsg6" | "dns_egress" | "dns_ingress" => Some(Some(DNS.name)),
+        "sendmsg4" | "sendmsg6" => Some(Some(DNS.name)),
+        // The packet programs also send dns rows and TLS server names; the
+        // flows are what every UDP/ICMP packet of theirs counts in.
+        "flow_sock" | "skb_egress" | "skb_ingress" => Some(Some(NET_FLOW.name)),
         CAP_CHECK_PROGRAM => Some(Some(CAP_USAGE.name)),
         p if ["enter_", "exit_", "fentry_", "fexit_", "fentry32_", "fexit32_"].iter().any(|x| p.starts_with(x)) => Some(Some(PRIVILEGE.name)),
         _ => None,

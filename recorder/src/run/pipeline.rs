@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use crate::identity::Identity;
 use crate::loss::KernelLoss;
 use crate::metrics::{Metrics, RunSummary};
+use crate::flows::{FLOW_READ_INTERVAL, FlowCounters};
 use crate::privilege::CapCounters;
 use crate::probes::Probes;
 use crate::procs::ProcTable;
-use crate::rows::{CapRow, RowSet};
+use crate::rows::{CapRow, FlowRow, RowSet};
 use crate::segments::{LossRecord, SegmentStore};
 use crate::ship::Shipper;
 
@@ -45,6 +46,9 @@ pub(super) struct Pipeline {
     /// Kernel times are CLOCK_BOOTTIME; rows carry UTC wall time.
     pub boot_to_wall: i64,
     pub cap_counters: CapCounters,
+    /// The UDP/ICMP flow counters as last read, and when.
+    pub flow_counters: FlowCounters,
+    pub flows_read: Instant,
     pub kernel_loss: KernelLoss,
     /// Per program: the kernel's count of its skipped runs already recorded.
     pub skipped_before: HashMap<(&'static str, &'static str), u64>,
@@ -133,6 +137,10 @@ impl Pipeline {
         for delta in self.cap_counters.diff(self.probes.cap_usage()) {
             caps.caps.push(CapRow::new(delta, self.boot_to_wall));
         }
+        if stopping || self.flows_read.elapsed() >= FLOW_READ_INTERVAL {
+            self.flows_read = Instant::now();
+            self.read_flows(&mut caps);
+        }
         self.identity.accept(&mut caps);
         if self.cap_counters.len() > CAP_KEYS_PRUNE_AT {
             // The kernel map holds at most 16384 pairs: forget the ones idle
@@ -184,6 +192,24 @@ impl Pipeline {
             copy_ship_stats(&sh.stats(), &self.metrics);
         }
         self.copy_stats();
+    }
+
+    /// Rows of the UDP/ICMP flows that counted packets since the last read;
+    /// then flows all in rows whose socket is gone (or idle for 10 minutes)
+    /// leave the kernel map (see `crate::flows`).
+    fn read_flows(&mut self, rows: &mut RowSet) {
+        let procs = &self.procs;
+        let (changed, idle) = self.flow_counters.diff(self.probes.flows(), |pid, at| procs.image_at(pid, at).map(|i| i.exec_id));
+        for delta in changed {
+            rows.flows.push(FlowRow::new(delta, self.boot_to_wall));
+        }
+        let now_boot = clock_ns(libc::CLOCK_BOOTTIME) as u64;
+        for (key, val) in idle {
+            let probes = &self.probes;
+            if FlowCounters::forgettable(&val, || probes.flow_socket_open(key.cookie), now_boot) && self.probes.forget_flow(&key, &val) {
+                self.flow_counters.forget(&key);
+            }
+        }
     }
 
     /// Stage counters into the metrics (and so the run summary).
