@@ -127,6 +127,7 @@ const CASES: &[(&str, Case)] = &[
     ("conntrack", conntrack),
     ("conntrack6", conntrack6),
     ("dns", dns),
+    ("flows", flows),
     ("storm", storm),
     ("socket_map_full", socket_map_full),
     ("privilege", privilege),
@@ -568,7 +569,54 @@ fn child_nat() -> Outcome {
     let (_, from) = resolver6.recv_from(&mut buf).map_err(|e| format!("the v6 resolver's recv: {e}"))?;
     resolver6.send_to(&dns_message(Some(DNS_ANSWER)), from).map_err(|e| e.to_string())?;
     client6.recv(&mut buf).map_err(|e| format!("the v6 client's recv: {e}"))?;
+    // One echo each over IPv4 and IPv6 from ping sockets (allowed in this
+    // namespace only), for the flows case.
+    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0").map_err(|e| format!("ping_group_range: {e}"))?;
+    ping_once(false)?;
+    ping_once(true)?;
     println!("{}", std::process::id());
+    Ok(())
+}
+
+/// Bytes of data in the nat workload's echo requests (8-byte ICMP header more).
+const PING_DATA: usize = 24;
+
+/// One echo request to the pod's own address (IPv4) or ::1 from a ping socket
+/// (SOCK_DGRAM, IPPROTO_ICMP[V6]: the kernel sets the id and checksum), and
+/// its reply.
+fn ping_once(v6: bool) -> Outcome {
+    let (family, proto, request) = if v6 { (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128u8) } else { (libc::AF_INET, libc::IPPROTO_ICMP, 8u8) };
+    // SAFETY: socket(2); the fd is closed below.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM, proto) };
+    check!(fd >= 0, "ping socket (v6: {v6}): {}", std::io::Error::last_os_error());
+    let mut msg = vec![request, 0, 0, 0, 0, 0, 0, 1];
+    msg.extend(std::iter::repeat_n(b'p', PING_DATA));
+    let sent = if v6 {
+        let mut a: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        a.sin6_family = libc::AF_INET6 as u16;
+        a.sin6_addr.s6_addr[15] = 1;
+        // SAFETY: a valid sockaddr_in6 and buffer.
+        unsafe { libc::sendto(fd, msg.as_ptr().cast(), msg.len(), 0, (&a as *const libc::sockaddr_in6).cast(), std::mem::size_of_val(&a) as u32) }
+    } else {
+        let mut a: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        a.sin_family = libc::AF_INET as u16;
+        a.sin_addr.s_addr = u32::from_ne_bytes(POD_ADDR.parse::<std::net::Ipv4Addr>().expect("an address").octets());
+        // SAFETY: a valid sockaddr_in and buffer.
+        unsafe { libc::sendto(fd, msg.as_ptr().cast(), msg.len(), 0, (&a as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&a) as u32) }
+    };
+    let sent_err = std::io::Error::last_os_error();
+    let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
+    let mut buf = [0u8; 256];
+    // SAFETY: setsockopt with a timeval, recv into a buffer of its size, close of our fd.
+    let got = unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), std::mem::size_of_val(&tv) as u32);
+        libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0)
+    };
+    let got_err = std::io::Error::last_os_error();
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+    check!(sent == msg.len() as isize, "ping sendto (v6: {v6}): {sent_err}");
+    check!(got == msg.len() as isize, "ping reply (v6: {v6}): {got} bytes, {got_err}");
     Ok(())
 }
 
@@ -772,6 +820,40 @@ fn dns(run: &Run) -> Outcome {
     check!(r["answered_by_ip"] == POD_ADDR && r["answered_by_port"] == 53, "the resolver that answered, after DNAT: {r}");
     check!(r["answers"] == format!("{DNS_NAME} A 10.244.7.7 ttl=30").as_str(), "answers: {r}");
     check!(r["pid"].as_u64() == Some(u64::from(n.pid)) && r["transport"] == "udp" && r["pod_uid"] == n.pod_uid.as_str(), "process and pod: {r}");
+    Ok(())
+}
+
+/// The nat workload's UDP and ICMP flows, counted exactly with its process
+/// and pod: the IPv6 DNS exchange (one flow to [::1]:53), and one echo each
+/// from an IPv4 and an IPv6 ping socket. The IPv4 query went through a DNAT
+/// in this namespace's OUTPUT chain, which rewrites the packet before the
+/// egress program sees it: its datagram counts in a flow to the backend, the
+/// answer in one from the ClusterIP (a flow in a pod, DNATed on the node,
+/// has one peer); both are there, one packet each way in all.
+fn flows(run: &Run) -> Outcome {
+    let n = run.nat.as_ref().map_err(|e| format!("DNAT workload: {e}"))?;
+    let of = |r: &&Value| r["cgroup_id"].as_u64() == Some(n.cgroup);
+    let mine = rows(run, "net_flow", |r| of(&r));
+    let one = |what: &str, pred: &dyn Fn(&Value) -> bool| -> Result<&Value, String> {
+        let found: Vec<&&Value> = mine.iter().filter(|r| pred(r)).collect();
+        check!(found.len() == 1, "expected one net_flow row for {what} in cgroup {}, got {found:?} (all: {mine:?})", n.cgroup);
+        let r = *found[0];
+        check!(r["pid"].as_u64() == Some(u64::from(n.pid)) && r["pod_uid"] == n.pod_uid.as_str(), "{what}: process and pod: {r}");
+        Ok(r)
+    };
+    let dns_len = dns_message(None).len() as u64;
+    let answer_len = dns_message(Some(DNS_ANSWER)).len() as u64;
+    let v6 = one("the IPv6 DNS exchange", &|r| r["protocol"] == "udp" && r["dst_ip"] == "::1" && r["dst_port"] == 53)?;
+    check!(v6["packets_out"] == 1 && v6["bytes_out"] == dns_len && v6["packets_in"] == 1 && v6["bytes_in"] == answer_len && v6["initiated"] == "local", "exact counts: {v6}");
+    let v4: Vec<&&Value> = mine.iter().filter(|r| r["protocol"] == "udp" && r["family"] == "ipv4" && r["src_ip"] == POD_ADDR && r["dst_port"] == 53).collect();
+    let sum = |f: &str| v4.iter().filter_map(|r| r[f].as_u64()).sum::<u64>();
+    check!((sum("packets_out"), sum("bytes_out"), sum("packets_in"), sum("bytes_in")) == (1, dns_len, 1, answer_len), "the IPv4 DNS exchange's flows: {v4:?}");
+    let bytes = (8 + PING_DATA) as u64;
+    for (proto, peer) in [("icmp", POD_ADDR), ("icmpv6", "::1")] {
+        let r = one(proto, &|r| r["protocol"] == proto && r["dst_ip"] == peer)?;
+        check!(r["packets_out"] == 1 && r["bytes_out"] == bytes && r["packets_in"] == 1 && r["bytes_in"] == bytes, "exact counts: {r}");
+        check!(r["icmp_types_out"] == "echo_request" && r["icmp_types_in"] == "echo_reply", "types: {r}");
+    }
     Ok(())
 }
 
