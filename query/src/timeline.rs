@@ -1,4 +1,4 @@
-//! `podtrail timeline --pod NAME|UID`: one pod's exec, exit, connection, listener, DNS and privilege events
+//! `podtrail timeline --pod NAME|UID`: one pod's exec, exit, connection, UDP/ICMP flow, listener, DNS and privilege events
 //! in time order, indented by the process tree, also for pods long deleted.
 //!
 //! In: a pod name (resolved through `pods` and `ip_owners`, optionally within a
@@ -20,7 +20,8 @@ pub struct Event {
     pub time: String,
     /// `exec`, `exit`, the `net_conn` event (`connect`, `accept`, `close`,
     /// `fail`), the `net_listen` event (`listen`, `unlisten`, `bind`, `unbind`),
-    /// `dns`, or the `privilege` kind.
+    /// `dns`, `flow` (a `net_flow` row: a UDP/ICMP flow's traffic in a
+    /// period), or the `privilege` kind.
     pub event: String,
     pub pod_uid: String,
     pub container_id: Option<String>,
@@ -137,8 +138,19 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
     let dns_q = format!(
         "SELECT time, pod_uid, container_id, pid, exec_id, status, query_type, query_name, rcode, answers, resolver_ip, answered_by_ip, comm, transport FROM dns WHERE {filter}"
     );
-    let (execs, exits, conns, listens, dns, privs) =
-        futures::try_join!(engine.sql(&exec_q), engine.sql(&exit_q), engine.sql(&conn_q), engine.sql(&listen_q), engine.sql(&dns_q), engine.sql(&priv_q))?;
+    let flow_q = format!(
+        "SELECT time, pod_uid, container_id, pid, exec_id, protocol, src_ip, src_port, dst_ip, dst_port, nat_dst_ip, nat_dst_port, \
+         packets_out, bytes_out, packets_in, bytes_in, icmp_types_out, icmp_types_in, comm, initiated FROM net_flow WHERE {filter}"
+    );
+    let (execs, exits, conns, listens, dns, privs, flows) = futures::try_join!(
+        engine.sql(&exec_q),
+        engine.sql(&exit_q),
+        engine.sql(&conn_q),
+        engine.sql(&listen_q),
+        engine.sql(&dns_q),
+        engine.sql(&priv_q),
+        engine.sql(&flow_q)
+    )?;
     for b in &execs.1 {
         let args = b.column(8).as_list::<i32>();
         for i in 0..b.num_rows() {
@@ -224,6 +236,37 @@ pub async fn timeline(engine: &Engine, pods: Vec<PodRef>, since: Option<i64>, un
             events.push(event(b, i, "dns", d, Some(3), Some(4), None));
         }
     }
+    for b in &flows.1 {
+        for i in 0..b.num_rows() {
+            let s = |c: usize| str_at(b, c, i);
+            let port = |c: usize| b.column(c).as_primitive::<UInt16Type>().value(i);
+            let n = |c: usize| b.column(c).as_primitive::<UInt64Type>().value(i);
+            let at = |ip: Option<String>, p: u16| {
+                let ip = ip.unwrap_or_default();
+                match (p, ip.contains(':')) {
+                    (0, _) => ip,
+                    (p, true) => format!("[{ip}]:{p}"),
+                    (p, false) => format!("{ip}:{p}"),
+                }
+            };
+            let arrow = if s(19).as_deref() == Some("remote") { "<-" } else { "->" };
+            let mut d = format!("{} {} {arrow} {}", s(5).unwrap_or_default(), at(s(6), port(7)), at(s(8), port(9)));
+            if let Some(nat) = s(10) {
+                d.push_str(&format!(" (reached {})", at(Some(nat), port(11))));
+            }
+            d.push_str(&format!(", out {} pkt {} B, in {} pkt {} B", n(12), n(13), n(14), n(15)));
+            if let Some(t) = s(16) {
+                d.push_str(&format!(", sent {t}"));
+            }
+            if let Some(t) = s(17) {
+                d.push_str(&format!(", received {t}"));
+            }
+            if let Some(c) = s(18) {
+                d.push_str(&format!(" by {c}"));
+            }
+            events.push(event(b, i, "flow", d, Some(3), Some(4), None));
+        }
+    }
     for b in &privs.1 {
         for i in 0..b.num_rows() {
             let kind = str_at(b, 5, i).unwrap_or_default();
@@ -298,6 +341,7 @@ fn event(b: &RecordBatch, i: usize, kind: &str, detail: String, pid: Option<usiz
         "privilege" => "privilege",
         "listen" => "net_listen",
         "dns" => "dns",
+        "flow" => "net_flow",
         _ => "net_conn",
     };
     Event {
@@ -353,11 +397,12 @@ impl std::fmt::Display for Timeline {
         let count = |t: &str| self.events.iter().filter(|e| e.table == t).count();
         writeln!(
             f,
-            "{} events: {} exec, {} exit, {} connection, {} listener, {} dns, {} privilege",
+            "{} events: {} exec, {} exit, {} connection, {} flow, {} listener, {} dns, {} privilege",
             self.events.len(),
             count("process_exec"),
             count("process_exit"),
             count("net_conn"),
+            count("net_flow"),
             count("net_listen"),
             count("dns"),
             count("privilege")

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use podtrail_ebpf::{FLOW_HAS_OWNER, FlowKey, FlowVal};
+pub use podtrail_ebpf::{FLOW_HAS_OWNER, FlowKey, FlowVal};
 
 /// How often the kernel's flow counters are read (and at the recorder's stop):
 /// the period of a flow's rows, so a flow gives at most one row per period.

@@ -35,12 +35,17 @@
 //!   address without a lookup (direct to IP); at T0+45m pod C's shell sends
 //!   four long TXT queries under `exfil-c2.example` (data in the names,
 //!   NXDOMAIN) and one query for `pool.minexmr.example` that gets no answer.
+//! - UDP and ICMP flows: pod A's curl sends its two lookups from one UDP
+//!   socket to kube-dns (2 datagrams each way); at T0+46m pod C's shell pings
+//!   10.244.1.1 to .6 (a sweep: one echo each, two answered) and sends 30
+//!   48-byte datagrams to 198.51.100.7:123, each answered.
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use podtrail_recorder::rows::{CapRow, ConnRow, DnsRow, ExecRow, ExitRow, ListenRow, PodIdentity, PrivRow, RowSet};
+use podtrail_recorder::flows::{FlowDelta, FlowKey, FlowVal};
+use podtrail_recorder::rows::{CapRow, ConnRow, DnsRow, ExecRow, ExitRow, FlowRow, ListenRow, PodIdentity, PrivRow, RowSet};
 use podtrail_recorder::dns::DnsRaw;
 use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw, ListenRaw, PrivRaw};
 use podtrail_recorder::privilege::CapDelta;
@@ -224,6 +229,44 @@ impl Builder {
         };
         self.b.dns.push(DnsRow { time: t, raw, exec_id: Some(p.exec_id), identity: ident(pod) });
     }
+
+    /// A flow of `p`'s socket `cookie` in `pod` (started by it) with `peer`
+    /// (protocol 17 UDP, 1 ICMP echoes), first packet at `t`, its counts in
+    /// one row `dur` later: (packets, bytes) out and in.
+    #[expect(clippy::too_many_arguments, reason = "a fixture builder: each argument is one field of the row it writes")]
+    fn flow(&mut self, t: i64, dur: i64, pod: &Pod, p: &Proc, cookie: u64, protocol: u8, peer: (&str, u16), out: (u64, u64), inn: (u64, u64)) {
+        let v4 = |s: &str| match s.parse::<IpAddr>().expect("fixture IP") {
+            IpAddr::V4(a) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a.octets());
+                b
+            }
+            IpAddr::V6(_) => panic!("fixture flows are IPv4"),
+        };
+        let key = FlowKey { cookie, peer: v4(peer.0), peer_port: peer.1, protocol, family: 2, pad: 0 };
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"proc");
+        let echo = protocol == 1;
+        let val = FlowVal {
+            first_ns: 0,
+            last_ns: 0,
+            packets_out: out.0,
+            bytes_out: out.1,
+            packets_in: inn.0,
+            bytes_in: inn.1,
+            cgroup_id: pod.cgroup,
+            pid: p.pid,
+            local_port: if echo { 0 } else { 40000 + (cookie % 1000) as u16 },
+            flags: podtrail_recorder::flows::FLOW_HAS_OWNER as u16,
+            icmp_out: if echo { 1 << 8 } else { 0 },
+            icmp_in: if echo && inn.0 > 0 { 1 } else { 0 },
+            local: v4(pod.ip),
+            comm,
+            ..FlowVal::default()
+        };
+        let delta = FlowDelta { key, val, packets_out: out.0, bytes_out: out.1, packets_in: inn.0, bytes_in: inn.1, exec_id: Some(p.exec_id) };
+        self.b.flows.push(FlowRow { time: t + dur, first_seen: t, delta, identity: ident(pod) });
+    }
 }
 
 /// Write the incident history into a new data dir at `dir`.
@@ -265,6 +308,13 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
         w.dns(T0 + 45 * M + i as i64 * S, c, &csh, 300 + i as u16, &format!("{chunk}.{i}.x.exfil-c2.example"), 16, Some(20_000_000), 3, &[]);
     }
     w.dns(T0 + 45 * M + 10 * S, c, &csh, 310, "pool.minexmr.example", 1, None, 0, &[]);
+    // Flows: curl's lookups; pod C's ping sweep and UDP to 198.51.100.7:123.
+    w.flow(T0 + 5 * M + S / 2, 1_200_000, a, &curl, 101, 17, ("10.96.0.10", 53), (2, 102), (2, 220));
+    for host in 1..=6u64 {
+        let answered = if host <= 2 { (1, 64) } else { (0, 0) };
+        w.flow(T0 + 46 * M + host as i64 * 1000, 1_000_000, c, &csh, 400 + host, 1, (&format!("10.244.1.{host}"), 0), (1, 64), answered);
+    }
+    w.flow(T0 + 46 * M + S, 29 * S, c, &csh, 410, 17, ("198.51.100.7", 123), (30, 1440), (30, 1440));
     let tcpdump = w.exec(T0 + 44 * M, Some(c), 4400, Some(&csh), 1000, &["/usr/bin/tcpdump", "-i", "any"]);
     // socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)) without CAP_NET_RAW.
     w.privilege(T0 + 44 * M + 1000, c, &tcpdump, 1000, "socket", [17, 3, 0x0300, 0, 0, 0], [0; 3], [None, None, None], -1);

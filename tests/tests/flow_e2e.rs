@@ -106,6 +106,11 @@ fn a_udp_exchange_through_a_cluster_ip_and_icmp_echoes_give_flow_rows_with_exact
     assert_eq!((s["pid"].as_u64(), s["pod_uid"].as_str()), (Some(server_pid), Some(cgs.uid.as_str())), "{s}");
     let loss = sql_json(d, "SELECT count(*) AS n FROM podtrail_loss WHERE table_name = 'net_flow'");
     assert_eq!(loss[0]["n"].as_u64(), Some(0), "nothing lost: {loss:?}");
+    // The client pod's timeline shows its flows.
+    let tl = podtrail_tests::run_ok("podtrail", &["--data-dir", d.to_str().unwrap(), "timeline", "--pod", &cgc.uid]);
+    let want = format!("udp 10.244.21.2:{} -> 10.244.100.77:9999 (reached 10.244.22.2:9999), out 5 pkt 510 B, in 5 pkt 50 B by python3", udp["src_port"]);
+    assert!(tl.contains(&want), "timeline lacks {want:?}:\n{tl}");
+    assert!(tl.contains("icmp 10.244.21.2 -> 10.244.22.2, out 3 pkt 88 B, in 3 pkt 88 B, sent echo_request, received echo_reply by python3"), "{tl}");
     drop(lab);
 }
 

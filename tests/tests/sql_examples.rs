@@ -109,6 +109,10 @@ fn check(name: &str, rows: &[Value]) {
             pick(rows, &["pod_name", "query_name", "status", "rcode", "queries"]),
             vec![json!(["debug-shell", "pool.minexmr.example", "unanswered", null, 1])]
         ),
+        "21_udp_and_icmp_peers_of_pods" => assert_eq!(
+            pick(rows, &["pod_name", "protocol", "peers", "packets_out", "bytes_out", "packets_in", "peers_that_answered"]),
+            vec![json!(["debug-shell", "icmp", 6, 6, 384, 2, 2]), json!(["debug-shell", "udp", 1, 30, 1440, 30, 1]), json!(["payments-api-1", "udp", 1, 2, 102, 2, 1])]
+        ),
         other => panic!("sql-examples/{other}.sql has no expected result in tests/tests/sql_examples.rs: add one"),
     }
 }
@@ -202,6 +206,12 @@ fn the_timeline_of_the_incident_pod_shows_its_bind_shell_and_packet_socket() {
     );
     assert_eq!(dns[4].2, json!("A pool.minexmr.example (unanswered) via udp 10.96.0.10 by proc"), "{out}");
     assert!(text.lines().last().unwrap_or("").contains("5 dns"), "the summary counts the lookups:\n{text}");
+    // Its flows: the ping sweep (one row per host) and the UDP to port 123.
+    let flows = of("flow");
+    assert_eq!(flows.len(), 7, "{out}");
+    assert_eq!(flows[0].2, json!("icmp 10.244.1.7 -> 10.244.1.1, out 1 pkt 64 B, in 1 pkt 64 B, sent echo_request, received echo_reply by proc"), "{out}");
+    assert_eq!(flows[6].2, json!("udp 10.244.1.7:40410 -> 198.51.100.7:123, out 30 pkt 1440 B, in 30 pkt 1440 B by proc"), "{out}");
+    assert!(text.lines().last().unwrap_or("").contains("7 flow"), "the summary counts the flows:\n{text}");
 }
 
 /// Pod A's timeline: its connections carry the names it resolved before them.
