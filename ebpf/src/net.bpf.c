@@ -782,6 +782,60 @@ static __always_inline int parse_pkt(struct __sk_buff *skb, struct pkt *p)
     return 1;
 }
 
+/* parse_pkt from the linear data, without a helper call (every UDP and ICMP
+ * packet passes here): 1 parsed, 0 not a packet parse_pkt would take, -1 its
+ * headers are not in the linear data (the caller then uses parse_pkt). */
+static __always_inline int parse_pkt_direct(struct __sk_buff *skb, struct pkt *p)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    __u8 *b = data;
+    __u32 l4;
+    if (b + 1 > (__u8 *)end)
+        return -1;
+    if ((b[0] >> 4) == 4) {
+        struct iphdr *ip = data;
+        if ((void *)(ip + 1) > end)
+            return -1;
+        if (ip->frag_off & bpf_htons(0x1fff))
+            return 0;
+        l4 = (b[0] & 0xf) * 4;
+        if (l4 < sizeof(*ip) || l4 > 60)
+            return 0;
+        p->family = AF_INET;
+        p->protocol = ip->protocol;
+        __builtin_memcpy(p->saddr, &ip->saddr, 4);
+        __builtin_memcpy(p->daddr, &ip->daddr, 4);
+    } else if ((b[0] >> 4) == 6) {
+        struct ipv6hdr *ip6 = data;
+        if ((void *)(ip6 + 1) > end)
+            return -1;
+        p->family = AF_INET6;
+        p->protocol = ip6->nexthdr;
+        __builtin_memcpy(p->saddr, &ip6->saddr, 16);
+        __builtin_memcpy(p->daddr, &ip6->daddr, 16);
+        l4 = sizeof(*ip6);
+    } else {
+        return 0;
+    }
+    __u8 *t = (__u8 *)data + l4;
+    if (p->protocol == IPPROTO_ICMP || p->protocol == IPPROTO_ICMPV6) {
+        if (t + 1 > (__u8 *)end)
+            return -1;
+        p->icmp_type = t[0];
+        p->payload_off = l4;
+        return 1;
+    }
+    if (p->protocol != IPPROTO_UDP)
+        return -1; /* TCP: parse_pkt (DNS and ClientHellos only come here) */
+    if (t + 8 > (__u8 *)end)
+        return -1;
+    p->sport = (__u16)t[0] << 8 | t[1];
+    p->dport = (__u16)t[2] << 8 | t[3];
+    p->payload_off = l4 + 8;
+    return 1;
+}
+
 /* Whether a packet is wanted: UDP or ICMP (a flow), DNS (to port 53 on
  * egress, from port 53 on ingress) or, on egress, a TCP segment starting a
  * TLS ClientHello: 1 yes, 0 no, -1 its headers are not in the linear data
@@ -973,7 +1027,10 @@ static __always_inline int skb_packet(struct __sk_buff *skb, __u8 direction)
     if (maybe_wanted(skb, direction) == 0)
         return 1;
     struct pkt p = {};
-    if (!parse_pkt(skb, &p))
+    int parsed = parse_pkt_direct(skb, &p);
+    if (parsed == 0)
+        return 1;
+    if (parsed < 0 && !parse_pkt(skb, &p))
         return 1;
     if (p.protocol != IPPROTO_TCP)
         count_flow(skb, &p, direction == PT_DNS_QUERY);
