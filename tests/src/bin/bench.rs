@@ -591,8 +591,8 @@ t.join(); print(time.perf_counter() - t0)
 "#;
 
 /// `n` 64-byte datagrams to a UDP socket on 127.0.0.1 (not port 53), read
-/// back in bursts of 256 so none is dropped: the cost DNS capture's packet
-/// programs add to UDP traffic that is not DNS.
+/// back in bursts of 256 so none is dropped: the cost the packet programs add
+/// to UDP traffic that is not DNS (flow counting on both sockets).
 const UDP_FLOOD: &str = r#"
 import socket, sys, time
 n = int(sys.argv[1])
