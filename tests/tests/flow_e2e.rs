@@ -198,3 +198,38 @@ fn a_udp_flood_of_100k_datagrams_a_second_gives_a_few_rows_per_flow_and_counts_e
     drop(sink);
     drop(lab);
 }
+
+/// A pod (`a`) sends 10 datagrams to each of 40 ports of pod `b`, one socket
+/// per port, with nothing listening.
+const SPRAY: &str = r#"
+import socket
+for port in range(20000, 20040):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(10):
+        s.sendto(b"z" * 32, ("10.244.42.2", port))
+    s.close()
+"#;
+
+#[test]
+fn flows_beyond_a_full_flow_map_are_counted_as_loss_packet_by_packet() {
+    // A flow map of 16 entries (tests only), so the spray's 40 flows cannot
+    // all be tracked (other sockets of the host, and the other tests of this
+    // file running meanwhile, may take some or all of the 16 too).
+    let mut rec = Recorder::start_with_env(&[], &[(podtrail_recorder::probes::MAP_ENTRIES_ENV, "flows=16")]);
+    let lab = PodPair::new("pm", 41, 42);
+    let cg = PodCgroup::new("flowfull");
+    let out = in_cgroup(Command::new("ip").args(["netns", "exec", &lab.a, "python3", "-c", SPRAY]), &cg).output().unwrap();
+    assert!(out.status.success(), "the spray: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(rec.alive(), "{}", rec.log_tail(20));
+    rec.stop();
+    let d = &rec.data_dir;
+    let stored = podtrail_tests::sql_count(d, &format!("SELECT CAST(coalesce(sum(packets_out), 0) AS BIGINT) FROM net_flow WHERE cgroup_id = {}", cg.id()));
+    let lost = podtrail_tests::sql_count(
+        d,
+        &format!("SELECT CAST(coalesce(sum(count), 0) AS BIGINT) FROM podtrail_loss WHERE table_name = 'net_flow' AND source = 'kernel_map' AND pod_uid = '{}'", cg.uid),
+    );
+    assert!(lost >= 240, "at least 24 of the 40 flows found the map full, each datagram counted: {lost} lost, {stored} stored");
+    assert_eq!(stored + lost, 400, "every datagram is a stored count or a counted loss: {stored} stored, {lost} lost");
+    eprintln!("full flow map: {stored} datagrams stored, {lost} counted lost");
+    drop(lab);
+}
