@@ -86,6 +86,7 @@ fn generate_constants(header: &Path, out: &Path) {
         rust.push_str(&format!("/// (`PT_{name}` in ebpf/include/events.h)\npub const {name}: {ty} = {number};\n"));
     }
     rust.push_str(&priv_syscalls(&text, header));
+    rust.push_str(&file_syscalls(&text, header));
     rust.push_str(&drop_meanings(&text, header));
     std::fs::write(out, rust).unwrap_or_else(|e| panic!("podtrail-ebpf: writing {}: {e}", out.display()));
 }
@@ -136,6 +137,33 @@ fn priv_syscalls(text: &str, header: &Path) -> String {
         ));
     }
     assert!(!list.is_empty(), "podtrail-ebpf: {}: PT_PRIV_SYSCALLS is empty", header.display());
+    out.push_str("];\n");
+    out
+}
+
+/// `FILE_SYSCALLS` from the header's `PT_FILE_SYSCALLS(X)` list: each
+/// `X(name, PT_FILE_<OP>, nargs, base, path, base2, path2)` line becomes a
+/// `FileSyscall` (argument positions: a number or a `PT_FILE_ARG_*` name).
+fn file_syscalls(text: &str, header: &Path) -> String {
+    let mut out = String::from("/// The file syscalls (`PT_FILE_SYSCALLS` in ebpf/include/events.h), in its order.\npub const FILE_SYSCALLS: &[FileSyscall] = &[\n");
+    let list = x_list(text, "FILE_SYSCALLS", header);
+    let arg = |a: &str| if a.starts_with("PT_FILE_ARG_") { a.trim_start_matches("PT_").to_string() } else { a.to_string() };
+    for (n, line, f) in &list {
+        let position = |a: &String| a.starts_with("PT_FILE_ARG_") || a.parse::<u32>().is_ok_and(|v| v < 6);
+        let ok = f.len() == 7 && f[1].starts_with("PT_FILE_") && f[2].parse::<u32>().is_ok() && f[3..].iter().all(position);
+        assert!(ok, "podtrail-ebpf: {}:{n}: `{line}` is not X(name, PT_FILE_<OP>, nargs, base, path, base2, path2)", header.display());
+        out.push_str(&format!(
+            "    FileSyscall {{ name: \"{}\", op: {}, nargs: {}, base: {}, path: {}, base2: {}, path2: {} }},\n",
+            f[0],
+            f[1].trim_start_matches("PT_"),
+            f[2],
+            arg(&f[3]),
+            arg(&f[4]),
+            arg(&f[5]),
+            arg(&f[6])
+        ));
+    }
+    assert!(!list.is_empty(), "podtrail-ebpf: {}: PT_FILE_SYSCALLS is empty", header.display());
     out.push_str("];\n");
     out
 }

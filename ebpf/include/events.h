@@ -14,12 +14,15 @@
 #define PT_KIND_LISTEN 7
 #define PT_KIND_DNS 8
 #define PT_KIND_TLS 9
+#define PT_KIND_FILE 10
 
 /* pt_exec_event.flags */
 #define PT_EXEC_ARGS_TRUNCATED 1 /* argv was longer than PT_ARGS_MAX */
 #define PT_EXEC_FILELESS 2       /* the executed file has no link (memfd, deleted) */
 #define PT_EXEC_CWD_TRUNCATED 4  /* cwd[] misses the components nearest the root
                                     (deeper than PT_CWD_DEPTH or longer than kept) */
+#define PT_EXEC_ENV_TRUNCATED 8  /* env[] could not hold every LD_* variable, or the
+                                    environment had more than PT_ENV_SCAN strings */
 
 /* pt_priv_event.op: one per traced syscall */
 #define PT_PRIV_SETUID 1
@@ -68,6 +71,98 @@
     X(memfd_create, PT_PRIV_MEMFD_CREATE, 2, PT_IA32) \
     X(socket, PT_PRIV_SOCKET, 3, PT_IA32) \
     X(bpf, PT_PRIV_BPF, 3, PT_IA32)
+
+/* pt_file_event.op: one per kind of file operation */
+#define PT_FILE_OPEN 1        /* opened for writing, creating or truncating */
+#define PT_FILE_READ 2        /* opened read-only: a watched credential file */
+#define PT_FILE_UNLINK 3
+#define PT_FILE_RMDIR 4
+#define PT_FILE_RENAME 5
+#define PT_FILE_CHMOD 6
+#define PT_FILE_CHOWN 7
+#define PT_FILE_SETXATTR 8
+#define PT_FILE_LINK 9
+#define PT_FILE_SYMLINK 10
+#define PT_FILE_TRUNCATE 11
+#define PT_FILE_MKNOD 12
+#define PT_FILE_MKDIR 13
+
+/* How a file syscall names its file(s), in PT_FILE_SYSCALLS: an argument index
+ * (0..5) of a directory descriptor (AT_FDCWD or a directory) or, with no path
+ * argument, of the descriptor of the file itself; or one of these. */
+#define PT_FILE_ARG_CWD 6     /* no descriptor argument: relative to the working directory */
+#define PT_FILE_ARG_RAW 7     /* a string kept as given, not a path resolved (symlink
+                                 target, extended attribute name) */
+#define PT_FILE_ARG_NONE 8    /* no such argument */
+
+/* The file syscalls, each listed once: name, PT_FILE_* op, arguments kept,
+ * then where its first file is (descriptor/base kind, path argument) and its
+ * second (rename/link: the new name; symlink: the target; setxattr: the
+ * attribute's name). file.bpf.c makes the programs from this list, ebpf/build.rs
+ * makes the Rust table `FILE_SYSCALLS`, and podtraild attaches from that table. */
+#define PT_FILE_SYSCALLS(X) \
+    X(openat, PT_FILE_OPEN, 4, 0, 1, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(open, PT_FILE_OPEN, 3, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(creat, PT_FILE_OPEN, 2, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(openat2, PT_FILE_OPEN, 4, 0, 1, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(unlinkat, PT_FILE_UNLINK, 3, 0, 1, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(unlink, PT_FILE_UNLINK, 1, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(rmdir, PT_FILE_RMDIR, 1, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(renameat2, PT_FILE_RENAME, 5, 0, 1, 2, 3) \
+    X(renameat, PT_FILE_RENAME, 4, 0, 1, 2, 3) \
+    X(rename, PT_FILE_RENAME, 2, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_CWD, 1) \
+    X(fchmodat, PT_FILE_CHMOD, 3, 0, 1, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(chmod, PT_FILE_CHMOD, 2, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(fchmod, PT_FILE_CHMOD, 2, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(fchownat, PT_FILE_CHOWN, 5, 0, 1, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(chown, PT_FILE_CHOWN, 3, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(lchown, PT_FILE_CHOWN, 3, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(fchown, PT_FILE_CHOWN, 3, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(setxattr, PT_FILE_SETXATTR, 5, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_RAW, 1) \
+    X(lsetxattr, PT_FILE_SETXATTR, 5, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_RAW, 1) \
+    X(fsetxattr, PT_FILE_SETXATTR, 5, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_RAW, 1) \
+    X(truncate, PT_FILE_TRUNCATE, 2, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(ftruncate, PT_FILE_TRUNCATE, 2, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(linkat, PT_FILE_LINK, 5, 0, 1, 2, 3) \
+    X(link, PT_FILE_LINK, 2, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_CWD, 1) \
+    X(symlinkat, PT_FILE_SYMLINK, 3, 1, 2, PT_FILE_ARG_RAW, 0) \
+    X(symlink, PT_FILE_SYMLINK, 2, PT_FILE_ARG_CWD, 1, PT_FILE_ARG_RAW, 0) \
+    X(mknodat, PT_FILE_MKNOD, 4, 0, 1, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(mknod, PT_FILE_MKNOD, 3, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(mkdirat, PT_FILE_MKDIR, 3, 0, 1, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE) \
+    X(mkdir, PT_FILE_MKDIR, 2, PT_FILE_ARG_CWD, 0, PT_FILE_ARG_NONE, PT_FILE_ARG_NONE)
+
+/* pt_file_event.why: why the operation was recorded (bits) */
+#define PT_FILE_WHY_WATCHED 1     /* a path under a watched prefix (watch = its index) */
+#define PT_FILE_WHY_NAME 2        /* a watched file name anywhere (shell rc, history,
+                                     authorized_keys; name_watch = its index) */
+#define PT_FILE_WHY_READ 4        /* a read-only open of a watched credential path */
+#define PT_FILE_WHY_HIDDEN 8      /* created a hidden file or directory (leading dot) */
+#define PT_FILE_WHY_EXEC_BIT 16   /* chmod giving an execute bit */
+#define PT_FILE_WHY_SETID 32      /* chmod setting setuid or setgid */
+#define PT_FILE_WHY_SECURITY_XATTR 64 /* setxattr of a `security.` attribute (file capabilities) */
+#define PT_FILE_WHY_DEVICE 128    /* mknod of a character or block device */
+#define PT_FILE_WHY_EXECUTED 256  /* a file this open created or truncated was later
+                                     executed (sent at that exec, with the open's own
+                                     time and process: the dropper pattern) */
+
+/* pt_file_event.flags */
+#define PT_FILE_CREATED 1         /* the open created the file (FMODE_CREATED) */
+#define PT_FILE_HAS_INODE 2       /* dev/ino are the file's (descriptor operations, opens) */
+#define PT_FILE_PATH_TRUNCATED 4  /* path misses components nearest the root (deeper than
+                                     PT_FILE_DEPTH or longer than PT_FILE_DIR_MAX) */
+#define PT_FILE_PATH2_TRUNCATED 8 /* the same for path2 */
+
+/* Byte limits of a file record's paths: the base directory (working directory
+ * or a directory descriptor's path) keeps PT_FILE_DIR_MAX bytes, the string the
+ * process gave PT_FILE_NAME_MAX; path[] holds both with a slash between. Paths
+ * are matched on their first PT_FILE_MATCH_MAX bytes. */
+#define PT_FILE_DIR_MAX 256       /* a power of two (the program masks with it) */
+#define PT_FILE_NAME_MAX 255
+#define PT_FILE_PATH_MAX 512
+#define PT_FILE_MATCH_MAX 128
+#define PT_FILE_BASENAME_MAX 32   /* bytes of a watched file name, with its NUL */
+#define PT_FILE_DEPTH 24          /* directory components walked up */
 
 /* pt_conn_event.event */
 #define PT_CONN_CONNECT 1
@@ -140,7 +235,9 @@
                                        not take (full): counted, in no row */
 #define PT_DROP_FLOW_SOCK_FULL 15   /* net_flow rows without their process: the
                                        `flow_socks` map was full at the socket's creation */
-#define PT_DROP_REASONS 16
+#define PT_DROP_FILE_RING 16         /* file row: ring buffer full */
+#define PT_DROP_FILE_PENDING_FULL 17 /* file: the per-thread `file_pending` map was full */
+#define PT_DROP_REASONS 18
 
 /* What a count of each reason means to podtraild, one line per PT_DROP_*:
  * X(reason, podtrail_loss source, table whose rows were lost or stored
@@ -163,7 +260,9 @@
     X(PT_DROP_DNS_RING, kernel_ringbuf, dns, "DNS packets lost (ring buffer of net.bpf.o full): a lost query leaves its answer a row of status answer_only, a lost answer leaves its query unanswered") \
     X(PT_DROP_TLS_RING, incomplete, net_conn, "TLS ClientHellos lost (ring buffer of net.bpf.o full): those connections' rows have no server_name") \
     X(PT_DROP_FLOW_MAP_FULL, kernel_map, net_flow, "UDP/ICMP packets not counted in any flow (the `flows` map of net.bpf.o was full): the count is packets, not rows") \
-    X(PT_DROP_FLOW_SOCK_FULL, incomplete, net_flow, "UDP/ICMP sockets whose creating process net.bpf.o could not remember (its `flow_socks` map was full): their net_flow rows have no pid, comm or exec_id")
+    X(PT_DROP_FLOW_SOCK_FULL, incomplete, net_flow, "UDP/ICMP sockets whose creating process net.bpf.o could not remember (its `flow_socks` map was full): their net_flow rows have no pid, comm or exec_id") \
+    X(PT_DROP_FILE_RING, kernel_ringbuf, file, "ring buffer of file.bpf.o full") \
+    X(PT_DROP_FILE_PENDING_FULL, kernel_map, file, "file operations not examined (the per-thread `file_pending` map of file.bpf.o was full): the rows they would have given are lost")
 
 #define PT_COMM_LEN 16
 #define PT_FILENAME_MAX 512   /* bytes of the exec'd path kept, with its NUL */
@@ -171,6 +270,8 @@
 #define PT_PRIV_STR_MAX 256   /* bytes kept of each string argument, with its NUL */
 #define PT_CWD_MAX 512        /* bytes of cwd[]; components start in its first half */
 #define PT_CWD_DEPTH 32       /* path components walked up from the working directory */
+#define PT_ENV_MAX 512        /* bytes of env[]: the loader variables kept */
+#define PT_ENV_SCAN 128       /* environment strings examined at most */
 
 /* Every record starts with its kind. */
 struct pt_header {
@@ -196,10 +297,16 @@ struct pt_exec_event {
     __u64 cap_effective;
     char comm[PT_COMM_LEN];
     __u32 cwd_len;        /* bytes of cwd[] used */
+    __u32 dev;            /* the executed file's filesystem (kernel dev_t) */
+    __u64 ino;            /* and inode */
+    __u32 env_len;        /* bytes of env[] used */
     __u32 reserved;
     char cwd[PT_CWD_MAX]; /* the working directory's path components, leaf
                              first, each with its NUL, up to the process's root
                              (a container's own root inside it); empty: "/" */
+    char env[PT_ENV_MAX]; /* the dynamic loader's variables of the new image's
+                             environment (LD_PRELOAD=..., LD_LIBRARY_PATH=...,
+                             LD_AUDIT=...), each with its NUL */
     char data[PT_FILENAME_MAX + PT_ARGS_MAX];
 };
 
@@ -365,6 +472,47 @@ struct pt_priv_event {
     char str[3][PT_PRIV_STR_MAX]; /* mount: source, target, fstype; umount:
                              target; memfd_create: name; init_module: params;
                              finit_module: the file's name */
+};
+
+/* One file operation (file.bpf.o), sent at the syscall's exit with its result,
+ * only when it matched what is watched (`why`). Paths are as the process saw
+ * them: its working directory or directory descriptor joined to the string it
+ * gave, up to its own root (a container's root inside it); `.` and `..` are
+ * kept as given, symlinks are not followed. */
+struct pt_file_event {
+    __u32 kind;
+    __u32 op;             /* PT_FILE_* */
+    __u32 pid;            /* tgid */
+    __u32 tid;
+    __u32 uid;            /* real and effective uid of the caller */
+    __u32 euid;
+    __s64 ret;            /* the syscall's return value (< 0: -errno) */
+    __u64 time_ns;        /* CLOCK_BOOTTIME, at entry */
+    __u64 cgroup_id;
+    __u64 args[6];        /* the syscall's arguments (unused ones are 0) */
+    __u64 open_flags;     /* open: O_* flags (openat2: open_how.flags) */
+    __u64 ino;            /* with PT_FILE_HAS_INODE */
+    __u32 dev;            /* the kernel's dev_t of the file's filesystem (major << 20 | minor) */
+    __u32 mnt_ns;         /* mount namespace inode of the caller */
+    __u32 why;            /* PT_FILE_WHY_* */
+    __u32 flags;          /* PT_FILE_CREATED, ... */
+    __u16 watch;          /* index of the matched watched prefix (WHY_WATCHED or WHY_READ) */
+    __u16 name_watch;     /* index of the matched file name (WHY_NAME) */
+    __u16 path_len;       /* bytes of path[] with its NUL */
+    __u16 path2_len;      /* bytes of path2[] with its NUL; 0: none */
+    __u16 syscall;        /* which: its position in PT_FILE_SYSCALLS */
+    __u16 reserved;
+    char comm[PT_COMM_LEN];
+    char path[PT_FILE_PATH_MAX];
+    char path2[PT_FILE_PATH_MAX]; /* rename/link: the new name; symlink: the target
+                             as given; setxattr: the attribute's name */
+};
+
+/* Key of file.bpf.o's longest-prefix-match tries of watched paths
+ * (`write_watch`, `read_watch`; value: the prefix's index). */
+struct pt_file_match_key {
+    __u32 prefixlen;      /* bits: 8 * bytes of the prefix */
+    __u8 data[PT_FILE_MATCH_MAX];
 };
 
 /* A capability check the kernel refused (capability/cap_capable), rate-limited

@@ -13,6 +13,8 @@ static PROCESS_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_
 
 static NET_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/net.bpf.o")));
 
+static FILE_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/file.bpf.o")));
+
 static PRIVILEGE_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/privilege.bpf.o")));
 
 /// `privilege.bpf.o`: `enter_<syscall>` / `exit_<syscall>`
@@ -22,6 +24,35 @@ static PRIVILEGE_OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OU
 /// per-CPU counters `drops` and per-cgroup `drops_by_cgroup` (common.h).
 pub fn privilege_object() -> &'static [u8] {
     &PRIVILEGE_OBJ.0
+}
+
+/// `file.bpf.o`: `file_enter_<syscall>` / `file_exit_<syscall>`
+/// (tracepoint/syscalls/sys_enter_|sys_exit_<syscall>) for every syscall in
+/// [`FILE_SYSCALLS`], longest-prefix tries `write_watch` and `read_watch`
+/// ([`FileMatchKey`] -> index), hash `name_watch` (NUL-padded file name of
+/// [`FILE_BASENAME_MAX`] bytes -> index), ring buffer `events`, per-CPU
+/// counters `drops` and per-cgroup `drops_by_cgroup`.
+pub fn file_object() -> &'static [u8] {
+    &FILE_OBJ.0
+}
+
+/// One file syscall `file.bpf.o` traces (a line of `PT_FILE_SYSCALLS` in
+/// ebpf/include/events.h; the table is [`FILE_SYSCALLS`]). Argument positions
+/// are 0..5 or one of [`FILE_ARG_CWD`], [`FILE_ARG_RAW`], [`FILE_ARG_NONE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSyscall {
+    pub name: &'static str,
+    /// Its `FILE_*` op, as records carry it.
+    pub op: u32,
+    pub nargs: u32,
+    /// The directory descriptor its path is relative to (or the file's own descriptor).
+    pub base: u32,
+    /// The path argument.
+    pub path: u32,
+    /// The second file's base and path (rename/link new name; symlink target;
+    /// setxattr attribute name).
+    pub base2: u32,
+    pub path2: u32,
 }
 
 /// One privilege syscall `privilege.bpf.o` traces (a line of `PT_PRIV_SYSCALLS`
@@ -99,9 +130,14 @@ pub struct ExecEvent {
     pub comm: [u8; COMM_LEN],
     /// Bytes of `cwd` used.
     pub cwd_len: u32,
+    pub dev: u32,
+    pub ino: u64,
+    pub env_len: u32,
     pub reserved: u32,
     /// The working directory's components, leaf first, each NUL-terminated.
     pub cwd: [u8; CWD_MAX],
+    /// The loader's variables (`LD_PRELOAD=...`), each NUL-terminated.
+    pub env: [u8; ENV_MAX],
     pub data: [u8; FILENAME_MAX + ARGS_MAX],
 }
 
@@ -158,6 +194,49 @@ pub struct PrivEvent {
 
 /// Bytes of a privilege record sent without its string slots.
 pub const PRIV_SHORT_LEN: usize = std::mem::offset_of!(PrivEvent, str);
+
+/// Mirror of `struct pt_file_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct FileEvent {
+    pub kind: u32,
+    pub op: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub ret: i64,
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub args: [u64; 6],
+    pub open_flags: u64,
+    pub ino: u64,
+    pub dev: u32,
+    pub mnt_ns: u32,
+    pub why: u32,
+    pub flags: u32,
+    pub watch: u16,
+    pub name_watch: u16,
+    pub path_len: u16,
+    pub path2_len: u16,
+    pub syscall: u16,
+    pub reserved: u16,
+    pub comm: [u8; COMM_LEN],
+    pub path: [u8; FILE_PATH_MAX],
+    pub path2: [u8; FILE_PATH_MAX],
+}
+
+/// Bytes of a file record sent without its second path.
+pub const FILE_SHORT_LEN: usize = std::mem::offset_of!(FileEvent, path2);
+
+/// Mirror of `struct pt_file_match_key`: a watched prefix in `write_watch` or
+/// `read_watch` (`prefixlen` in bits).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct FileMatchKey {
+    pub prefixlen: u32,
+    pub data: [u8; FILE_MATCH_MAX],
+}
 
 /// Mirror of `struct pt_cap_event`.
 #[repr(C)]
@@ -416,7 +495,7 @@ mod tests {
         let obj = process_object();
         assert_eq!(
             btf_layout(obj, "pt_exec_event"),
-            layout!(ExecEvent, kind, pid, tid, ppid, uid, gid, netns, filename_len, args_len, flags, time_ns, cgroup_id, cap_effective, comm, cwd_len, reserved, cwd, data),
+            layout!(ExecEvent, kind, pid, tid, ppid, uid, gid, netns, filename_len, args_len, flags, time_ns, cgroup_id, cap_effective, comm, cwd_len, dev, ino, env_len, reserved, cwd, env, data),
             "ExecEvent drifted from struct pt_exec_event"
         );
         assert_eq!(
@@ -460,9 +539,16 @@ mod tests {
             layout!(PrivEvent, kind, op, pid, tid, uid, euid, gid, egid, ret, time_ns, cgroup_id, cap_effective, args, extra, str_len, reserved, comm, str),
             "PrivEvent drifted from struct pt_priv_event"
         );
+        let file = file_object();
+        assert_eq!(
+            btf_layout(file, "pt_file_event"),
+            layout!(FileEvent, kind, op, pid, tid, uid, euid, ret, time_ns, cgroup_id, args, open_flags, ino, dev, mnt_ns, why, flags, watch, name_watch, path_len, path2_len, syscall, reserved, comm, path, path2),
+            "FileEvent drifted from struct pt_file_event"
+        );
+        assert_eq!(btf_layout(file, "pt_file_match_key"), layout!(FileMatchKey, prefixlen, data), "FileMatchKey drifted from struct pt_file_match_key");
         assert_eq!(btf_layout(obj, "pt_cap_event"), layout!(CapEvent, kind, cap, pid, tid, ret, uid, euid, gid, egid, reserved, time_ns, cgroup_id, cap_effective, comm), "CapEvent drifted from struct pt_cap_event");
         assert_eq!(btf_layout(obj, "pt_cap_key"), layout!(CapKey, cgroup_id, cap, pad), "CapKey drifted from struct pt_cap_key");
-        for obj in [process_object(), net_object(), privilege_object()] {
+        for obj in [process_object(), net_object(), file_object(), privilege_object()] {
             assert_eq!(btf_layout(obj, "pt_drop_key"), layout!(DropKey, cgroup_id, reason, pad), "DropKey drifted from struct pt_drop_key");
         }
         assert_eq!(

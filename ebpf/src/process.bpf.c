@@ -79,6 +79,48 @@ static __always_inline __u32 read_cwd(struct pt_exec_event *e, struct task_struc
     return PT_EXEC_CWD_TRUNCATED;
 }
 
+/* Keep in e->env the dynamic loader's variables of the new image's
+ * environment (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT): how a library is
+ * injected into a program without changing its file. At most PT_ENV_SCAN
+ * strings are examined; returns PT_EXEC_ENV_TRUNCATED when some were not, or
+ * a variable did not fit. Other variables are read (to find where the next
+ * starts) into the argv part of data[], which argv overwrites afterwards: their
+ * values are never sent. The offset lives in e->env_len (see read_cwd). */
+static __always_inline __u32 read_loader_env(struct pt_exec_event *e, struct task_struct *p)
+{
+    unsigned long pos = BPF_CORE_READ(p, mm, env_start);
+    unsigned long end = BPF_CORE_READ(p, mm, env_end);
+    char *skip = e->data + PT_FILENAME_MAX;
+    e->env_len = 0;
+    for (int i = 0; i < PT_ENV_SCAN; i++) {
+        if (pos >= end)
+            return 0;
+        /* "LD_" then PRELOAD=, LIBRARY_PATH= or AUDIT=: the first 7 bytes decide. */
+        char head[8] = {};
+        bpf_probe_read_user(head, sizeof(head), (const void *)pos);
+        int wanted = head[0] == 'L' && head[1] == 'D' && head[2] == '_' &&
+                     ((head[3] == 'P' && head[4] == 'R' && head[5] == 'E' && head[6] == 'L') ||
+                      (head[3] == 'L' && head[4] == 'I' && head[5] == 'B' && head[6] == 'R') ||
+                      (head[3] == 'A' && head[4] == 'U' && head[5] == 'D' && head[6] == 'I'));
+        long n;
+        if (wanted) {
+            __u32 off = e->env_len;
+            if (off >= PT_ENV_MAX / 2)
+                return PT_EXEC_ENV_TRUNCATED;
+            n = bpf_probe_read_user_str(&e->env[off & (PT_ENV_MAX / 2 - 1)], PT_ENV_MAX / 2, (const void *)pos);
+            if (n <= 0 || n == PT_ENV_MAX / 2)
+                return PT_EXEC_ENV_TRUNCATED; /* unreadable, or maybe cut */
+            e->env_len = off + n;
+        } else {
+            n = bpf_probe_read_user_str(skip, PT_ARGS_MAX, (const void *)pos);
+            if (n <= 0 || n == PT_ARGS_MAX)
+                return PT_EXEC_ENV_TRUNCATED; /* unreadable, or longer than we can step over */
+        }
+        pos += n;
+    }
+    return pos < end ? PT_EXEC_ENV_TRUNCATED : 0;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -117,7 +159,10 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
     /* A file with no link left: a memfd (or a file deleted before its exec).
      * Its own name (`memfd:<name>`) says more than the /dev/fd path given. */
     __u32 flags = read_cwd(e, p);
+    flags |= read_loader_env(e, p);
     struct file *file = BPF_CORE_READ(bprm, file);
+    e->dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+    e->ino = BPF_CORE_READ(file, f_inode, i_ino);
     if (BPF_CORE_READ(file, f_inode, __i_nlink) == 0) {
         flags |= PT_EXEC_FILELESS;
         const unsigned char *own = BPF_CORE_READ(file, f_path.dentry, d_name.name);

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use podtrail_ebpf::{
     ARGS_MAX, COMM_LEN, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
-    CWD_MAX, EXEC_ARGS_TRUNCATED, EXEC_CWD_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
-    KIND_FORK, KIND_LISTEN, KIND_DNS, KIND_TLS, TLS_CAPTURE, TlsEvent, DNS_ANSWER, DNS_QUERY, DNS_CAPTURE, DNS_HAS_OWNER, DNS_HAS_ASKED, DNS_HAS_NAT, DnsEvent, KIND_PRIV, LISTEN_BIND, LISTEN_LISTEN, LISTEN_UNBIND, LISTEN_UNLISTEN, ListenEvent, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
+    CWD_MAX, ENV_MAX, EXEC_ARGS_TRUNCATED, EXEC_CWD_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
+    KIND_FORK, KIND_LISTEN, KIND_DNS, KIND_TLS, TLS_CAPTURE, TlsEvent, DNS_ANSWER, DNS_QUERY, DNS_CAPTURE, DNS_HAS_OWNER, DNS_HAS_ASKED, DNS_HAS_NAT, DnsEvent, KIND_PRIV, KIND_FILE, FILE_SHORT_LEN, FILE_PATH_MAX, FILE_SYSCALLS, FILE_HAS_INODE, FILE_OPEN, FILE_READ, FILE_UNLINK, FILE_RMDIR, FILE_RENAME, FILE_CHMOD, FILE_CHOWN, FILE_SETXATTR, FILE_LINK, FILE_SYMLINK, FILE_TRUNCATE, FILE_MKNOD, FILE_MKDIR, FileEvent, LISTEN_BIND, LISTEN_LISTEN, LISTEN_UNBIND, LISTEN_UNLISTEN, ListenEvent, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,12 @@ pub struct ExecRaw {
     /// Working directory at exec, relative to the process's root; `.../` first
     /// when the kernel side kept only the components nearest the directory.
     pub cwd: String,
+    /// The executed file's (kernel dev_t, inode).
+    pub file_id: (u32, u64),
+    /// The dynamic loader's variables of the environment (`LD_PRELOAD=...`).
+    pub loader_env: Vec<String>,
+    /// Some environment strings were not examined, or a variable did not fit.
+    pub env_truncated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +152,37 @@ pub struct PrivRaw {
     pub strs: [Option<String>; 3],
 }
 
+/// One watched file operation with its result (file.bpf.o).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRaw {
+    /// `open`, `read`, `unlink`, `rmdir`, `rename`, ... (the `op` column).
+    pub op: &'static str,
+    /// The syscall (`openat`, `renameat2`, ...): how `args` read.
+    pub syscall: &'static podtrail_ebpf::FileSyscall,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub result: i64,
+    pub time_boot_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: String,
+    pub path: String,
+    /// rename/link: the new name; symlink: the target; setxattr: the attribute.
+    pub path2: Option<String>,
+    pub args: [u64; 6],
+    pub open_flags: u64,
+    /// (kernel dev_t, inode), when the kernel had the file.
+    pub inode: Option<(u32, u64)>,
+    pub mnt_ns: u32,
+    /// `FILE_WHY_*` bits, and the indexes of the prefix and name matched.
+    pub why: u32,
+    pub watch: u16,
+    pub name_watch: u16,
+    /// `FILE_*` flags (`FILE_CREATED`, ...).
+    pub flags: u32,
+}
+
 /// A socket starting or stopping to take traffic: a TCP listener, a bound UDP socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenRaw {
@@ -214,6 +251,7 @@ pub enum RawEvent {
     Dns(DnsPacketRaw),
     TlsHello(TlsHelloRaw),
     Priv(PrivRaw),
+    File(FileRaw),
 }
 
 impl RawEvent {
@@ -228,6 +266,7 @@ impl RawEvent {
             RawEvent::Dns(d) => d.time_boot_ns,
             RawEvent::TlsHello(t) => t.time_boot_ns,
             RawEvent::Priv(p) => p.time_boot_ns,
+            RawEvent::File(f) => f.time_boot_ns,
         }
     }
 }
@@ -297,7 +336,7 @@ fn cwd_path(components: &[u8], truncated: bool) -> String {
 /// are not rows; an unknown or short record has none): how an undecodable
 /// record's loss is attributed.
 pub fn table_of_record(b: &[u8]) -> Option<&'static str> {
-    use podtrail_schema::tables::{DNS, NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    use podtrail_schema::tables::{DNS, FILE, NET_CONN, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
     match u32::from_ne_bytes(b.get(0..4)?.try_into().ok()?) {
         KIND_EXEC => Some(PROCESS_EXEC.name),
         KIND_EXIT => Some(PROCESS_EXIT.name),
@@ -306,6 +345,7 @@ pub fn table_of_record(b: &[u8]) -> Option<&'static str> {
         KIND_DNS => Some(DNS.name),
         KIND_TLS => Some(NET_CONN.name),
         KIND_PRIV | KIND_CAP => Some(PRIVILEGE.name),
+        KIND_FILE => Some(FILE.name),
         _ => None,
     }
 }
@@ -344,6 +384,11 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 return Err(DecodeError::Length { kind: "exec cwd", len: cwd_len, want: CWD_MAX });
             }
             let cwd = cwd_path(&e.cwd[..cwd_len], e.flags & EXEC_CWD_TRUNCATED != 0);
+            let env_len = e.env_len as usize;
+            if env_len > ENV_MAX {
+                return Err(DecodeError::Length { kind: "exec env", len: env_len, want: ENV_MAX });
+            }
+            let loader_env: Vec<String> = e.env[..env_len].split(|&c| c == 0).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
             Ok(RawEvent::Exec(ExecRaw {
                 pid: e.pid,
                 tid: e.tid,
@@ -360,6 +405,9 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 args_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
                 fileless: e.flags & EXEC_FILELESS != 0,
                 cwd,
+                file_id: (e.dev, e.ino),
+                loader_env,
+                env_truncated: e.flags & EXEC_ENV_TRUNCATED != 0,
             }))
         }
         KIND_EXIT => {
@@ -546,6 +594,64 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 args: e.args,
                 extra: e.extra,
                 strs,
+            }))
+        }
+        KIND_FILE => {
+            // Without a second path the record stops before `path2`.
+            let want = std::mem::size_of::<FileEvent>();
+            if b.len() != want && b.len() != FILE_SHORT_LEN {
+                return Err(DecodeError::Length { kind: "file", len: b.len(), want });
+            }
+            let mut full = [0u8; std::mem::size_of::<FileEvent>()];
+            full[..b.len()].copy_from_slice(b);
+            let e: FileEvent = read(&full);
+            let (path_len, path2_len) = (usize::from(e.path_len), usize::from(e.path2_len));
+            if path_len > FILE_PATH_MAX || path2_len > FILE_PATH_MAX || (b.len() == FILE_SHORT_LEN && path2_len != 0) {
+                return Err(DecodeError::Field { kind: "file", field: "path_len", value: (path_len.max(path2_len)) as u64 });
+            }
+            let op = match e.op {
+                FILE_OPEN => "open",
+                FILE_READ => "read",
+                FILE_UNLINK => "unlink",
+                FILE_RMDIR => "rmdir",
+                FILE_RENAME => "rename",
+                FILE_CHMOD => "chmod",
+                FILE_CHOWN => "chown",
+                FILE_SETXATTR => "setxattr",
+                FILE_LINK => "link",
+                FILE_SYMLINK => "symlink",
+                FILE_TRUNCATE => "truncate",
+                FILE_MKNOD => "mknod",
+                FILE_MKDIR => "mkdir",
+                other => return Err(DecodeError::Field { kind: "file", field: "op", value: u64::from(other) }),
+            };
+            let syscall = FILE_SYSCALLS
+                .get(usize::from(e.syscall))
+                .filter(|s| s.op == e.op || (e.op == FILE_READ && s.op == FILE_OPEN))
+                .ok_or(DecodeError::Field { kind: "file", field: "syscall", value: u64::from(e.syscall) })?;
+            // unlinkat with AT_REMOVEDIR removes a directory.
+            let op = if syscall.name == "unlinkat" && e.args[2] & 0x200 != 0 { "rmdir" } else { op };
+            Ok(RawEvent::File(FileRaw {
+                op,
+                syscall,
+                pid: e.pid,
+                tid: e.tid,
+                uid: e.uid,
+                euid: e.euid,
+                result: e.ret,
+                time_boot_ns: e.time_ns,
+                cgroup_id: e.cgroup_id,
+                comm: cstr(&e.comm),
+                path: cstr(&e.path[..path_len]),
+                path2: (path2_len > 0).then(|| cstr(&e.path2[..path2_len])),
+                args: e.args,
+                open_flags: e.open_flags,
+                inode: (e.flags & FILE_HAS_INODE != 0).then_some((e.dev, e.ino)),
+                mnt_ns: e.mnt_ns,
+                why: e.why,
+                watch: e.watch,
+                name_watch: e.name_watch,
+                flags: e.flags,
             }))
         }
         KIND_CAP => {

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod columns;
 pub mod decode;
 pub mod dns;
+pub mod files;
 pub mod flows;
 pub mod identity;
 pub mod loss;

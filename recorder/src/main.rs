@@ -63,16 +63,45 @@ enum Cmd {
         #[arg(long)]
         no_kube: bool,
         /// Do not trace the privilege syscalls (set*id, capset, setns, unshare,
-        /// mount, umount, ptrace, bpf, module loads, memfd_create): no `privilege`
-        /// rows for them. They are traced with fentry/fexit where the kernel
-        /// allows it (no cost to other syscalls), else with syscall tracepoints,
-        /// and while any syscall tracepoint is on the kernel sends every syscall
-        /// of every process through its tracing entry path, which costs each
-        /// untraced syscall 8-33 ns (BENCHMARKS.md); this removes that cost.
-        /// The log and the catalog (`meta` `privilege_syscalls`) say which mode
-        /// is in use. Capability counting (`cap_usage`) stays on.
+        /// mount, umount, ptrace, bpf, module loads, memfd_create) nor the file
+        /// syscalls: no `privilege` rows for them and no `file` rows. The
+        /// privilege syscalls are traced with fentry/fexit where the kernel
+        /// allows it (no cost to other syscalls), else with syscall tracepoints;
+        /// file operations with syscall tracepoints. While any syscall tracepoint
+        /// is on the kernel sends every syscall of every process through its
+        /// tracing entry path, which costs each untraced syscall 8-33 ns
+        /// (BENCHMARKS.md); this removes that cost. The log and the catalog
+        /// (`meta` `privilege_syscalls`, `file_events`) say which mode is in
+        /// use. Capability counting (`cap_usage`) stays on.
         #[arg(long)]
         no_syscall_tracepoints: bool,
+        /// Do not record file operations (no `file` rows; file.bpf.o is not loaded).
+        #[arg(long)]
+        no_file_events: bool,
+        /// Also record every change (write, create, truncate, delete, rename,
+        /// chmod, chown, setxattr, link, mknod, mkdir) under this path prefix
+        /// (absolute, at most 128 bytes; repeatable). Always watched: /etc/,
+        /// /root/, /var/spool/cron/, /var/log/, /lib/systemd/system/,
+        /// /usr/lib/systemd/system/, /bin/, /sbin/, /usr/bin/, /usr/sbin/,
+        /// /usr/local/bin/, /usr/local/sbin/, /lib/modules/, /boot/ and the
+        /// service-account directories /var/run/secrets/kubernetes.io/ and
+        /// /run/secrets/kubernetes.io/. Anywhere, always: hidden files and
+        /// directories created, execute and setuid/setgid bits given,
+        /// `security.*` attributes (file capabilities) set, device nodes made.
+        #[arg(long, value_name = "PREFIX", conflicts_with = "no_file_events")]
+        watch: Vec<String>,
+        /// Also record read-only opens of paths under this prefix (absolute,
+        /// repeatable; only opens that name the file by an absolute path).
+        /// Always: /etc/shadow, /etc/gshadow, /etc/sudoers*, /etc/ssh/ssh_host_*,
+        /// /root/.ssh/ and the pod's service-account token.
+        #[arg(long, value_name = "PREFIX", conflicts_with = "no_file_events")]
+        watch_read: Vec<String>,
+        /// Also record changes to files of this name wherever they are (at most
+        /// 31 bytes; repeatable). Always: shell start-up and history files
+        /// (.bashrc, .profile, .bash_history, ...), authorized_keys, SSH private
+        /// keys (id_rsa, id_ed25519, ...), .netrc, .git-credentials, .pgpass.
+        #[arg(long, value_name = "NAME", conflicts_with = "no_file_events")]
+        watch_name: Vec<String>,
         /// Ship every sealed segment and this node's identity snapshots to a lake
         /// (a directory or s3://BUCKET/PREFIX, the layout of `podtrail export`)
         /// shortly after sealing. Retries with backoff while the store is down;
@@ -158,7 +187,7 @@ fn error_text(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, kube_api, kubeconfig, no_kube, no_syscall_tracepoints, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age, min_free, write_buffer } => {
+        Cmd::Run { node, allow_partial, metrics_addr, cri_socket, no_cri, kube_api, kubeconfig, no_kube, no_syscall_tracepoints, no_file_events, watch, watch_read, watch_name, ship_to, endpoint, region, virtual_hosted_style, disk_budget, segment_max_age, min_free, write_buffer } => {
             use podtrail_recorder::run::CriChoice;
             let cri = match (cri_socket, no_cri) {
                 (_, true) => CriChoice::Off,
@@ -206,6 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cri,
                 kube,
                 syscall_tracepoints: !no_syscall_tracepoints,
+                file_watches: if no_file_events { None } else { Some(podtrail_recorder::files::Watches::new(&watch, &watch_read, &watch_name).map_err(|e| anyhow::anyhow!(e))?) },
                 ship,
                 disk_budget_bytes: disk_budget,
                 segment_max_age: Some(std::time::Duration::from_secs(segment_max_age)),

@@ -25,13 +25,15 @@ use podtrail_ebpf::{CapKey, CapVal, FlowKey, FlowOwner, FlowVal};
 
 pub use drops::{DROP_REASONS, DropCounts, DropReason, SkippedRuns};
 pub use kernel::{cgroup2_mount, ensure_kernel_filesystems};
-pub use objects::{CAP_CHECK_PROGRAM, META_PRIVILEGE_SYSCALLS, table_of_program};
+pub use objects::{CAP_CHECK_PROGRAM, FILE_OBJECT, META_PRIVILEGE_SYSCALLS, PRIVILEGE_OBJECT, table_of_program};
 pub use ring::{RingGauge, RingReader};
 
 use drops::DropKeyPod;
 use kernel::{NOAUDIT_SITES, kallsyms_ranges};
 use objects::{Attach, Need, attach_fentry_mode, attach_one, objects};
 use ring::{Ring, RingPositions};
+
+use crate::files::Watches;
 
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
@@ -156,6 +158,38 @@ pub struct Probes {
     pub privilege_syscalls: &'static str,
     /// Why fentry mode was not used (the first program that failed), if tried.
     pub fentry_refused: Option<String>,
+    /// How file operations are traced: `tracepoints`, `off` (`--no-file-events`,
+    /// `--no-syscall-tracepoints`) or `unavailable` (the kernel refused the
+    /// exit program): see [`META_FILE_EVENTS`].
+    pub file_events: &'static str,
+}
+
+/// How the `file` table is recorded (`tracepoints` or `off`) and what it
+/// watches: the catalog `meta` key.
+pub const META_FILE_EVENTS: &str = "file_events";
+
+/// Write the watched prefixes and names into file.bpf.o's maps (index = the
+/// position in each list, as records carry it). Err: the map and the reason.
+fn fill_file_watches(ebpf: &mut Ebpf, w: &Watches) -> Result<(), (&'static str, String)> {
+    use aya::maps::lpm_trie::{Key, LpmTrie};
+    use podtrail_ebpf::{FILE_BASENAME_MAX, FILE_MATCH_MAX};
+    for (map, list) in [("write_watch", &w.write), ("read_watch", &w.read)] {
+        let mut trie: LpmTrie<&mut MapData, [u8; FILE_MATCH_MAX], u32> =
+            LpmTrie::try_from(ebpf.map_mut(map).ok_or((map, "absent".to_string()))?).map_err(|e| (map, e.to_string()))?;
+        for (i, prefix) in list.iter().enumerate() {
+            let mut data = [0u8; FILE_MATCH_MAX];
+            data[..prefix.len()].copy_from_slice(prefix.as_bytes());
+            trie.insert(&Key::new(8 * prefix.len() as u32, data), i as u32, 0).map_err(|e| (map, format!("inserting {prefix:?}: {e}")))?;
+        }
+    }
+    let mut names: BpfHashMap<&mut MapData, [u8; FILE_BASENAME_MAX], u32> =
+        BpfHashMap::try_from(ebpf.map_mut("name_watch").ok_or(("name_watch", "absent".to_string()))?).map_err(|e| ("name_watch", e.to_string()))?;
+    for (i, name) in w.names.iter().enumerate() {
+        let mut key = [0u8; FILE_BASENAME_MAX];
+        key[..name.len()].copy_from_slice(name.as_bytes());
+        names.insert(key, i as u32, 0).map_err(|e| ("name_watch", format!("inserting {name:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// What loading needs, checked before anything else is touched: root and BTF.
@@ -175,9 +209,10 @@ impl Probes {
     /// Load and attach everything. With `allow_partial`, a program that fails is
     /// reported in `missing` instead of failing the whole load.
     /// `cgroup_root`: the cgroup v2 mount the connect hooks attach to.
-    /// `syscall_tracepoints`: attach the privilege syscall programs (off: they
-    /// are listed as unavailable, "disabled").
-    pub fn load(allow_partial: bool, syscall_tracepoints: bool, cgroup_root: &Path) -> Result<Self, ProbeError> {
+    /// `syscall_tracepoints`: attach the privilege and file syscall programs
+    /// (off: they are listed as unavailable, "disabled"). `file_watches`: what
+    /// file.bpf.o records (None: the object is not loaded, `--no-file-events`).
+    pub fn load(allow_partial: bool, syscall_tracepoints: bool, file_watches: Option<&Watches>, cgroup_root: &Path) -> Result<Self, ProbeError> {
         check_privileges()?;
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::NoBtf(e.to_string()))?;
         ensure_kernel_filesystems();
@@ -211,8 +246,14 @@ impl Probes {
         let mut attached = 0usize;
         let mut privilege_syscalls = "tracepoints";
         let mut fentry_refused = None;
+        let self_tgid = std::process::id();
+        let mut file_events = "off";
         for spec in objects() {
             let object = spec.name;
+            if object == FILE_OBJECT && file_watches.is_none() {
+                unavailable.push(format!("{object}: disabled by --no-file-events (no `file` rows)"));
+                continue;
+            }
             let replacement = match override_dir.as_ref().map(|d| d.join(object)).filter(|p| p.exists()) {
                 Some(path) => {
                     let bytes = std::fs::read(&path).map_err(|e| ProbeError::Override { path: path.display().to_string(), reason: e.to_string() })?;
@@ -223,19 +264,25 @@ impl Probes {
                 None => None,
             };
             let mut loader = EbpfLoader::new();
-            loader.btf(Some(&btf)).override_global("noaudit_sites", &noaudit, false);
+            loader.btf(Some(&btf)).override_global("noaudit_sites", &noaudit, false).override_global("self_tgid", &self_tgid, false);
             for (map, entries) in &map_entries {
                 loader.map_max_entries(map, *entries);
             }
             let mut ebpf = loader.load(replacement.as_deref().unwrap_or_else(|| (spec.bytes)())).map_err(|source| ProbeError::Load { object, source })?;
+            if let (FILE_OBJECT, Some(w)) = (object, file_watches) {
+                // Before any program attaches: no operation is judged by empty lists.
+                fill_file_watches(&mut ebpf, w).map_err(|(map, reason)| ProbeError::Map { object, map, reason })?;
+                file_events = if syscall_tracepoints { "tracepoints" } else { "off" };
+            }
             let mut syscalls_by_fentry = false;
             let mut syscall_mode_decided = false;
+            let mut tail_target_missing: Option<String> = None;
             for &(program, attach, need) in &spec.programs {
                 // The privilege syscalls: fentry when the kernel allows it, so
                 // that no syscall tracepoint puts every syscall on the tracing
                 // path. Decided here, after the object's other programs loaded:
                 // podtraild's own bpf() calls before are not recorded.
-                if matches!(attach, Attach::Tracepoint("syscalls", _)) && !syscall_mode_decided {
+                if object == PRIVILEGE_OBJECT && matches!(attach, Attach::Tracepoint("syscalls", _)) && !syscall_mode_decided {
                     syscall_mode_decided = true;
                     if !syscall_tracepoints {
                         privilege_syscalls = "off";
@@ -271,10 +318,23 @@ impl Probes {
                     unavailable.push(format!("{program} ({point}): disabled by --no-syscall-tracepoints"));
                     continue;
                 }
+                if let (Some(reason), Attach::Tracepoint("syscalls", _)) = (&tail_target_missing, attach) {
+                    // Without the exit they hand over to, their records would only be counted lost.
+                    unavailable.push(format!("{program} ({point}): not attached: {reason}"));
+                    continue;
+                }
                 match attach_one(&mut ebpf, program, attach, &btf, cgroup_root) {
                     Ok(()) => {
                         attached += 1;
                         tracing::debug!(program.name = program, attach_point = %point, "attached");
+                    }
+                    Err(reason) if matches!(attach, Attach::TailCallTarget(_)) => {
+                        tracing::warn!(program.name = program, attach_point = %point, %reason, "unavailable on this kernel: the syscall programs that hand over to it are not attached");
+                        unavailable.push(format!("{program} ({point}): {reason}"));
+                        tail_target_missing = Some(format!("{program}, the exit it hands over to, did not load"));
+                        if object == FILE_OBJECT {
+                            file_events = "unavailable";
+                        }
                     }
                     Err(reason) if need == Need::Optional => {
                         tracing::warn!(program.name = program, attach_point = %point, %reason, "unavailable on this kernel: its events will not be recorded; everything else is");
@@ -318,14 +378,17 @@ impl Probes {
             let positions = RingPositions::map(ring.as_fd().as_raw_fd()).map_err(|e| map_err("events", format!("mapping its positions read-only: {e}")))?;
             let gauge = std::sync::Arc::new(RingGauge { object, size, pending: Default::default(), peak: Default::default() });
             rings.push(Ring { ring, positions, gauge });
-            let programs = spec.programs.iter().map(|p| p.0).chain(if object == "privilege.bpf.o" { objects::fentry_programs().iter().map(|p| p.0).collect() } else { Vec::new() }).collect();
+            let programs = spec.programs.iter().map(|p| p.0).chain(if object == PRIVILEGE_OBJECT { objects::fentry_programs().iter().map(|p| p.0).collect() } else { Vec::new() }).collect();
             sources.push(Source { object, programs, drops, drops_by_cgroup, cap_usage, listeners, flows, flow_socks, _ebpf: ebpf });
+        }
+        if file_events == "tracepoints" {
+            tracing::info!("file operations traced with syscall tracepoints (--no-file-events turns them off)");
         }
         if !syscall_tracepoints {
             tracing::info!("privilege syscalls not traced (--no-syscall-tracepoints): no privilege rows for them; capability counting stays on");
         }
         tracing::info!(programs.attached = attached, programs.unavailable = unavailable.len(), programs.missing = missing.len(), privilege_syscalls, "eBPF programs attached");
-        Ok(Probes { sources, reader: Some(RingReader::new(rings)?), missing, unavailable, overridden, privilege_syscalls, fentry_refused })
+        Ok(Probes { sources, reader: Some(RingReader::new(rings)?), missing, unavailable, overridden, privilege_syscalls, fentry_refused, file_events })
     }
 
     /// The ring buffers, to be drained on their own thread (once).

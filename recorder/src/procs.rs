@@ -223,7 +223,7 @@ mod tests {
     use crate::decode::ForkRaw;
 
     fn exec(pid: u32, ppid: u32, t: u64) -> ExecRaw {
-        ExecRaw { pid, tid: pid, ppid, uid: 0, gid: 0, netns: 0, time_boot_ns: t, cgroup_id: 1, cap_effective: 0, comm: "x".into(), filename: "/x".into(), args: vec![], args_truncated: false, fileless: false, cwd: "/".into() }
+        ExecRaw { pid, tid: pid, ppid, uid: 0, gid: 0, netns: 0, time_boot_ns: t, cgroup_id: 1, cap_effective: 0, comm: "x".into(), filename: "/x".into(), args: vec![], args_truncated: false, fileless: false, cwd: "/".into(), file_id: (1, 1), loader_env: vec![], env_truncated: false }
     }
 
     #[test]
@@ -286,7 +286,7 @@ mod tests {
     }
 
     fn exec_ev(pid: u32, t: u64) -> RawEvent {
-        RawEvent::Exec(ExecRaw { pid, tid: pid, ppid: 1, uid: 0, gid: 0, netns: 0, time_boot_ns: t, cgroup_id: 1, cap_effective: 0, comm: "x".into(), filename: "/x".into(), args: vec![], args_truncated: false, fileless: false, cwd: "/".into() })
+        RawEvent::Exec(ExecRaw { pid, tid: pid, ppid: 1, uid: 0, gid: 0, netns: 0, time_boot_ns: t, cgroup_id: 1, cap_effective: 0, comm: "x".into(), filename: "/x".into(), args: vec![], args_truncated: false, fileless: false, cwd: "/".into(), file_id: (1, 1), loader_env: vec![], env_truncated: false })
     }
 
     fn conn(pid: Option<u32>, t: u64, boot_to_wall: i64) -> crate::rows::ConnRow {

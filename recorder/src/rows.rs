@@ -10,6 +10,7 @@
 //! comes from its decoded record, its columns) lives in one file of `rows/`.
 
 mod dns;
+mod file;
 mod flow;
 mod net;
 mod privilege;
@@ -26,6 +27,7 @@ use crate::decode::RawEvent;
 pub use dns::DnsRow;
 pub use flow::FlowRow;
 pub use net::{ConnRow, ListenRow};
+pub use file::{FileRow, detail as file_detail};
 pub use privilege::{CapRow, PrivRow};
 pub use process::{ExecRow, ExitRow};
 
@@ -274,6 +276,7 @@ tables! {
     listen: ListenRow,
     flows: FlowRow,
     dns: DnsRow,
+    files: FileRow,
     privs: PrivRow,
     caps: CapRow,
 }
@@ -357,6 +360,7 @@ impl RowSet {
             RawEvent::Conn(c) => self.conn.push(ConnRow::new(c, boot_to_wall)),
             RawEvent::Listen(l) => self.listen.push(ListenRow::new(l, boot_to_wall)),
             RawEvent::Priv(p) => self.privs.push(PrivRow::new(p, boot_to_wall)),
+            RawEvent::File(f) => self.files.push(FileRow::new(f, boot_to_wall)),
             other => return Some(other),
         }
         None
@@ -447,7 +451,7 @@ pub(crate) mod tests {
     pub(crate) fn one_row_of_each_table() -> RowSet {
         let pod = Some(Arc::new(PodIdentity { pod_uid: "uid-a".into(), container_id: Some("c".into()), pod_name: Some("a".into()), pod_namespace: Some("ns".into()) }));
         let mut s = RowSet::default();
-        let exec = ExecRaw { pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, netns: 1, time_boot_ns: 1, cgroup_id: 7, cap_effective: 0, comm: "sh".into(), filename: "/bin/sh".into(), args: vec!["sh".into()], args_truncated: false, fileless: false, cwd: "/".into() };
+        let exec = ExecRaw { pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, netns: 1, time_boot_ns: 1, cgroup_id: 7, cap_effective: 0, comm: "sh".into(), filename: "/bin/sh".into(), args: vec!["sh".into()], args_truncated: false, fileless: false, cwd: "/".into(), file_id: (1, 1), loader_env: vec![], env_truncated: false };
         s.exec.push(ExecRow { time: 1, raw: exec, exec_id: 9, parent_exec_id: None, cwd: Some("/".into()), identity: pod.clone() });
         s.exit.push(ExitRow { time: 2, raw: ExitRaw { pid: 1, time_boot_ns: 2, cgroup_id: 7, exit_code: 0, signal: 0, comm: "sh".into() }, exec_id: Some(9), duration_ns: Some(1), identity: pod.clone() });
         s.conn.push(ConnRow { time: 3, raw: ConnRaw::localhost(3, 7, Some(1)), exec_id: Some(9), identity: pod.clone() });
@@ -492,14 +496,37 @@ pub(crate) mod tests {
             latency_ns: Some(100),
             parse_error: None,
         };
-        s.dns.push(DnsRow { time: 7, raw: dns, exec_id: Some(9), identity: pod });
+        s.dns.push(DnsRow { time: 7, raw: dns, exec_id: Some(9), identity: pod.clone() });
+        let file = crate::decode::FileRaw {
+            op: "open",
+            syscall: &podtrail_ebpf::FILE_SYSCALLS[0],
+            pid: 1,
+            tid: 1,
+            uid: 0,
+            euid: 0,
+            result: 3,
+            time_boot_ns: 8,
+            cgroup_id: 7,
+            comm: "sh".into(),
+            path: "/etc/cron.d/x".into(),
+            path2: None,
+            args: [0, 0, 0o1101, 0o644, 0, 0],
+            open_flags: 0o1101,
+            inode: Some((45, 12)),
+            mnt_ns: 4026531841,
+            why: podtrail_ebpf::FILE_WHY_WATCHED,
+            watch: 0,
+            name_watch: 0,
+            flags: podtrail_ebpf::FILE_CREATED | podtrail_ebpf::FILE_HAS_INODE,
+        };
+        s.files.push(FileRow { time: 8, raw: file, exec_id: Some(9), identity: pod });
         s
     }
 
     #[test]
     fn a_set_counts_its_rows_and_knows_the_oldest() {
         let s = one_row_of_each_table();
-        assert_eq!((s.len(), s.oldest_time()), (8, Some(1)));
+        assert_eq!((s.len(), s.oldest_time()), (9, Some(1)));
         assert_eq!(RowSet::default().oldest_time(), None);
     }
 }

@@ -40,8 +40,10 @@ pub struct RunConfig {
     pub cri: CriChoice,
     /// Watch this node's pods on the Kubernetes API (off when None).
     pub kube: Option<crate::identity::kube::KubeChoice>,
-    /// Trace the privilege syscalls (see `podtraild run --help`).
+    /// Trace the privilege and file syscalls (see `podtraild run --help`).
     pub syscall_tracepoints: bool,
+    /// What the `file` table watches; None: not recorded (`--no-file-events`).
+    pub file_watches: Option<crate::files::Watches>,
     /// Ship sealed segments and identity snapshots to a lake (`--ship-to`).
     pub ship: Option<crate::ship::ShipConfig>,
     /// Remove the oldest sealed segments beyond this many bytes (`--disk-budget`).
@@ -210,7 +212,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     let mut procs = ProcTable::new(boot_id());
     let seeded = procs.seed_from_proc();
     tracing::info!(procs.seeded = seeded, "process table seeded from /proc");
-    let mut probes = Probes::load(cfg.allow_partial, cfg.syscall_tracepoints, &cgroup_root)?;
+    if let Some(w) = &cfg.file_watches {
+        // Rows name what they matched from the lists of this run.
+        let _ = crate::files::ACTIVE.set(w.clone());
+    }
+    let mut probes = Probes::load(cfg.allow_partial, cfg.syscall_tracepoints, cfg.file_watches.as_ref(), &cgroup_root)?;
     // After attach: a listener opened since is the kernel side's, and kept.
     let listeners = probes.seed_listeners();
     tracing::info!(listeners.seeded = listeners, "TCP listeners already open found in /proc");
@@ -223,6 +229,11 @@ pub fn run(cfg: RunConfig, ready: impl FnOnce(&[String])) -> Result<RunSummary, 
     // Kept and retried by the store when the catalog cannot be written now.
     let _ = store.set_meta(podtrail_schema::catalog::META_CAPTURE_UNAVAILABLE, &unavailable.to_string());
     let _ = store.set_meta(crate::probes::META_PRIVILEGE_SYSCALLS, &serde_json::json!({ "since": now_ns(), "mode": probes.privilege_syscalls, "fentry_refused": probes.fentry_refused }).to_string());
+    let watches = cfg.file_watches.as_ref().filter(|_| probes.file_events != "off");
+    let _ = store.set_meta(
+        crate::probes::META_FILE_EVENTS,
+        &serde_json::json!({ "since": now_ns(), "mode": probes.file_events, "watch": watches.map(|w| &w.write), "watch_read": watches.map(|w| &w.read), "watch_name": watches.map(|w| &w.names) }).to_string(),
+    );
     // Rows of this run come from these objects instead of the built-in ones.
     let _ = store.set_meta("bpf_objects_overridden", &serde_json::json!({ "since": now_ns(), "objects": probes.overridden }).to_string());
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());

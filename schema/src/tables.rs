@@ -134,6 +134,10 @@ pub const PROCESS_EXEC: TableDef = TableDef {
         col("cap_effective", ColType::U64, "Effective capability set (bit mask, CAP_* bit numbers)."),
         col("netns", ColType::U32, "Network namespace inode number."),
         opt("fileless", ColType::Bool, "True when the executed file had no link left: a memfd (fileless execution; `binary` is then `memfd:<name>`) or a file deleted before the exec. Null in rows recorded before this column existed."),
+        opt("device", ColType::U64, "The executed file's filesystem device, as `stat` gives `st_dev`; with `inode`, joins `file` rows of the same file (\"which process wrote the binary that ran?\"). Null in rows recorded before this column existed."),
+        opt("inode", ColType::U64, "The executed file's inode number. Null in rows recorded before this column existed."),
+        opt("loader_env", ColType::TextList, "The dynamic loader's variables in the new image's environment (`LD_PRELOAD=...`, `LD_LIBRARY_PATH=...`, `LD_AUDIT=...`; each at most 255 bytes): how a library is injected without changing the program. Empty when none; null in rows recorded before this column existed."),
+        opt("env_truncated", ColType::Bool, "True when `loader_env` may be incomplete: the environment had more than 128 strings, a string could not be read, or the variables did not fit 256 bytes."),
     ],
 };
 
@@ -299,6 +303,39 @@ pub const PRIVILEGE: TableDef = TableDef {
     ],
 };
 
+pub const FILE: TableDef = TableDef {
+    name: "file",
+    storage: Storage::Segments,
+    doc: "One row per watched file operation, refused ones too (an attempt is evidence): writes, creations and truncations, deletions, renames, mode, owner and extended attribute changes, links and device nodes under watched paths or of watched file names (shell rc and history files, `authorized_keys`, SSH keys), reads of watched credential files, and anywhere: a hidden file or directory created, an execute or setuid/setgid bit given, a `security.*` attribute (file capability) set, a device node made. `podtraild run --help` lists what is watched by default (`--watch`, `--watch-read`, `--watch-name` add to it); filtered in the kernel, so an open that matches nothing costs no row. Paths are as the process saw them: its working directory (or directory descriptor) joined to the string it gave, up to its own root: a container's view, in the mount namespace `mnt_ns`; `.`, `..` and symlinks are kept as given.",
+    stamped: true,
+    own_columns: &[
+        col("op", ColType::Text, "`open` (for writing, creating or truncating), `read` (a read-only open of a watched credential path), `unlink`, `rmdir`, `rename`, `chmod`, `chown`, `setxattr`, `link`, `symlink`, `truncate`, `mknod`, `mkdir`."),
+        opt("exec_id", ColType::U64, "`exec_id` of the calling process image, when known."),
+        col("pid", ColType::U32, "Calling process id (host pid namespace)."),
+        col("tid", ColType::U32, "Calling thread id."),
+        col("comm", ColType::Text, "Command name of the caller."),
+        col("uid", ColType::U32, "Real uid of the caller."),
+        col("euid", ColType::U32, "Effective uid of the caller."),
+        col("path", ColType::Text, "The file operated on (rename: its old name; link: the existing file; symlink: the new link), absolute in the caller's view."),
+        opt("new_path", ColType::Text, "rename and link: the new name, absolute in the caller's view."),
+        opt("target", ColType::Text, "symlink: the target, as given (not resolved)."),
+        opt("xattr", ColType::Text, "setxattr: the attribute's name (`security.capability` is a file capability)."),
+        opt("open_flags", ColType::Text, "open and read: the flags, e.g. `O_WRONLY|O_CREAT|O_TRUNC`."),
+        col("created", ColType::Bool, "open: the call created the file (it did not exist)."),
+        opt("mode", ColType::U32, "chmod: the new mode; open with `O_CREAT`, mkdir, mknod: the mode asked for (file type bits included for mknod). Octal in the kernel's sense: `mode & 2048` (04000) is setuid, `mode & 1024` setgid, `mode & 73` (0111) the execute bits."),
+        opt("owner_uid", ColType::U32, "chown: the new owner; null when left unchanged (-1)."),
+        opt("owner_gid", ColType::U32, "chown: the new group; null when left unchanged."),
+        opt("length", ColType::I64, "truncate: the new length in bytes."),
+        opt("device", ColType::U64, "The file's filesystem device, as `stat` gives `st_dev` (major * 256 + minor for small numbers): known for opens that succeeded and operations on a descriptor (fchmod, fchown, fsetxattr, ftruncate). Joins `process_exec.device`."),
+        opt("inode", ColType::U64, "The file's inode number, when `device` is known. Joins `process_exec.inode`."),
+        col("mnt_ns", ColType::U32, "Mount namespace inode of the caller: the namespace `path` is in."),
+        col("result", ColType::I64, "The syscall's return value: 0 or more is success (open: the descriptor), negative is -errno."),
+        opt("error", ColType::Text, "When refused or failed: the errno name (e.g. `EACCES`)."),
+        col("reason", ColType::Text, "Why the operation was recorded, comma-separated: `watch:<prefix>` (under a watched prefix), `name:<name>` (a watched file name), `read:<prefix>` (a watched credential read), `hidden` (a hidden file or directory created), `exec_bit`, `setid`, `security_xattr`, `device_node`, `executed` (an open that created or truncated a file not otherwise watched, sent when that file was executed: the row has the open's own time and process, and `device`/`inode` join the exec's `process_exec` row)."),
+        col("path_truncated", ColType::Bool, "`path` or `new_path` misses components nearest the root: the directory was deeper than 24 components or longer than 256 bytes."),
+    ],
+};
+
 pub const CAP_USAGE: TableDef = TableDef {
     name: "cap_usage",
     storage: Storage::Segments,
@@ -425,7 +462,7 @@ pub const RUNS: TableDef = TableDef {
 };
 
 /// Tables stored as Parquet segments.
-pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &NET_LISTEN, &NET_FLOW, &DNS, &PRIVILEGE, &CAP_USAGE];
+pub const EVENT_TABLES: &[&TableDef] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &NET_LISTEN, &NET_FLOW, &DNS, &FILE, &PRIVILEGE, &CAP_USAGE];
 
 /// Tables kept in the SQLite catalog and exposed read-only to SQL.
 pub const CATALOG_TABLES: &[&TableDef] = &[&PODS, &CONTAINERS, &IP_OWNERS, &SEGMENTS, &LOSS, &RUNS];

@@ -115,6 +115,9 @@ impl Builder {
             args_truncated: false,
             fileless: false,
             cwd: "/".into(),
+            file_id: (0, 0),
+            loader_env: vec![],
+            env_truncated: false,
         };
         self.b.exec.push(ExecRow { time: t, raw, exec_id, parent_exec_id: parent.map(|p| p.exec_id), cwd: Some("/".into()), identity: pod.and_then(ident) });
         Proc { exec_id, pid }

@@ -703,6 +703,9 @@ impl Synth {
                 args_truncated: false,
                 fileless: false,
                 cwd: r.cwd.to_string(),
+                file_id: (0, 0),
+                loader_env: vec![],
+                env_truncated: false,
             },
         }
     }

@@ -43,6 +43,9 @@ fn exec(cgroup_id: u64, time: i64) -> ExecRow {
         args_truncated: false,
         fileless: false,
         cwd: "/".into(),
+        file_id: (0, 0),
+        loader_env: vec![],
+        env_truncated: false,
     };
     ExecRow { time, raw, exec_id: 1, parent_exec_id: None, cwd: None, identity: None }
 }

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, FEntry, FExit, ProgramError, TracePoint};
 use aya::{Btf, Ebpf};
-use podtrail_ebpf::{IA32, IA32_COMPAT, IA32_ID16, PRIV_SYSCALLS};
+use podtrail_ebpf::{FILE_SYSCALLS, IA32, IA32_COMPAT, IA32_ID16, PRIV_SYSCALLS};
 
 /// How a program attaches.
 #[derive(Clone, Copy)]
@@ -27,6 +27,9 @@ pub(super) enum Attach {
     /// `fentry/<kernel function>` / `fexit/<kernel function>`
     FEntry(&'static str),
     FExit(&'static str),
+    /// A tracepoint program attached nowhere: put at index 0 of this
+    /// program-array map, for other programs to tail-call.
+    TailCallTarget(&'static str),
 }
 
 impl Attach {
@@ -39,6 +42,7 @@ impl Attach {
             Attach::Tracepoint(cat, name) => format!("tracepoint/{cat}/{name}"),
             Attach::FEntry(f) => format!("fentry/{f}"),
             Attach::FExit(f) => format!("fexit/{f}"),
+            Attach::TailCallTarget(map) => format!("tail call target (map {map}[0])"),
         }
     }
 }
@@ -66,6 +70,11 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
+/// The object of the `file` table (not loaded with `--no-file-events`).
+pub const FILE_OBJECT: &str = "file.bpf.o";
+/// The object of the privilege syscalls (and capability checks).
+pub const PRIVILEGE_OBJECT: &str = "privilege.bpf.o";
+
 /// The objects podtraild loads, in order, with their programs.
 pub(super) fn objects() -> &'static [ObjectSpec] {
     static OBJECTS: LazyLock<Vec<ObjectSpec>> = LazyLock::new(|| {
@@ -75,6 +84,17 @@ pub(super) fn objects() -> &'static [ObjectSpec] {
         for s in PRIV_SYSCALLS {
             privilege.push((leak(format!("enter_{}", s.name)), Attach::Tracepoint("syscalls", leak(format!("sys_enter_{}", s.name))), Need::Optional));
             privilege.push((leak(format!("exit_{}", s.name)), Attach::Tracepoint("syscalls", leak(format!("sys_exit_{}", s.name))), Need::Optional));
+        }
+        // The exit every file syscall's exit hands over to (first: in place
+        // before any syscall program attaches), the exec that sends the
+        // executed files' writes, then one tracepoint pair per file syscall.
+        let mut file = vec![
+            ("file_exit", Attach::TailCallTarget("file_exit_prog"), Need::Optional),
+            ("file_exec", Attach::BtfTracepoint("sched_process_exec"), Need::Optional),
+        ];
+        for s in FILE_SYSCALLS {
+            file.push((leak(format!("file_enter_{}", s.name)), Attach::Tracepoint("syscalls", leak(format!("sys_enter_{}", s.name))), Need::Optional));
+            file.push((leak(format!("file_exit_{}", s.name)), Attach::Tracepoint("syscalls", leak(format!("sys_exit_{}", s.name))), Need::Optional));
         }
         vec![
             ObjectSpec {
@@ -105,7 +125,10 @@ pub(super) fn objects() -> &'static [ObjectSpec] {
                     ("skb_ingress", Attach::CgroupSkb(false), Need::Optional),
                 ],
             },
-            ObjectSpec { name: "privilege.bpf.o", bytes: podtrail_ebpf::privilege_object, programs: privilege },
+            // Before privilege.bpf.o, whose `bpf` program would record this
+            // object's loads and attaches.
+            ObjectSpec { name: FILE_OBJECT, bytes: podtrail_ebpf::file_object, programs: file },
+            ObjectSpec { name: PRIVILEGE_OBJECT, bytes: podtrail_ebpf::privilege_object, programs: privilege },
         ]
     });
     &OBJECTS
@@ -202,7 +225,7 @@ pub const CAP_CHECK_PROGRAM: &str = "cap_check";
 /// the kernel skipped are put on a table. Every program of [`objects`] and
 /// [`fentry_programs`] has one (a test checks).
 pub fn table_of_program(program: &str) -> Option<Option<&'static str>> {
-    use podtrail_schema::tables::{CAP_USAGE, DNS, NET_CONN, NET_FLOW, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
+    use podtrail_schema::tables::{CAP_USAGE, DNS, FILE, NET_CONN, NET_FLOW, NET_LISTEN, PRIVILEGE, PROCESS_EXEC, PROCESS_EXIT};
     match program {
         "handle_exec" => Some(Some(PROCESS_EXEC.name)),
         "handle_exit" => Some(Some(PROCESS_EXIT.name)),
@@ -216,6 +239,7 @@ pub fn table_of_program(program: &str) -> Option<Option<&'static str>> {
         // flows are what every UDP/ICMP packet of theirs counts in.
         "flow_sock" | "skb_egress" | "skb_ingress" => Some(Some(NET_FLOW.name)),
         CAP_CHECK_PROGRAM => Some(Some(CAP_USAGE.name)),
+        p if p.starts_with("file_") => Some(Some(FILE.name)),
         p if ["enter_", "exit_", "fentry_", "fexit_", "fentry32_", "fexit32_"].iter().any(|x| p.starts_with(x)) => Some(Some(PRIVILEGE.name)),
         _ => None,
     }
@@ -233,6 +257,13 @@ pub(super) fn attach_one(ebpf: &mut Ebpf, program: &'static str, attach: Attach,
             let p: &mut TracePoint = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
             p.load().map_err(|e| program_error_reason(&e))?;
             p.attach(category, name).map_err(|e| program_error_reason(&e))?;
+        }
+        Attach::TailCallTarget(map) => {
+            let p: &mut TracePoint = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load().map_err(|e| program_error_reason(&e))?;
+            let fd = p.fd().map_err(|e| e.to_string())?.try_clone().map_err(|e| e.to_string())?;
+            let mut array = aya::maps::ProgramArray::try_from(ebpf.map_mut(map).ok_or_else(|| format!("no map {map} in the object"))?).map_err(|e| e.to_string())?;
+            array.set(0, &fd, 0).map_err(|e| format!("putting it in {map}: {e}"))?;
         }
         Attach::FEntry(function) => {
             let p: &mut FEntry = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
@@ -302,25 +333,29 @@ fn program_error_reason(e: &ProgramError) -> String {
 mod tests {
     use super::*;
 
-    /// Function names in an object file (its ELF symbol table, functions only).
+    /// Program names in an object file: its ELF symbol table's global
+    /// functions outside `.text` (where global subprograms such as file.bpf.o's
+    /// `build_path` live; programs have their own sections).
     pub(crate) fn elf_function_names(bytes: &[u8]) -> Vec<String> {
         // Enough ELF for a relocatable BPF object: find .symtab and .strtab.
         let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap()) as usize;
         let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap()) as usize;
-        let (shoff, shentsize, shnum) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c));
+        let (shoff, shentsize, shnum, shstrndx) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
         let sec = |i: usize| shoff + i * shentsize;
+        let cstr_at = |o: usize| {
+            let end = bytes[o..].iter().position(|&b| b == 0).unwrap();
+            String::from_utf8_lossy(&bytes[o..o + end]).into_owned()
+        };
+        let section_name = |i: usize| cstr_at(u64_at(sec(shstrndx) + 0x18) + u32_at(sec(i)));
         let symtab = (0..shnum).find(|&i| u32_at(sec(i) + 4) == 2).expect("a symbol table");
         let strtab = u32_at(sec(symtab) + 0x28);
         let (sym_off, sym_size, str_off) = (u64_at(sec(symtab) + 0x18), u64_at(sec(symtab) + 0x20), u64_at(sec(strtab) + 0x18));
         (0..sym_size / 24)
             .map(|k| sym_off + k * 24)
-            .filter(|&s| bytes[s + 4] & 0xf == 2) // STT_FUNC
-            .map(|s| {
-                let name = str_off + u32_at(s);
-                let end = bytes[name..].iter().position(|&b| b == 0).unwrap();
-                String::from_utf8_lossy(&bytes[name..name + end]).into_owned()
-            })
+            .filter(|&s| bytes[s + 4] & 0xf == 2 && bytes[s + 4] >> 4 == 1) // STT_FUNC, STB_GLOBAL
+            .filter(|&s| section_name(u16_at(s + 6)) != ".text")
+            .map(|s| cstr_at(str_off + u32_at(s)))
             .collect()
     }
 
@@ -330,7 +365,7 @@ mod tests {
             let mut in_object = elf_function_names((o.bytes)());
             in_object.sort();
             let mut named: Vec<String> = o.programs.iter().map(|p| p.0.to_string()).collect();
-            if o.name == "privilege.bpf.o" {
+            if o.name == PRIVILEGE_OBJECT {
                 named.extend(fentry_programs().iter().map(|p| p.0.to_string()));
             }
             named.sort();

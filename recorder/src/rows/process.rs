@@ -37,7 +37,9 @@ impl Row for ExecRow {
         let (mut pid, mut ppid, mut uid, mut gid, mut netns) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
         let (mut comm, mut binary, mut cwd) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
         let mut args = ListBuilder::new(StringBuilder::new());
-        let (mut trunc, mut fileless) = (BooleanBuilder::new(), BooleanBuilder::new());
+        let (mut trunc, mut fileless, mut env_trunc) = (BooleanBuilder::new(), BooleanBuilder::new(), BooleanBuilder::new());
+        let (mut device, mut inode) = (UInt64Builder::new(), UInt64Builder::new());
+        let mut loader_env = ListBuilder::new(StringBuilder::new());
         for r in rows {
             let e = &r.raw;
             id.append_value(r.exec_id);
@@ -57,6 +59,13 @@ impl Row for ExecRow {
             caps.append_value(e.cap_effective);
             netns.append_value(e.netns);
             fileless.append_value(e.fileless);
+            device.append_value(crate::files::user_dev(e.file_id.0));
+            inode.append_value(e.file_id.1);
+            for v in &e.loader_env {
+                loader_env.values().append_value(v);
+            }
+            loader_env.append(true);
+            env_trunc.append_value(e.env_truncated);
         }
         vec![
             ("exec_id", Arc::new(id.finish()) as ArrayRef),
@@ -73,6 +82,10 @@ impl Row for ExecRow {
             ("cap_effective", Arc::new(caps.finish())),
             ("netns", Arc::new(netns.finish())),
             ("fileless", Arc::new(fileless.finish())),
+            ("device", Arc::new(device.finish())),
+            ("inode", Arc::new(inode.finish())),
+            ("loader_env", Arc::new(loader_env.finish())),
+            ("env_truncated", Arc::new(env_trunc.finish())),
         ]
     }
 }
