@@ -36,6 +36,10 @@ command -v xz >/dev/null || need_apt+=(xz-utils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v zstd >/dev/null || need_apt+=(zstd)
+# The file tests: setcap (a file capability, as an attacker grants one) and curl
+# (the download of a dropped binary, from a server on 127.0.0.1).
+command -v setcap >/dev/null || [ -x /usr/sbin/setcap ] || need_apt+=(libcap2-bin)
+command -v curl >/dev/null || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)" >&2
   apt-get update -qq
