@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod columns;
 pub mod decode;
+pub mod exehash;
 pub mod dns;
 pub mod files;
 pub mod flows;

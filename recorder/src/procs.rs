@@ -30,6 +30,8 @@ pub struct ProcTable {
     /// reads for rows made after their process ended (`net_flow`).
     exited: HashMap<u32, Vec<(Image, u64)>>,
     exit_order: std::collections::VecDeque<(u32, u64)>,
+    /// The SHA-256 of each executed file (`process_exec.sha256`).
+    pub hasher: crate::exehash::ExeHasher,
 }
 
 /// How long an exited image stays known to [`ProcTable::image_at`]: longer
@@ -47,7 +49,7 @@ pub fn boot_id() -> u64 {
 
 impl ProcTable {
     pub fn new(boot_id: u64) -> Self {
-        ProcTable { boot_id, by_pid: HashMap::new(), exited: HashMap::new(), exit_order: Default::default() }
+        ProcTable { boot_id, by_pid: HashMap::new(), exited: HashMap::new(), exit_order: Default::default(), hasher: Default::default() }
     }
 
     /// Add every live process from /proc (start time from /proc/PID/stat, in clock
@@ -164,6 +166,7 @@ impl ProcTable {
         /// first row not given one yet.
         struct Own<'a> {
             procs: &'a ProcTable,
+            boot_to_wall: i64,
             until: i64,
             next: &'a mut Vec<usize>,
             table: usize,
@@ -180,7 +183,9 @@ impl ProcTable {
                     if let Some(pid) = r.pid() {
                         let id = match last {
                             Some((p, id)) if p == pid => id,
-                            _ => self.procs.current(pid).map(|i| i.exec_id),
+                            // A process gone by now (a row sent late: a file
+                            // written, sent when executed): the image it ran then.
+                            _ => self.procs.current(pid).or_else(|| self.procs.image_at(pid, r.time().saturating_sub(self.boot_to_wall).max(0) as u64)).map(|i| i.exec_id),
                         };
                         r.set_exec_id(id);
                         last = Some((pid, id));
@@ -192,12 +197,13 @@ impl ProcTable {
         let mut next = Vec::new();
         for ev in events {
             let until = (time_of(&ev) as i64 + boot_to_wall).saturating_add(1);
-            rows.visit(&mut Own { procs: self, until, next: &mut next, table: 0 });
+            rows.visit(&mut Own { procs: self, boot_to_wall, until, next: &mut next, table: 0 });
             match ev {
                 RawEvent::Exec(e) => {
                     let (img, parent) = self.on_exec(&e);
                     let time = e.time_boot_ns as i64 + boot_to_wall;
-                    rows.exec.push(ExecRow { time, exec_id: img.exec_id, parent_exec_id: parent, cwd: Some(e.cwd.clone()), identity: None, raw: e });
+                    let sha256 = self.hasher.hash(&e);
+                    rows.exec.push(ExecRow { time, exec_id: img.exec_id, parent_exec_id: parent, cwd: Some(e.cwd.clone()), sha256, identity: None, raw: e });
                 }
                 RawEvent::Exit(e) => {
                     let img = self.on_exit(&e);
@@ -213,7 +219,7 @@ impl ProcTable {
                 }
             }
         }
-        rows.visit(&mut Own { procs: self, until: i64::MAX, next: &mut next, table: 0 });
+        rows.visit(&mut Own { procs: self, boot_to_wall, until: i64::MAX, next: &mut next, table: 0 });
     }
 }
 

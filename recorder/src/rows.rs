@@ -452,7 +452,7 @@ pub(crate) mod tests {
         let pod = Some(Arc::new(PodIdentity { pod_uid: "uid-a".into(), container_id: Some("c".into()), pod_name: Some("a".into()), pod_namespace: Some("ns".into()) }));
         let mut s = RowSet::default();
         let exec = ExecRaw { pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, netns: 1, time_boot_ns: 1, cgroup_id: 7, cap_effective: 0, comm: "sh".into(), filename: "/bin/sh".into(), args: vec!["sh".into()], args_truncated: false, fileless: false, cwd: "/".into(), file_id: (1, 1), loader_env: vec![], env_truncated: false };
-        s.exec.push(ExecRow { time: 1, raw: exec, exec_id: 9, parent_exec_id: None, cwd: Some("/".into()), identity: pod.clone() });
+        s.exec.push(ExecRow { time: 1, raw: exec, exec_id: 9, parent_exec_id: None, cwd: Some("/".into()), sha256: None, identity: pod.clone() });
         s.exit.push(ExitRow { time: 2, raw: ExitRaw { pid: 1, time_boot_ns: 2, cgroup_id: 7, exit_code: 0, signal: 0, comm: "sh".into() }, exec_id: Some(9), duration_ns: Some(1), identity: pod.clone() });
         s.conn.push(ConnRow { time: 3, raw: ConnRaw::localhost(3, 7, Some(1)), exec_id: Some(9), identity: pod.clone() });
         let privraw = PrivRaw { kind: "setuid", pid: 1, tid: 1, uid: 0, euid: 0, gid: 0, egid: 0, cap_effective: 0, result: 0, time_boot_ns: 4, cgroup_id: 7, comm: "sh".into(), args: [0; 6], extra: [0; 3], strs: [None, None, None] };

@@ -138,6 +138,7 @@ pub const PROCESS_EXEC: TableDef = TableDef {
         opt("inode", ColType::U64, "The executed file's inode number. Null in rows recorded before this column existed."),
         opt("loader_env", ColType::TextList, "The dynamic loader's variables in the new image's environment (`LD_PRELOAD=...`, `LD_LIBRARY_PATH=...`, `LD_AUDIT=...`; each at most 255 bytes): how a library is injected without changing the program. Empty when none; null in rows recorded before this column existed."),
         opt("env_truncated", ColType::Bool, "True when `loader_env` may be incomplete: the environment had more than 128 strings, a string could not be read, or the variables did not fit 256 bytes."),
+        opt("sha256", ColType::Text, "SHA-256 of the executed file (lowercase hex), read through /proc while the process, or its parent, still holds a path to it, and only when that file has the device and inode the kernel reported for the exec. Cached by device, inode, change time and size (a binary replaced in place is hashed again). Null when the file could no longer be reached (a program that exited at once in a namespace that is gone), is larger than 128 MiB, or for rows recorded before this column existed."),
     ],
 };
 

@@ -119,7 +119,7 @@ impl Builder {
             loader_env: vec![],
             env_truncated: false,
         };
-        self.b.exec.push(ExecRow { time: t, raw, exec_id, parent_exec_id: parent.map(|p| p.exec_id), cwd: Some("/".into()), identity: pod.and_then(ident) });
+        self.b.exec.push(ExecRow { time: t, raw, exec_id, parent_exec_id: parent.map(|p| p.exec_id), cwd: Some("/".into()), sha256: None, identity: pod.and_then(ident) });
         Proc { exec_id, pid }
     }
 

@@ -686,6 +686,7 @@ impl Synth {
             exec_id: r.exec_id,
             parent_exec_id: r.parent,
             cwd: Some(r.cwd.to_string()),
+            sha256: None,
             identity,
             raw: ExecRaw {
                 pid: r.pid,

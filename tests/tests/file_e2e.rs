@@ -110,6 +110,9 @@ chmod +x /tmp/x
 stat -c 'dropped %d %i' /tmp/x
 sha256sum /tmp/x
 LD_PRELOAD=/tmp/lib.so /bin/true 2>/dev/null
+# The pod lives on a little, as a container's main process does: the recorder
+# reads the dropped file through it.
+sleep 2
 true",
             port = server.1
         ),
@@ -165,6 +168,9 @@ true",
     assert_eq!((write["device"].as_u64(), write["inode"].as_u64()), (Some(dev), Some(ino)), "{write}");
     let joined = sql_json(d, &format!("SELECT e.binary, f.comm AS writer FROM process_exec e JOIN file f ON e.device = f.device AND e.inode = f.inode AND f.op = 'open' WHERE e.pod_uid = '{}' AND f.pod_uid = e.pod_uid AND e.binary = '/tmp/x'", cg.uid));
     assert_eq!(joined, vec![json!({"binary": "/tmp/x", "writer": "curl"})]);
+    let sum = out.lines().find(|l| l.ends_with(" /tmp/x")).expect("sha256sum output").split(' ').next().unwrap().to_string();
+    let hashed = sql_json(d, &format!("SELECT sha256 FROM process_exec WHERE {pod} AND binary = '/tmp/x'"));
+    assert_eq!(hashed, vec![json!({"sha256": sum})], "the exec row's SHA-256 is sha256sum's");
     let chmod_x = one("chmod", "/tmp/x");
     assert_eq!((&chmod_x["mode"], &chmod_x["reason"]), (&json!(0o755), &json!("exec_bit")));
     // The loader's variables on the exec row.

@@ -47,7 +47,7 @@ fn exec(cgroup_id: u64, time: i64) -> ExecRow {
         loader_env: vec![],
         env_truncated: false,
     };
-    ExecRow { time, raw, exec_id: 1, parent_exec_id: None, cwd: None, identity: None }
+    ExecRow { time, raw, exec_id: 1, parent_exec_id: None, cwd: None, sha256: None, identity: None }
 }
 
 fn conn(cgroup_id: u64, time: i64, src: &str, netns: u32) -> ConnRow {

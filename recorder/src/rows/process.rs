@@ -15,6 +15,8 @@ pub struct ExecRow {
     pub exec_id: u64,
     pub parent_exec_id: Option<u64>,
     pub cwd: Option<String>,
+    /// Hex SHA-256 of the executed file, when it could be read ([`crate::exehash`]).
+    pub sha256: Option<String>,
     pub identity: Option<Arc<PodIdentity>>,
 }
 
@@ -40,6 +42,7 @@ impl Row for ExecRow {
         let (mut trunc, mut fileless, mut env_trunc) = (BooleanBuilder::new(), BooleanBuilder::new(), BooleanBuilder::new());
         let (mut device, mut inode) = (UInt64Builder::new(), UInt64Builder::new());
         let mut loader_env = ListBuilder::new(StringBuilder::new());
+        let mut sha256 = StringBuilder::new();
         for r in rows {
             let e = &r.raw;
             id.append_value(r.exec_id);
@@ -66,6 +69,7 @@ impl Row for ExecRow {
             }
             loader_env.append(true);
             env_trunc.append_value(e.env_truncated);
+            sha256.append_option(r.sha256.as_deref());
         }
         vec![
             ("exec_id", Arc::new(id.finish()) as ArrayRef),
@@ -86,6 +90,7 @@ impl Row for ExecRow {
             ("inode", Arc::new(inode.finish())),
             ("loader_env", Arc::new(loader_env.finish())),
             ("env_truncated", Arc::new(env_trunc.finish())),
+            ("sha256", Arc::new(sha256.finish())),
         ]
     }
 }
