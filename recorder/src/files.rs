@@ -205,6 +205,7 @@ pub fn open_flags_text(flags: u64) -> String {
         (0o4000, "O_NONBLOCK"),
         (0o10000, "O_DSYNC"),
         (0o40000, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"),
         (0o200000, "O_DIRECTORY"),
         (0o400000, "O_NOFOLLOW"),
         (0o1000000, "O_NOATIME"),

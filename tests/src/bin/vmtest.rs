@@ -131,6 +131,7 @@ const CASES: &[(&str, Case)] = &[
     ("storm", storm),
     ("socket_map_full", socket_map_full),
     ("privilege", privilege),
+    ("file", file),
     ("capabilities", capabilities),
     ("modules", modules),
 ];
@@ -156,6 +157,7 @@ struct Run {
     /// The `held` workload: its cgroup, pod and server port.
     held: Result<(u64, String, u16), String>,
     privilege: PrivFacts,
+    file: Result<FileFacts, String>,
     /// The module the guest loaded while recording, and insmod's pid; None where
     /// there is none to load (the host: a kernel without module support).
     module: Option<Result<(PathBuf, u32), String>>,
@@ -189,6 +191,20 @@ struct NatFacts {
     pod_uid: String,
 }
 
+/// The file workload: in a pod cgroup, under a watched directory of the temp
+/// dir (never the system's own files: the host is one of the kernels).
+struct FileFacts {
+    cgroup: u64,
+    /// The watched directory (`--watch`), the credential file (`--watch-read`)
+    /// and the unwatched directory the hidden file, setuid bit and dropper use.
+    watched: String,
+    secret: String,
+    plain: String,
+    /// The dropped program's SHA-256, device and inode (stat's).
+    dropped_sha256: String,
+    dropped: (u64, u64),
+}
+
 struct PrivFacts {
     cgroup: u64,
     fileless: String,
@@ -197,7 +213,16 @@ struct PrivFacts {
 }
 
 fn record() -> Result<Run, String> {
-    let mut rec = Recorder::start_with_env(&["--no-cri"], &[(podtrail_recorder::probes::MAP_ENTRIES_ENV, &format!("established={ESTABLISHED_ENTRIES}"))]);
+    // The file workload's directories exist before the recorder, which watches them.
+    let ftmp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let fdir = std::fs::canonicalize(ftmp.path()).map_err(|e| e.to_string())?;
+    let (watched, plain, secret) = (fdir.join("watched"), fdir.join("plain"), fdir.join("secret"));
+    for d in [&watched, &plain] {
+        std::fs::create_dir(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    std::fs::write(&secret, "s3cret\n").map_err(|e| e.to_string())?;
+    let watch = format!("{}/", watched.display());
+    let mut rec = Recorder::start_with_env(&["--no-cri", "--watch", &watch, "--watch-read", secret.to_str().unwrap()], &[(podtrail_recorder::probes::MAP_ENTRIES_ENV, &format!("established={ESTABLISHED_ENTRIES}"))]);
     let tmp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
 
     // exec: a copy of /bin/true under a unique path, started by a shell inside a
@@ -262,6 +287,35 @@ fn record() -> Result<Run, String> {
     in_pod(&pcg, &sysprobe, &["memfd-exec", "/bin/true", &fileless])?;
     let privilege = PrivFacts { cgroup: pcg.id(), fileless, refused, granted };
 
+    // File techniques in a pod: a write and a rename and removal under the
+    // watched directory, a read of the credential file, a hidden file, a setuid
+    // bit, and a copied program run (the dropper). The shell lives on a second
+    // after it, as a container would, so the recorder can hash the program.
+    let fcg = PodCgroup::new("vm-file");
+    let fscript = format!(
+        "echo $$ > {cg}/cgroup.procs && echo x > {w}/cron && read l < {s} && mv {w}/cron {w}/cron2 && rm {w}/cron2 && touch {p}/.hidden && cp /bin/true {p}/tool && chmod 4755 {p}/tool && cp /bin/true {p}/drop && {p}/drop && sleep 1",
+        cg = fcg.path().display(),
+        w = watched.display(),
+        s = secret.display(),
+        p = plain.display()
+    );
+    let file = sh(&fscript).and_then(|(_, status)| {
+        check!(status.success(), "file workload: {fscript}: {status}");
+        let drop = plain.join("drop");
+        let bytes = std::fs::read(&drop).map_err(|e| format!("{}: {e}", drop.display()))?;
+        let m = std::fs::metadata(&drop).map_err(|e| e.to_string())?;
+        use sha2::Digest;
+        use std::os::unix::fs::MetadataExt;
+        Ok(FileFacts {
+            cgroup: fcg.id(),
+            watched: watched.display().to_string(),
+            secret: secret.display().to_string(),
+            plain: plain.display().to_string(),
+            dropped_sha256: sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect(),
+            dropped: (m.dev(), m.ino()),
+        })
+    });
+
     // A module load (tests/vmtest.sh puts `dummy.ko` in the guest; no devices made).
     let module = guest_module().map(|ko| {
         let c = Command::new("insmod").arg(&ko).arg("numdummies=0").stderr(Stdio::piped()).spawn().map_err(|e| format!("insmod: {e}"))?;
@@ -295,8 +349,8 @@ fn record() -> Result<Run, String> {
         },
         Err(_) => format!("unknown ({mode_meta:?})"),
     };
-    drop((cg, ncg, acg, hcg, pcg));
-    Ok(Run { summary, rows, loss, unavailable, privilege_syscalls, exec, exit7_pid, killed_pid, fork, net, nat, storm_probe: storm.display().to_string(), held, privilege, module })
+    drop((cg, ncg, acg, hcg, pcg, fcg, ftmp));
+    Ok(Run { summary, rows, loss, unavailable, privilege_syscalls, exec, exit7_pid, killed_pid, fork, net, nat, storm_probe: storm.display().to_string(), held, privilege, file, module })
 }
 
 /// Every row of `table` in its sealed segments (all of them after a clean stop).
@@ -913,6 +967,44 @@ fn privilege(run: &Run) -> Outcome {
     check!(made.len() == 1 && made[0]["file"] == memfd.as_str(), "memfd_create rows {made:?}");
     let execs = rows(run, "process_exec", |r| cg(r) && r["fileless"] == true);
     check!(execs.len() == 1 && execs[0]["binary"] == memfd.as_str(), "fileless exec rows {execs:?}");
+    Ok(())
+}
+
+/// One row per file technique with its operation, path and result, filtered in
+/// the kernel (tracepoint mode on every kernel); the dropper's write joins its
+/// exec on device and inode, and the exec row has the program's SHA-256.
+fn file(run: &Run) -> Outcome {
+    let f = run.file.as_ref().map_err(|e| format!("file workload: {e}"))?;
+    let mine = rows(run, "file", |r| r["cgroup_id"].as_u64() == Some(f.cgroup));
+    let one = |op: &str, path: &str| -> Result<&Value, String> {
+        let found: Vec<&&Value> = mine.iter().filter(|r| r["op"] == op && r["path"] == path).collect();
+        check!(found.len() == 1, "expected one {op} row of {path}, got {found:?} (all: {mine:?})");
+        let r = *found[0];
+        check!(r["result"].as_i64().is_some_and(|v| v >= 0) && r["exec_id"].is_u64(), "{op} {path}: result and process: {r}");
+        Ok(r)
+    };
+    let w = |name: &str| format!("{}/{name}", f.watched);
+    let p = |name: &str| format!("{}/{name}", f.plain);
+    let write = one("open", &w("cron"))?;
+    check!(write["created"] == true && write["reason"] == format!("watch:{}/", f.watched).as_str(), "the watched write: {write}");
+    let read = one("read", &f.secret)?;
+    check!(read["reason"] == format!("read:{}", f.secret).as_str() && read["open_flags"].as_str().is_some_and(|f| f.starts_with("O_RDONLY")), "the credential read: {read}");
+    let mv = one("rename", &w("cron"))?;
+    check!(mv["new_path"] == w("cron2").as_str(), "the rename: {mv}");
+    one("unlink", &w("cron2"))?;
+    let hidden = one("open", &p(".hidden"))?;
+    check!(hidden["reason"] == "hidden", "the hidden file: {hidden}");
+    let setid = one("chmod", &p("tool"))?;
+    check!(setid["mode"] == 0o4755 && setid["reason"] == "exec_bit,setid", "the setuid bit: {setid}");
+    let dropped = one("open", &p("drop"))?;
+    check!(dropped["reason"] == "executed" && (dropped["device"].as_u64(), dropped["inode"].as_u64()) == (Some(f.dropped.0), Some(f.dropped.1)), "the dropper's write ({:?}): {dropped}", f.dropped);
+    let exec = rows(run, "process_exec", |r| r["cgroup_id"].as_u64() == Some(f.cgroup) && r["binary"] == p("drop").as_str());
+    check!(exec.len() == 1, "the dropped program's exec: {exec:?}");
+    check!((exec[0]["device"].as_u64(), exec[0]["inode"].as_u64()) == (Some(f.dropped.0), Some(f.dropped.1)), "exec device/inode: {}", exec[0]);
+    check!(exec[0]["sha256"] == f.dropped_sha256.as_str(), "exec sha256 {} (want {})", exec[0]["sha256"], f.dropped_sha256);
+    // Nothing else of this pod under the plain directory: its other writes (cp's of tool) are not watched.
+    let extra: Vec<&&Value> = mine.iter().filter(|r| r["path"] == p("tool").as_str() && r["op"] == "open").collect();
+    check!(extra.is_empty(), "an unwatched write became a row: {extra:?}");
     Ok(())
 }
 
