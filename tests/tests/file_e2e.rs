@@ -49,15 +49,20 @@ struct Server(std::process::Child, u16);
 impl Server {
     fn start(dir: &Path) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("python3")
+        // Owned by the Server from here: its Drop kills and waits even when
+        // the server never answers.
+        let server = Server(
+            Command::new("python3")
             .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", dir.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
+                .spawn()
+                .expect("python3"),
+            port,
+        );
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Server(child, port);
+                return server;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -113,6 +113,26 @@ fn check(name: &str, rows: &[Value]) {
             pick(rows, &["pod_name", "protocol", "peers", "packets_out", "bytes_out", "packets_in", "peers_that_answered"]),
             vec![json!(["debug-shell", "icmp", 6, 6, 384, 2, 2]), json!(["debug-shell", "udp", 1, 30, 1440, 30, 1]), json!(["payments-api-1", "udp", 1, 2, 102, 2, 1])]
         ),
+        "22_persistence_and_tampering" => assert_eq!(
+            pick(rows, &["pod_name", "comm", "op", "path", "open_flags"]),
+            vec![
+                json!(["debug-shell", "sh", "open", "/etc/cron.d/backdoor", "O_WRONLY|O_CREAT|O_TRUNC"]),
+                json!(["debug-shell", "sh", "open", "/root/.bashrc", "O_WRONLY|O_CREAT|O_APPEND"]),
+                json!(["debug-shell", "sh", "open", "/root/.bash_history", "O_WRONLY|O_TRUNC"])
+            ]
+        ),
+        "23_binaries_written_then_executed" => assert_eq!(
+            pick(rows, &["pod_name", "binary", "writer", "writer_connections", "writer_peer"]),
+            vec![json!(["debug-shell", "/tmp/xmrig", "curl", 1, "203.0.113.9:80"])]
+        ),
+        "24_credentials_read_and_privilege_bits" => assert_eq!(
+            pick(rows, &["pod_name", "op", "path", "mode", "xattr", "reason"]),
+            vec![
+                json!(["debug-shell", "read", "/etc/shadow", null, null, "read:/etc/shadow"]),
+                json!(["debug-shell", "chmod", "/tmp/su2", 0o4755, null, "exec_bit,setid"]),
+                json!(["debug-shell", "setxattr", "/tmp/su2", null, "security.capability", "security_xattr"])
+            ]
+        ),
         other => panic!("sql-examples/{other}.sql has no expected result in tests/tests/sql_examples.rs: add one"),
     }
 }

@@ -99,6 +99,24 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// File-heavy work with and without `podtraild run` (needs root): an
+    /// untar of a source tree (/usr/include), a compiler run, read-only opens
+    /// of a file nothing watches, and a storm of writes under a watched
+    /// directory; each workload's ratio, the daemon's CPU per million `file`
+    /// rows, and the storm's rows stored + counted lost against the writes made.
+    Files {
+        /// C files in the compiler run (`cc -c`, each including stdio.h, stdlib.h, string.h).
+        #[arg(long, default_value_t = 40)]
+        sources: u64,
+        /// Read-only opens of an unwatched file (python3).
+        #[arg(long, default_value_t = 1_000_000)]
+        opens: u64,
+        /// Files created under the watched directory (each gives one `file` row).
+        #[arg(long, default_value_t = 100_000)]
+        writes: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Connections on 127.0.0.1 at fixed rates while `podtraild run` records
     /// (needs root): rows/s reached, daemon CPU per million rows (sealing
     /// included), RSS idle and at most while sustained, kernel drops per rate.
@@ -174,6 +192,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Query { dir, runs } => query(&dir, runs),
         Cmd::Capture { execs, connects, binds, queries, datagrams, runs } => capture(execs, connects, binds, queries, datagrams, runs),
         Cmd::Sustained { rates, secs } => sustained(&rates, secs),
+        Cmd::Files { sources, opens, writes, runs } => files(sources, opens, writes, runs),
         Cmd::Identity { dir, runs, pods } => identity::run(&dir, runs, pods),
         Cmd::Lake { dir, runs } => lake::run(&dir, runs),
         Cmd::Privilege { setuid_calls, getpid_calls, runs } => privilege(setuid_calls, getpid_calls, runs),
@@ -864,6 +883,145 @@ fn capture(execs: u64, connects: u64, binds: u64, queries: u64, datagrams: u64, 
         rss_kib as f64 / 1024.0
     );
     println!("podtraild: ring buffer fill peak per run (fraction of its size unread at a reader wakeup): {}", serde_json::Value::Array(ring_peaks));
+    Ok(())
+}
+
+const OPEN_STORM: &str = r#"
+import os, sys, time
+n, path = int(sys.argv[1]), sys.argv[2]
+t0 = time.perf_counter()
+for _ in range(n):
+    os.close(os.open(path, os.O_RDONLY))
+print(time.perf_counter() - t0)
+"#;
+
+const WRITE_STORM: &str = r#"
+import os, sys, time
+n, d = int(sys.argv[1]), sys.argv[2]
+t0 = time.perf_counter()
+for i in range(n):
+    os.close(os.open(f"{d}/f{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+print(time.perf_counter() - t0)
+"#;
+
+/// Seconds `cmd` took (it must succeed).
+fn timed(cmd: &mut Command) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let o = cmd.output()?;
+    anyhow::ensure!(o.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn files(sources: u64, opens: u64, writes: u64, runs: usize) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the files benchmark runs podtraild and needs root");
+    // The workloads write into memory (/dev/shm, a tmpfs, when there is one):
+    // on this machine's disk an untar takes 3.5 to 9.7 s from one run to the
+    // next, which drowns the recorder's cost. The recorder's data dir stays on disk.
+    let shm = Path::new("/dev/shm");
+    let tmp = if shm.is_dir() { tempfile::tempdir_in(shm)? } else { tempfile::tempdir()? };
+    let root = std::fs::canonicalize(tmp.path())?;
+    let disk = tempfile::tempdir()?;
+    let data = disk.path().join("data");
+    let (watched, work) = (root.join("watched"), root.join("work"));
+    std::fs::create_dir_all(&work)?;
+    let tar = root.join("src.tar");
+    anyhow::ensure!(Command::new("tar").args(["-C", "/usr", "-cf", tar.to_str().unwrap(), "include"]).status()?.success(), "tar of /usr/include");
+    let tree_files = Command::new("tar").args(["-tf", tar.to_str().unwrap()]).output()?.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+    let csrc = root.join("csrc");
+    std::fs::create_dir_all(&csrc)?;
+    for i in 0..sources {
+        std::fs::write(csrc.join(format!("f{i}.c")), format!("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\nint f{i}(const char *s) {{ char b[64]; snprintf(b, sizeof b, \"%s{i}\", s); return (int)strlen(b) + atoi(s); }}\n"))?;
+    }
+    let plain = root.join("plain.txt");
+    std::fs::write(&plain, "x")?;
+    let watch = format!("{}/", watched.display());
+    type Work<'a> = Box<dyn Fn() -> anyhow::Result<f64> + 'a>;
+    let untar: Work = Box::new(|| {
+        let out = work.join("tree");
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out)?;
+        let t = timed(Command::new("tar").args(["-xf", tar.to_str().unwrap(), "-C", out.to_str().unwrap()]))?;
+        std::fs::remove_dir_all(&out)?;
+        Ok(t)
+    });
+    let compile: Work = Box::new(|| {
+        let srcs: Vec<String> = (0..sources).map(|i| format!("f{i}.c")).collect();
+        let t = timed(Command::new("cc").arg("-c").args(&srcs).current_dir(&csrc))?;
+        for i in 0..sources {
+            std::fs::remove_file(csrc.join(format!("f{i}.o")))?;
+        }
+        Ok(t)
+    });
+    let open_storm: Work = Box::new(|| {
+        let o = Command::new("python3").args(["-c", OPEN_STORM, &opens.to_string(), plain.to_str().unwrap()]).output()?;
+        anyhow::ensure!(o.status.success(), "open storm: {}", String::from_utf8_lossy(&o.stderr));
+        Ok(String::from_utf8(o.stdout)?.trim().parse()?)
+    });
+    let write_storm: Work = Box::new(|| {
+        let _ = std::fs::remove_dir_all(&watched);
+        std::fs::create_dir_all(&watched)?;
+        let o = Command::new("python3").args(["-c", WRITE_STORM, &writes.to_string(), watched.to_str().unwrap()]).output()?;
+        anyhow::ensure!(o.status.success(), "write storm: {}", String::from_utf8_lossy(&o.stderr));
+        Ok(String::from_utf8(o.stdout)?.trim().parse()?)
+    });
+    let workloads: Vec<(&str, u64, &str, Work)> = vec![
+        ("untar", tree_files as u64, "files", untar),
+        ("compile", sources, "sources", compile),
+        ("open storm", opens, "opens", open_storm),
+        ("watched writes", writes, "writes", write_storm),
+    ];
+    // Alternating runs, the same pause after each workload (see `capture`).
+    let pause = Duration::from_millis(1500);
+    let mut without = vec![Vec::new(); workloads.len()];
+    let mut with = vec![Vec::new(); workloads.len()];
+    let mut cpu = vec![0.0; workloads.len()];
+    let mut rows_by_workload = vec![0u64; workloads.len()];
+    let (mut stored, mut lost) = (0u64, 0u64);
+    for run in 0..runs {
+        for (i, w) in workloads.iter().enumerate() {
+            without[i].push((w.3)()?);
+            std::thread::sleep(pause);
+        }
+        let run_data = data.join(format!("run{run}"));
+        let rec = start_podtraild(&run_data, &["--no-cri", "--no-kube", "--watch", &watch])?;
+        std::thread::sleep(Duration::from_secs(3));
+        for (i, w) in workloads.iter().enumerate() {
+            let (c0, _) = cpu_and_rss(rec.id())?;
+            with[i].push((w.3)()?);
+            std::thread::sleep(pause);
+            cpu[i] += cpu_and_rss(rec.id())?.0 - c0;
+        }
+        stop_podtraild(rec)?;
+        let count = |q: &str| -> anyhow::Result<u64> {
+            let o = Command::new(podtrail_tests::bin("podtrail")).args(["--data-dir", run_data.to_str().unwrap(), "sql", "--format", "csv", q]).output()?;
+            anyhow::ensure!(o.status.success(), "podtrail sql {q}: {}", String::from_utf8_lossy(&o.stderr));
+            Ok(String::from_utf8(o.stdout)?.lines().nth(1).unwrap_or("0").trim().parse().unwrap_or(0))
+        };
+        let storm_rows = count(&format!("SELECT count(*) FROM file WHERE path LIKE '{}/f%' AND op = 'open'", watched.display()))?;
+        let storm_lost = count("SELECT coalesce(sum(count), 0) FROM podtrail_loss WHERE table_name = 'file'")?;
+        rows_by_workload[3] += storm_rows;
+        rows_by_workload[0] += count("SELECT count(*) FROM file WHERE path LIKE '%/work/tree/%'")?;
+        rows_by_workload[1] += count("SELECT count(*) FROM file WHERE comm IN ('cc', 'cc1', 'as', 'collect2', 'ld')")?;
+        rows_by_workload[2] += count(&format!("SELECT count(*) FROM file WHERE path = '{}'", plain.display()))?;
+        stored += storm_rows;
+        lost += storm_lost;
+        let _ = std::fs::remove_dir_all(&run_data);
+    }
+    println!(
+        "files: {runs} runs each, medians; untar = tar -xf of /usr/include ({tree_files} entries), compile = cc -c of {sources} C files, \
+         open storm = {opens} read-only opens of an unwatched file (python3), watched writes = {writes} files created under a --watch directory (python3); \
+         file syscalls traced with tracepoints (this host refuses fentry); work files in {}",
+        root.display()
+    );
+    println!("{:<16} {:>12} {:>12} {:>8} {:>12} {:>14}", "workload", "without (s)", "with (s)", "ratio", "file rows", "podtraild CPU s");
+    for (i, (name, _, _, _)) in workloads.iter().enumerate() {
+        let (b, w) = (median_f(without[i].clone()), median_f(with[i].clone()));
+        println!("{name:<16} {b:>12.3} {w:>12.3} {:>8.3} {:>12} {:>14.2}", b / w, rows_by_workload[i], cpu[i]);
+    }
+    let per_m = cpu[3] / (rows_by_workload[3].max(1) as f64 / 1e6);
+    println!("podtraild: {per_m:.2} CPU s per million file rows (watched writes)");
+    println!("watched writes: {} made, {stored} rows stored + {lost} counted lost = {}", writes * runs as u64, stored + lost);
     Ok(())
 }
 
