@@ -29,7 +29,7 @@ fn check(name: &str, rows: &[Value]) {
         ),
         "03_connections_outside_the_cluster" => assert_eq!(
             pick(rows, &["pod_name", "dst_ip", "dst_port"]),
-            vec![json!(["payments-api-1", "203.0.113.50", 443]), json!(["debug-shell", "198.51.100.7", 4444])]
+            vec![json!(["payments-api-1", "203.0.113.50", 443]), json!(["debug-shell", "203.0.113.9", 80]), json!(["debug-shell", "198.51.100.7", 4444])]
         ),
         "04_shells_started_in_containers" => {
             assert_eq!(pick(rows, &["pod_name", "binary", "time"]), vec![json!(["payments-api-1", "/bin/sh", "2026-11-17T14:05:00Z"]), json!(["debug-shell", "/bin/sh", "2026-11-17T14:35:00Z"])])
@@ -99,7 +99,7 @@ fn check(name: &str, rows: &[Value]) {
         ),
         "18_connections_to_addresses_never_resolved" => assert_eq!(
             pick(rows, &["pod_name", "dst_ip", "dst_port", "binary"]),
-            vec![json!(["debug-shell", "198.51.100.7", 4444, "/tmp/xmrig"]), json!(["debug-shell", "10.244.1.8", 8080, "/bin/sh"])]
+            vec![json!(["debug-shell", "203.0.113.9", 80, "/usr/bin/curl"]), json!(["debug-shell", "198.51.100.7", 4444, "/tmp/xmrig"]), json!(["debug-shell", "10.244.1.8", 8080, "/bin/sh"])]
         ),
         "19_dns_exfiltration_candidates" => assert_eq!(
             pick(rows, &["pod_name", "parent_domain", "distinct_names", "longest_name", "bytes_in_names"]),
