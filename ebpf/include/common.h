@@ -55,6 +55,22 @@ static __always_inline void count_drop(__u32 reason, __u64 cgroup_id)
     }
 }
 
+/* The open file behind descriptor `fd` of the current task, or NULL (a
+ * descriptor past the table, or above 0xffff: the mask keeps the verifier's
+ * bound and never reads a wrong slot). */
+static __always_inline struct file *pt_fd_file(__u64 fd)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+    unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
+    if (!fds || fd >= max || fd > 0xffff)
+        return NULL;
+    struct file *f = NULL;
+    if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xffff]) != 0)
+        return NULL;
+    return f;
+}
+
 /* Bytes of records pooled in a ring buffer before the reader is woken: an
  * eighth of the buffer (PT_RING_BYTES, defined by each object before this file),
  * so seven eighths are still free when the reader is woken. Below it the reader

@@ -210,19 +210,6 @@ static __always_inline int enter_common(__u32 op, const __u64 *args, long nr, __
     return 0;
 }
 
-/* The open file behind descriptor `fd` of the current task, or NULL. */
-static __always_inline struct file *fd_file(__u64 fd)
-{
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-    unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
-    if (!fds || fd >= max || fd > 0xffff)
-        return NULL;
-    struct file *f = NULL;
-    if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xffff]) != 0)
-        return NULL;
-    return f;
-}
 
 /* Build in s->dir[s->pos..PT_FILE_DIR_MAX] the path of (dentry, vfsmnt) up to
  * the current task's root, walking up across mounts as exec's cwd does
@@ -309,7 +296,7 @@ __noinline int build_path(__u32 second, __u64 base_fd, __u64 string, __u32 how)
         dentry = BPF_CORE_READ(task, fs, pwd.dentry);
         mnt = BPF_CORE_READ(task, fs, pwd.mnt);
     } else {
-        struct file *f = fd_file(base_fd);
+        struct file *f = pt_fd_file(base_fd);
         if (!f)
             return 0;
         dentry = BPF_CORE_READ(f, f_path.dentry);
@@ -359,6 +346,14 @@ done:
     }
     bpf_probe_read_kernel(s->key.data, PT_FILE_MATCH_MAX, out);
     return n;
+}
+
+/* Whether a path is under /root/ or /home/: hidden files there are ordinary
+ * (shells, editors and tools keep theirs there); elsewhere they are a way to hide. */
+static __always_inline int in_home(const char *p)
+{
+    return p[0] == '/' && ((p[1] == 'r' && p[2] == 'o' && p[3] == 'o' && p[4] == 't' && p[5] == '/') ||
+                           (p[1] == 'h' && p[2] == 'o' && p[3] == 'm' && p[4] == 'e' && p[5] == '/'));
 }
 
 /* Why a path is recorded: a watched prefix or file name (0: neither). */
@@ -458,9 +453,9 @@ int file_exit(struct trace_event_raw_sys_exit *ctx)
     /* The file's inode: the descriptor an open returned, or the one operated on. */
     struct file *f = NULL;
     if ((op == PT_FILE_OPEN || op == PT_FILE_READ) && ret >= 0)
-        f = fd_file(ret);
+        f = pt_fd_file(ret);
     else if (!has_string && !use_cwd)
-        f = fd_file(base);
+        f = pt_fd_file(base);
     if (f) {
         e->ino = BPF_CORE_READ(f, f_inode, i_ino);
         e->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
@@ -469,10 +464,7 @@ int file_exit(struct trace_event_raw_sys_exit *ctx)
             e->flags |= PT_FILE_CREATED;
     }
     int created = (e->flags & PT_FILE_CREATED) || ((op == PT_FILE_MKDIR || op == PT_FILE_MKNOD || op == PT_FILE_SYMLINK) && ret == 0);
-    /* Hidden files in home directories are ordinary (shells, editors, tools
-     * keep theirs there); elsewhere they are a way to hide. */
-    int in_home = (e->path[0] == '/' && e->path[1] == 'r' && e->path[2] == 'o' && e->path[3] == 'o' && e->path[4] == 't' && e->path[5] == '/') ||
-                  (e->path[0] == '/' && e->path[1] == 'h' && e->path[2] == 'o' && e->path[3] == 'm' && e->path[4] == 'e' && e->path[5] == '/');
+    int home = in_home(e->path);
     struct written_key wkey = {};
     if (f) {
         wkey.dev = e->dev;
@@ -499,8 +491,7 @@ int file_exit(struct trace_event_raw_sys_exit *ctx)
             why |= why2;
             /* A rename or link makes its new name: hidden when it starts with a
              * dot, outside home directories. */
-            int home2 = (e->path2[0] == '/' && e->path2[1] == 'r' && e->path2[2] == 'o' && e->path2[3] == 'o' && e->path2[4] == 't' && e->path2[5] == '/') ||
-                        (e->path2[0] == '/' && e->path2[1] == 'h' && e->path2[2] == 'o' && e->path2[3] == 'm' && e->path2[4] == 'e' && e->path2[5] == '/');
+            int home2 = in_home(e->path2);
             if (ret == 0 && !home2 && s->name[0] == '.' && s->name[1] != 0 && !(s->name[1] == '.' && s->name[2] == 0))
                 why |= PT_FILE_WHY_HIDDEN;
         } else if (op == PT_FILE_SETXATTR) {
@@ -510,7 +501,7 @@ int file_exit(struct trace_event_raw_sys_exit *ctx)
                 why |= PT_FILE_WHY_SECURITY_XATTR;
         }
     }
-    if (created && first == '.' && !in_home)
+    if (created && first == '.' && !home)
         why |= PT_FILE_WHY_HIDDEN;
     /* chmod and mknod: the mode is the argument after the path (or the descriptor). */
     __u64 mode = e->args[(has_string ? path_arg + 1 : 1) & 7];

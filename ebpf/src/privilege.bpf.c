@@ -159,13 +159,8 @@ static __always_inline void user_str(struct pt_priv_event *e, int i, __u64 uptr)
 /* Name of the file behind descriptor `fd` of the current task. */
 static __always_inline void fd_name(struct pt_priv_event *e, int i, __u64 fd)
 {
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-    unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
-    if (!fds || fd >= max || fd > 0xffff)
-        return; /* the mask below keeps the verifier's bound; never a wrong slot */
-    struct file *f = NULL;
-    if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xffff]) != 0 || !f)
+    struct file *f = pt_fd_file(fd);
+    if (!f)
         return;
     const unsigned char *name = BPF_CORE_READ(f, f_path.dentry, d_name.name);
     long n = bpf_probe_read_kernel_str(e->str[i], PT_PRIV_STR_MAX, name);
