@@ -86,8 +86,10 @@ enum Cmd {
         /// /usr/local/bin/, /usr/local/sbin/, /lib/modules/, /boot/ and the
         /// service-account directories /var/run/secrets/kubernetes.io/ and
         /// /run/secrets/kubernetes.io/. Anywhere, always: hidden files and
-        /// directories created, execute and setuid/setgid bits given,
-        /// `security.*` attributes (file capabilities) set, device nodes made.
+        /// directories created (outside /root/ and /home/), execute and
+        /// setuid/setgid bits given, `security.*` attributes (file
+        /// capabilities) set, device nodes made, and the write of a file that
+        /// is later executed (sent at the exec).
         #[arg(long, value_name = "PREFIX", conflicts_with = "no_file_events")]
         watch: Vec<String>,
         /// Also record read-only opens of paths under this prefix (absolute,
