@@ -39,8 +39,9 @@ pub const DEFAULT_WRITE_PREFIXES: &[&str] = &[
     "/run/secrets/kubernetes.io/",
 ];
 
-/// Credential files whose read-only opens are recorded (absolute paths only:
-/// see BENCHMARKS.md and the issue notes for what a relative open misses).
+/// Credential files whose read-only opens are recorded. Only opens that name
+/// the file by an absolute path are matched: the entry program judges a
+/// read-only open before building any path, so `cd /etc; cat shadow` is missed.
 pub const DEFAULT_READ_PREFIXES: &[&str] = &[
     "/etc/shadow",
     "/etc/gshadow",

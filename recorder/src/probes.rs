@@ -268,10 +268,28 @@ impl Probes {
             for (map, entries) in &map_entries {
                 loader.map_max_entries(map, *entries);
             }
-            let mut ebpf = loader.load(replacement.as_deref().unwrap_or_else(|| (spec.bytes)())).map_err(|source| ProbeError::Load { object, source })?;
+            let loaded = loader.load(replacement.as_deref().unwrap_or_else(|| (spec.bytes)()));
+            let mut ebpf = match loaded {
+                Ok(ebpf) => ebpf,
+                // The file table is optional: a kernel that refuses its object
+                // records everything else (unavailable, with the reason).
+                Err(source) if object == FILE_OBJECT => {
+                    tracing::warn!(object, error = %source, "unavailable on this kernel: no `file` rows; everything else is recorded");
+                    unavailable.push(format!("{object}: {source}"));
+                    file_events = "unavailable";
+                    continue;
+                }
+                Err(source) => return Err(ProbeError::Load { object, source }),
+            };
             if let (FILE_OBJECT, Some(w)) = (object, file_watches) {
-                // Before any program attaches: no operation is judged by empty lists.
-                fill_file_watches(&mut ebpf, w).map_err(|(map, reason)| ProbeError::Map { object, map, reason })?;
+                // Before any program attaches: no operation is judged by empty
+                // lists. Lists that cannot be written leave the object out.
+                if let Err((map, reason)) = fill_file_watches(&mut ebpf, w) {
+                    tracing::warn!(object, map, %reason, "filling the watch lists failed: no `file` rows; everything else is recorded");
+                    unavailable.push(format!("{object}: map {map}: {reason}"));
+                    file_events = "unavailable";
+                    continue;
+                }
                 file_events = if syscall_tracepoints { "tracepoints" } else { "off" };
             }
             let mut syscalls_by_fentry = false;

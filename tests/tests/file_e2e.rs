@@ -206,3 +206,23 @@ fn opens_that_match_nothing_give_no_rows() {
     // The same process's exec is there: the pod was recorded, its opens were not rows.
     assert!(sql_json(&rec.data_dir, &format!("SELECT count(*) AS n FROM process_exec WHERE {pod} AND comm LIKE 'python%'"))[0]["n"].as_u64() > Some(0), "the pod's python exec is recorded");
 }
+
+#[test]
+fn a_file_object_the_kernel_refuses_leaves_everything_else_recording() {
+    // An object that is not ELF stands in for one a kernel refuses.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file.bpf.o"), b"not an object").unwrap();
+    let mut rec = Recorder::start_with_env(&["--no-cri"], &[(podtrail_recorder::probes::BPF_OVERRIDE_ENV, dir.path().to_str().unwrap())]);
+    let cg = PodCgroup::new("file-refused");
+    let out = in_cgroup(&mut Command::new("/bin/true"), &cg).output().unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let summary = rec.stop();
+    assert!(rec.log.contains("no `file` rows; everything else is recorded"), "{}", rec.log);
+    let d = &rec.data_dir;
+    let pod = format!("pod_uid = '{}'", cg.uid);
+    assert_eq!(sql_json(d, &format!("SELECT count(*) AS n FROM process_exec WHERE {pod} AND binary = '/bin/true'")), vec![json!({"n": 1})], "{summary}");
+    let meta: String = rusqlite::Connection::open(d.join("catalog.db")).unwrap().query_row("SELECT value FROM meta WHERE key = 'file_events'", [], |r| r.get(0)).unwrap();
+    let meta: Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["mode"], "unavailable", "{meta}");
+}
