@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use aya::Pod;
 use podtrail_ebpf::DropKey;
 
-use super::{Probes, Source};
+use super::Probes;
 
 /// What a count of one `drops` reason (`DROP_*` in ebpf/include/events.h) means,
 /// for `loss` rows.
@@ -33,7 +33,7 @@ pub struct DropCounts {
     /// Per `DROP_*` reason, summed over CPUs: the exact totals.
     pub total: [u64; podtrail_ebpf::DROP_REASONS],
     /// Per (cgroup, reason), as far as the kernel's LRU map kept them: read
-    /// before `total`, so they never add up to more than it.
+    /// after `total`, so they hold every drop in it, and maybe later ones.
     pub by_cgroup: Vec<(DropKey, u64)>,
 }
 
@@ -62,24 +62,21 @@ impl Probes {
     }
 
     /// The drop counters of every object (cumulative since load): per reason,
-    /// and per (cgroup, reason). The per-cgroup map is read first: the
-    /// kernel bumps the per-reason counter first, so what is read per cgroup
-    /// never exceeds the totals read after it. Only read when a total moved
-    /// since `last`: nothing to attribute otherwise.
+    /// and per (cgroup, reason). The totals are read first: the kernel bumps
+    /// the per-reason counter first, so the per-cgroup counts read after them
+    /// hold every drop in them (and maybe later ones: see crate::loss). The
+    /// map is read only when a total moved since `last`: nothing to attribute
+    /// otherwise.
     pub fn drop_counts(&self, last: &DropCounts) -> DropCounts {
-        let totals = |sources: &[Source]| {
-            let mut total = [0u64; podtrail_ebpf::DROP_REASONS];
-            for s in sources {
-                for (reason, sum) in total.iter_mut().enumerate() {
-                    match s.drops.get(&(reason as u32), 0) {
-                        Ok(v) => *sum += v.iter().sum::<u64>(),
-                        Err(e) => tracing::warn!(object = s.object, reason, "reading the drop counters: {e}"),
-                    }
+        let mut total = [0u64; podtrail_ebpf::DROP_REASONS];
+        for s in &self.sources {
+            for (reason, sum) in total.iter_mut().enumerate() {
+                match s.drops.get(&(reason as u32), 0) {
+                    Ok(v) => *sum += v.iter().sum::<u64>(),
+                    Err(e) => tracing::warn!(object = s.object, reason, "reading the drop counters: {e}"),
                 }
             }
-            total
-        };
-        let total = totals(&self.sources);
+        }
         if total == last.total {
             return last.clone();
         }
@@ -93,7 +90,7 @@ impl Probes {
                 }
             }
         }
-        DropCounts { total: totals(&self.sources), by_cgroup }
+        DropCounts { total, by_cgroup }
     }
 }
 
