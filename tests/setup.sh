@@ -64,6 +64,11 @@ python3 -c 'import moto.server, flask' 2>/dev/null || pip_need+=('moto[server]')
 python3 -c 'import boto3' 2>/dev/null || pip_need+=(boto3)
 # The Kubernetes API metadata source's tests: kmock's KubernetesEmulator.
 python3 -c 'import kmock' 2>/dev/null || pip_need+=(kmock)
+# The OCSF conformance check (tests/ocsf_validate.py): the OCSF schemas as the
+# PyPI package embeds them (offline), and a JSON Schema validator. Pinned: a
+# new release may change what the generated schemas accept.
+python3 -c 'import ocsf_json_schema' 2>/dev/null || pip_need+=(ocsf-json-schema==1.2.0)
+python3 -c 'import jsonschema' 2>/dev/null || pip_need+=(jsonschema==4.26.0)
 if [ ${#pip_need[@]} -gt 0 ]; then
   echo "setup: installing ${pip_need[*]} (pip)" >&2
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_need[@]}"

@@ -305,7 +305,7 @@ import duckdb, json, sys
 lake, data = sys.argv[1], sys.argv[2]
 con = duckdb.connect()
 pa = f"read_parquet('{lake}/ocsf/process_activity/**/*.parquet', hive_partitioning=true, union_by_name=true)"
-na = f"read_parquet('{lake}/ocsf/network_activity/**/*.parquet', hive_partitioning=true)"
+na = f"read_parquet('{lake}/ocsf/network_activity/**/net_conn-*.parquet', hive_partitioning=true)"
 ex = f"read_parquet('{data}/segments/process_exec/**/*.parquet', union_by_name=true)"
 xt = f"read_parquet('{data}/segments/process_exit/**/*.parquet')"
 nc = f"read_parquet('{data}/segments/net_conn/**/*.parquet')"
@@ -313,14 +313,14 @@ q = lambda s: con.execute(s).fetchall()
 out = {
   "launch": q(f"SELECT count(*) FROM {pa} WHERE class_uid = 1007 AND category_uid = 1 AND activity_id = 1 AND type_uid = 100701")[0][0],
   "exec": q(f"SELECT count(*) FROM {ex}")[0][0],
-  "launch_mismatch": q(f"SELECT count(*) FROM {pa} o JOIN {ex} e ON o.process.uid = CAST(e.exec_id AS VARCHAR) WHERE o.activity_id = 1 AND (o.process.file.path IS DISTINCT FROM e.binary OR o.process.pid <> e.pid OR o.process.parent_process.pid <> e.ppid OR o.process.cmd_line IS DISTINCT FROM array_to_string(e.args, ' ') OR o.container.pod_uuid IS DISTINCT FROM e.pod_uid OR o.device.hostname <> e.node OR o.time <> epoch_ns(e.time) // 1000000)")[0][0],
+  "launch_mismatch": q(f"SELECT count(*) FROM {pa} o JOIN {ex} e ON o.process.uid = CAST(e.exec_id AS VARCHAR) WHERE o.activity_id = 1 AND (o.process.file.path IS DISTINCT FROM e.binary OR o.process.pid <> e.pid OR o.process.parent_process.pid <> e.ppid OR o.process.cmd_line IS DISTINCT FROM array_to_string(e.args, ' ') OR coalesce(o.process.container.pod_uuid, o.unmapped.pod_uid) IS DISTINCT FROM e.pod_uid OR o.device.hostname <> e.node OR o.time <> epoch_ns(e.time) // 1000000)")[0][0],
   "terminate": q(f"SELECT count(*) FROM {pa} WHERE activity_id = 2 AND type_uid = 100702")[0][0],
   "exit": q(f"SELECT count(*) FROM {xt}")[0][0],
   "exit_codes": sorted(r[0] for r in q(f"SELECT exit_code FROM {pa} WHERE activity_id = 2")),
   "exit_codes_src": sorted(r[0] for r in q(f"SELECT exit_code FROM {xt}")),
   "net": q(f"SELECT count(*) FROM {na} WHERE class_uid = 4001 AND category_uid = 4")[0][0],
   "conn": q(f"SELECT count(*) FROM {nc}")[0][0],
-  "net_mismatch": q(f"SELECT count(*) FROM {na} o JOIN {nc} c ON o.connection_info.uid = CAST(c.socket_cookie AS VARCHAR) AND o.unmapped.event = c.event WHERE o.src_endpoint.ip <> c.src_ip OR o.dst_endpoint.ip <> c.dst_ip OR o.dst_endpoint.port <> c.dst_port OR o.activity_id <> CASE c.event WHEN 'close' THEN 2 WHEN 'fail' THEN 4 ELSE 1 END OR o.type_uid <> 400100 + o.activity_id OR o.unmapped.orig_dst_ip IS DISTINCT FROM c.orig_dst_ip OR o.traffic.bytes_out IS DISTINCT FROM c.bytes_sent")[0][0],
+  "net_mismatch": q(f"SELECT count(*) FROM {na} o JOIN {nc} c ON o.connection_info.uid = CAST(c.socket_cookie AS VARCHAR) AND o.unmapped.event = c.event WHERE o.src_endpoint.ip <> (CASE c.event WHEN 'accept' THEN c.dst_ip ELSE c.src_ip END) OR o.dst_endpoint.ip <> (CASE c.event WHEN 'accept' THEN c.src_ip ELSE c.dst_ip END) OR o.dst_endpoint.port <> (CASE c.event WHEN 'accept' THEN c.src_port ELSE c.dst_port END) OR o.activity_id <> CASE c.event WHEN 'close' THEN 2 WHEN 'fail' THEN (CASE WHEN c.error = 'ECONNREFUSED' THEN 5 ELSE 4 END) ELSE 1 END OR o.type_uid <> 400100 + o.activity_id OR o.unmapped.orig_dst_ip IS DISTINCT FROM c.orig_dst_ip OR o.traffic.bytes_out IS DISTINCT FROM c.bytes_sent")[0][0],
   "net_joined": q(f"SELECT count(*) FROM {na} o JOIN {nc} c ON o.connection_info.uid = CAST(c.socket_cookie AS VARCHAR) AND o.unmapped.event = c.event")[0][0],
   "outbound": q(f"SELECT count(*) FROM {na} WHERE unmapped.event = 'connect' AND connection_info.direction_id = 2")[0][0],
   "connects": q(f"SELECT count(*) FROM {nc} WHERE event = 'connect'")[0][0],
@@ -339,6 +339,33 @@ print(json.dumps(out))
     assert_eq!(v["net_joined"], v["conn"], "{v}");
     assert_eq!(v["net_mismatch"], 0, "{v}");
     assert_eq!(v["outbound"], v["connects"], "{v}");
+    // Every event of every class, checked against the OCSF schema itself.
+    let validate = |lake: &Path| Command::new("python3").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/ocsf_validate.py")).arg(lake).output().unwrap();
+    let o = validate(&lake);
+    let report = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "OCSF validation:\n{report}");
+    for class in ["process_activity", "network_activity", "dns_activity", "file_activity"] {
+        assert!(report.lines().any(|l| l.starts_with(&format!("{class}: ")) && !l.contains(": 0 events")), "no {class} events validated:\n{report}");
+    }
+    // The validator refuses what OCSF does not have: a field where the class
+    // has none, and a 64-bit integer where OCSF's integer_t is 32-bit.
+    let bad = tmp.path().join("bad");
+    let pa = lake.join("ocsf/process_activity");
+    let one = pa.join(parquet_files(&pa).into_iter().next().expect("a process_activity file"));
+    let dir = bad.join("ocsf/process_activity");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = format!(
+        "import duckdb; duckdb.connect().execute(\"COPY (SELECT * REPLACE (CAST(activity_id AS BIGINT) AS activity_id), 1 AS pod_restarts FROM read_parquet('{}', hive_partitioning = false)) TO '{}' (FORMAT parquet)\")",
+        one.display(),
+        dir.join("x.parquet").display()
+    );
+    let c = Command::new("python3").args(["-c", &copy]).output().unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let o = validate(&bad);
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{report}");
+    assert!(report.contains("pod_restarts: no such OCSF attribute here") && report.contains("'pod_restarts' was unexpected"), "{report}");
+    assert!(report.contains("activity_id: Parquet ('INT64', None) for OCSF integer_t"), "{report}");
     // Rerun: same objects, nothing written.
     let r = export(&data, d(&lake), None, &["--schema", "ocsf"]);
     assert_eq!(r["segments_written"], 0, "{r}");
