@@ -159,14 +159,15 @@ pub async fn export(data_dir: &Path, opts: ExportOptions) -> Result<ExportReport
         }
         let outcome = match opts.schema {
             LakeSchema::Native => lake.put_segment(data_dir, seg, &node).await.map(|(p, _)| (p, seg.bytes)),
-            LakeSchema::Ocsf => match crate::ocsf::mapping_for(&seg.table_name) {
-                None => {
+            LakeSchema::Ocsf => {
+                let classes = crate::ocsf::mappings_for(&seg.table_name);
+                if classes.is_empty() {
                     report.segments_not_mapped += 1;
                     progress.step(seg.bytes);
                     continue;
                 }
-                Some(m) => export_ocsf(&lake, data_dir, seg, m, &node).await,
-            },
+                export_ocsf(&lake, data_dir, seg, &classes, &node).await
+            }
         };
         match outcome {
             Ok((Put::Written, bytes)) => {
@@ -197,16 +198,29 @@ pub async fn export(data_dir: &Path, opts: ExportOptions) -> Result<ExportReport
     Ok(report)
 }
 
-async fn export_ocsf(lake: &Lake, data_dir: &Path, seg: &SegmentRecord, m: &crate::ocsf::Mapping, node: &str) -> Result<(Put, u64), LakeError> {
+/// One segment to each OCSF class its rows go to: one object per class that
+/// gets any (a class none of its rows map to gets no empty file). Written
+/// when any object was new.
+async fn export_ocsf(lake: &Lake, data_dir: &Path, seg: &SegmentRecord, classes: &[&crate::ocsf::Mapping], node: &str) -> Result<(Put, u64), LakeError> {
     let bytes = lake::read_segment(data_dir, seg)?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
         .map_err(|e| LakeError::Source(format!("segment {} ({}): {e}", seg.path, seg.segment_id)))?;
     let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| LakeError::Source(format!("segment {} ({}): {e}", seg.path, seg.segment_id)))?;
-    let out = crate::ocsf::convert(m, batches).await.map_err(|e| LakeError::Source(format!("segment {}: {e}", seg.segment_id)))?;
-    let len = out.len() as u64;
-    let key = lake.segment_key(&format!("ocsf/{}", m.class_dir), seg.time_min, node, &seg.segment_id);
-    Ok((lake.put_new(&key, out).await?, len))
+    let (mut put, mut written) = (Put::AlreadyThere, 0);
+    for m in classes {
+        let (out, events) = crate::ocsf::convert(m, batches.clone()).await.map_err(|e| LakeError::Source(format!("segment {}: {e}", seg.segment_id)))?;
+        if events == 0 {
+            continue;
+        }
+        let len = out.len() as u64;
+        let key = lake.segment_key(&format!("ocsf/{}", m.class_dir), seg.time_min, node, &seg.segment_id);
+        if let Put::Written = lake.put_new(&key, out).await? {
+            put = Put::Written;
+            written += len;
+        }
+    }
+    Ok((put, written))
 }
 
 /// Rows of the hot tails (recorded, not yet sealed) of the exported tables.

@@ -1,7 +1,11 @@
 //! OCSF: `podtrail export --schema ocsf` maps the event tables to OCSF 1.1.0
 //! classes, for security-lake ingestion: `process_exec` / `process_exit` to
 //! Process Activity (1007), `net_conn` and `net_flow` to Network Activity
-//! (4001), `dns` to DNS Activity (4003), `file` to File System Activity (1001).
+//! (4001), `dns` to DNS Activity (4003), `file` to File System Activity (1001),
+//! and `privilege` by kind: credential changes to Process Activity, module
+//! loads to Kernel Extension Activity (1002), mounts to File System Activity,
+//! the other system calls and refused capability checks to Kernel Activity
+//! (1003). `cap_usage` holds counters, not events: it is not exported.
 //! Every event declares the `container` profile (the pod's container is
 //! `process.container` / `actor.process.container`).
 //!
@@ -32,6 +36,9 @@ pub struct Mapping {
     pub class_dir: &'static str,
     pub class_name: &'static str,
     pub class_uid: u32,
+    /// The rows of the table this class takes (an SQL condition), when the
+    /// table's rows go to several classes; each row goes to exactly one.
+    pub rows: Option<&'static str>,
     /// Groups of (OCSF path, SQL expression), in output order.
     pub fields: &'static [&'static [(&'static str, &'static str)]],
 }
@@ -119,6 +126,7 @@ pub const PROCESS_EXEC: Mapping = Mapping {
     class_dir: "process_activity",
     class_name: "Process Activity",
     class_uid: 1007,
+    rows: None,
     fields: &[
         class!("1007", "1", "1", "'Launch'"),
         COMMON,
@@ -157,6 +165,7 @@ pub const PROCESS_EXIT: Mapping = Mapping {
     class_dir: "process_activity",
     class_name: "Process Activity",
     class_uid: 1007,
+    rows: None,
     fields: &[
         class!("1007", "1", "2", "'Terminate'"),
         COMMON,
@@ -180,6 +189,7 @@ pub const NET_CONN: Mapping = Mapping {
     class_dir: "network_activity",
     class_name: "Network Activity",
     class_uid: 4001,
+    rows: None,
     fields: &[
         &[
             ("class_uid", "CAST(4001 AS INT)"),
@@ -241,6 +251,7 @@ pub const NET_FLOW: Mapping = Mapping {
     class_dir: "network_activity",
     class_name: "Network Activity",
     class_uid: 4001,
+    rows: None,
     fields: &[
         class!("4001", "4", "6", "'Traffic'"),
         COMMON,
@@ -284,6 +295,7 @@ pub const DNS: Mapping = Mapping {
     class_dir: "dns_activity",
     class_name: "DNS Activity",
     class_uid: 4003,
+    rows: None,
     fields: &[
         &[
             ("class_uid", "CAST(4003 AS INT)"),
@@ -304,6 +316,9 @@ pub const DNS: Mapping = Mapping {
             ("connection_info.direction_id", "CAST(2 AS INT)"),
             ("connection_info.direction", "'Outbound'"),
             ("connection_info.uid", "CAST(socket_cookie AS VARCHAR)"),
+            // An answer whose query was not seen may lack the question:
+            // OCSF's query needs a name.
+            ("query", "?query_name IS NOT NULL"),
             ("query.hostname", "query_name"),
             ("query.type", "query_type"),
             ("query.packet_uid", "CAST(txid AS INT)"),
@@ -317,6 +332,7 @@ pub const DNS: Mapping = Mapping {
         POD_UNMAPPED,
         &[
             ("unmapped.status", "status"),
+            ("unmapped.txid", "CASE WHEN query_name IS NULL THEN CAST(txid AS INT) END"),
             ("unmapped.family", "family"),
             ("unmapped.answered_by_ip", "answered_by_ip"),
             ("unmapped.answered_by_port", "CAST(answered_by_port AS INT)"),
@@ -334,6 +350,7 @@ pub const FILE: Mapping = Mapping {
     class_dir: "file_activity",
     class_name: "File System Activity",
     class_uid: 1001,
+    rows: None,
     fields: &[
         &[
             ("class_uid", "CAST(1001 AS INT)"),
@@ -385,10 +402,194 @@ pub const FILE: Mapping = Mapping {
     ],
 };
 
-pub const MAPPINGS: &[&Mapping] = &[&PROCESS_EXEC, &PROCESS_EXIT, &NET_CONN, &NET_FLOW, &DNS, &FILE];
+/// `privilege` kinds that change a process's credentials: Process Activity.
+const PRIV_CREDENTIALS: &str = "kind IN ('setuid', 'setgid', 'setreuid', 'setregid', 'setresuid', 'setresgid', 'capset')";
+/// Module loads: Kernel Extension Activity.
+const PRIV_MODULES: &str = "kind IN ('init_module', 'finit_module')";
+/// Mounts: File System Activity.
+const PRIV_MOUNTS: &str = "kind IN ('mount', 'umount')";
+/// Every other kind (namespaces, ptrace, bpf, memfd_create, raw sockets,
+/// refused capability checks): Kernel Activity.
+const PRIV_KERNEL: &str = "kind NOT IN ('setuid', 'setgid', 'setreuid', 'setregid', 'setresuid', 'setresgid', 'capset', 'init_module', 'finit_module', 'mount', 'umount')";
 
-pub fn mapping_for(table: &str) -> Option<&'static Mapping> {
-    MAPPINGS.iter().copied().find(|m| m.table == table)
+/// A privilege row's outcome.
+const PRIV_STATUS: Fields = &[
+    ("status_id", "CAST(CASE WHEN result < 0 THEN 2 ELSE 1 END AS INT)"),
+    ("status", "CASE WHEN result < 0 THEN 'Failure' ELSE 'Success' END"),
+    ("status_detail", "error"),
+];
+
+/// The process that made the call, as the actor (with its ids then).
+const PRIV_ACTOR: Fields = &[
+    ("actor.process.pid", "CAST(pid AS INT)"),
+    ("actor.process.uid", "CAST(exec_id AS VARCHAR)"),
+    ("actor.process.name", "comm"),
+    ("actor.process.user.uid", "CAST(uid AS VARCHAR)"),
+    ("actor.user.uid", "CAST(uid AS VARCHAR)"),
+];
+
+/// Columns of every privilege row OCSF has no place for.
+const PRIV_UNMAPPED: Fields = &[
+    ("unmapped.kind", "kind"),
+    ("unmapped.tid", "CAST(tid AS INT)"),
+    ("unmapped.euid", "CAST(euid AS VARCHAR)"),
+    ("unmapped.gid", "CAST(gid AS VARCHAR)"),
+    ("unmapped.egid", "CAST(egid AS VARCHAR)"),
+    ("unmapped.cap_effective", "CAST(cap_effective AS VARCHAR)"),
+    ("unmapped.result", "result"),
+];
+
+pub const PRIVILEGE_CREDENTIALS: Mapping = Mapping {
+    table: "privilege",
+    class_dir: "process_activity",
+    class_name: "Process Activity",
+    class_uid: 1007,
+    rows: Some(PRIV_CREDENTIALS),
+    fields: &[
+        &[
+            ("class_uid", "CAST(1007 AS INT)"),
+            ("category_uid", "CAST(1 AS INT)"),
+            // OCSF has Set User ID; group and capability changes are Other.
+            ("activity_id", "CAST(CASE WHEN kind LIKE '%uid' THEN 5 ELSE 99 END AS INT)"),
+            ("activity_name", "CASE WHEN kind LIKE '%uid' THEN 'Set User ID' WHEN kind = 'capset' THEN 'Set Capabilities' ELSE 'Set Group ID' END"),
+            ("type_uid", "CAST(100700 + CASE WHEN kind LIKE '%uid' THEN 5 ELSE 99 END AS BIGINT)"),
+        ],
+        COMMON,
+        PRIV_STATUS,
+        &[
+            // The process whose ids change, with the real uid it asked for.
+            ("process.pid", "CAST(pid AS INT)"),
+            ("process.uid", "CAST(exec_id AS VARCHAR)"),
+            ("process.name", "comm"),
+            ("process.user.uid", "CAST(new_uid AS VARCHAR)"),
+        ],
+        pod_of!("process"),
+        PRIV_ACTOR,
+        POD_UNMAPPED,
+        PRIV_UNMAPPED,
+        &[
+            ("unmapped.new_uid", "CAST(new_uid AS VARCHAR)"),
+            ("unmapped.new_euid", "CAST(new_euid AS VARCHAR)"),
+            ("unmapped.new_suid", "CAST(new_suid AS VARCHAR)"),
+            ("unmapped.new_gid", "CAST(new_gid AS VARCHAR)"),
+            ("unmapped.new_egid", "CAST(new_egid AS VARCHAR)"),
+            ("unmapped.new_sgid", "CAST(new_sgid AS VARCHAR)"),
+            ("unmapped.new_cap_effective", "CAST(new_cap_effective AS VARCHAR)"),
+            ("unmapped.new_cap_permitted", "CAST(new_cap_permitted AS VARCHAR)"),
+            ("unmapped.new_cap_inheritable", "CAST(new_cap_inheritable AS VARCHAR)"),
+        ],
+    ],
+};
+
+pub const PRIVILEGE_MODULES: Mapping = Mapping {
+    table: "privilege",
+    class_dir: "kernel_extension_activity",
+    class_name: "Kernel Extension Activity",
+    class_uid: 1002,
+    rows: Some(PRIV_MODULES),
+    fields: &[
+        class!("1002", "1", "1", "'Load'"),
+        COMMON,
+        PRIV_STATUS,
+        &[
+            // finit_module names the module's file; init_module loads an
+            // image from memory (OCSF's driver needs a file name all the same).
+            ("driver.file.name", "CASE WHEN kind = 'finit_module' THEN coalesce(regexp_replace(file, '^.*/', ''), '') ELSE '[memory]' END"),
+            ("driver.file.path", "CASE WHEN kind = 'finit_module' THEN file END"),
+            ("driver.file.type_id", "CAST(CASE WHEN kind = 'finit_module' THEN 1 ELSE 0 END AS INT)"),
+        ],
+        PRIV_ACTOR,
+        pod_of!("actor.process"),
+        POD_UNMAPPED,
+        PRIV_UNMAPPED,
+        &[("unmapped.flags", "CAST(flags AS VARCHAR)"), ("unmapped.params", "CASE WHEN kind = 'init_module' THEN file END")],
+    ],
+};
+
+pub const PRIVILEGE_MOUNTS: Mapping = Mapping {
+    table: "privilege",
+    class_dir: "file_activity",
+    class_name: "File System Activity",
+    class_uid: 1001,
+    rows: Some(PRIV_MOUNTS),
+    fields: &[
+        &[
+            ("class_uid", "CAST(1001 AS INT)"),
+            ("category_uid", "CAST(1 AS INT)"),
+            ("activity_id", "CAST(CASE kind WHEN 'mount' THEN 12 ELSE 13 END AS INT)"),
+            ("activity_name", "CASE kind WHEN 'mount' THEN 'Mount' ELSE 'Unmount' END"),
+            ("type_uid", "CAST(100100 + CASE kind WHEN 'mount' THEN 12 ELSE 13 END AS BIGINT)"),
+        ],
+        COMMON,
+        PRIV_STATUS,
+        &[
+            // The mount point.
+            ("file.name", "coalesce(regexp_replace(target, '^.*/', ''), '')"),
+            ("file.path", "target"),
+            ("file.type_id", "CAST(2 AS INT)"),
+        ],
+        PRIV_ACTOR,
+        pod_of!("actor.process"),
+        POD_UNMAPPED,
+        PRIV_UNMAPPED,
+        &[("unmapped.source", "source"), ("unmapped.fstype", "fstype"), ("unmapped.flags", "CAST(flags AS VARCHAR)")],
+    ],
+};
+
+pub const PRIVILEGE_KERNEL: Mapping = Mapping {
+    table: "privilege",
+    class_dir: "kernel_activity",
+    class_name: "Kernel Activity",
+    class_uid: 1003,
+    rows: Some(PRIV_KERNEL),
+    fields: &[
+        // A system call made (a refused capability check: Other).
+        &[
+            ("class_uid", "CAST(1003 AS INT)"),
+            ("category_uid", "CAST(1 AS INT)"),
+            ("activity_id", "CAST(CASE kind WHEN 'capability' THEN 99 ELSE 4 END AS INT)"),
+            ("activity_name", "CASE kind WHEN 'capability' THEN 'Capability Check' ELSE 'Invoke' END"),
+            ("type_uid", "CAST(100300 + CASE kind WHEN 'capability' THEN 99 ELSE 4 END AS BIGINT)"),
+        ],
+        COMMON,
+        PRIV_STATUS,
+        &[
+            ("kernel.name", "CASE kind WHEN 'capability' THEN operation ELSE kind END"),
+            ("kernel.type_id", "CAST(CASE kind WHEN 'capability' THEN 99 ELSE 2 END AS INT)"),
+            ("kernel.type", "CASE kind WHEN 'capability' THEN 'Capability' ELSE 'System Call' END"),
+            ("kernel.system_call", "CASE WHEN kind <> 'capability' THEN kind END"),
+        ],
+        PRIV_ACTOR,
+        pod_of!("actor.process"),
+        POD_UNMAPPED,
+        PRIV_UNMAPPED,
+        &[
+            ("unmapped.operation", "operation"),
+            ("unmapped.namespaces", "namespaces"),
+            ("unmapped.flags", "CAST(flags AS VARCHAR)"),
+            ("unmapped.target_pid", "CAST(target_pid AS INT)"),
+            ("unmapped.bpf_type", "bpf_type"),
+            ("unmapped.file", "file"),
+        ],
+    ],
+};
+
+pub const MAPPINGS: &[&Mapping] = &[
+    &PROCESS_EXEC,
+    &PROCESS_EXIT,
+    &NET_CONN,
+    &NET_FLOW,
+    &DNS,
+    &FILE,
+    &PRIVILEGE_CREDENTIALS,
+    &PRIVILEGE_MODULES,
+    &PRIVILEGE_MOUNTS,
+    &PRIVILEGE_KERNEL,
+];
+
+/// The classes a table's rows go to (none: the table is not exported as OCSF).
+pub fn mappings_for(table: &str) -> Vec<&'static Mapping> {
+    MAPPINGS.iter().copied().filter(|m| m.table == table).collect()
 }
 
 /// A tree of dotted paths: leaves are SQL expressions; a struct may carry the
@@ -479,13 +680,15 @@ impl Mapping {
             insert(&mut top, path, expr);
         }
         let cols: Vec<String> = top.iter().map(|(n, v)| format!("{} AS \"{n}\"", render(v))).collect();
-        format!("SELECT {} FROM src", cols.join(", "))
+        let filter = self.rows.map(|c| format!(" WHERE {c}")).unwrap_or_default();
+        format!("SELECT {} FROM src{filter}", cols.join(", "))
     }
 }
 
 /// Convert one segment's rows (any schema version of the table) to the OCSF class
-/// as Parquet bytes; the same rows give the same bytes.
-pub async fn convert(m: &Mapping, batches: Vec<RecordBatch>) -> Result<Bytes, String> {
+/// as Parquet bytes, with the number of events; the same rows give the same
+/// bytes.
+pub async fn convert(m: &Mapping, batches: Vec<RecordBatch>) -> Result<(Bytes, usize), String> {
     let def = podtrail_schema::tables::event_table(m.table).ok_or_else(|| format!("{} is not an event table", m.table))?;
     let batches = batches
         .iter()
@@ -498,7 +701,9 @@ pub async fn convert(m: &Mapping, batches: Vec<RecordBatch>) -> Result<Bytes, St
     let df = ctx.sql(&m.sql()).await.map_err(|e| format!("OCSF mapping of {}: {e}", m.table))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let out = df.collect().await.map_err(|e| format!("OCSF mapping of {}: {e}", m.table))?;
-    podtrail_schema::lake::parquet_bytes(schema, &out).map_err(|e| format!("OCSF mapping of {}: {e}", m.table))
+    let events = out.iter().map(|b| b.num_rows()).sum();
+    let bytes = podtrail_schema::lake::parquet_bytes(schema, &out).map_err(|e| format!("OCSF mapping of {} to {}: {e}", m.table, m.class_name))?;
+    Ok((bytes, events))
 }
 
 /// The mapping as Markdown (`schema/OCSF.md`).
@@ -512,6 +717,8 @@ pub fn markdown() -> String {
          timestamps (milliseconds) 64-bit; an object whose fields are all null is written as null.\n\
          `src_endpoint` is the side that began the connection or flow (the peer of an accepted\n\
          connection). Checked event by event against the OCSF schema by `tests/ocsf_validate.py`.\n\
+         Files of one class written from different tables have different columns: read a class's\n\
+         directory by column name (DuckDB `union_by_name=true`, Spark `mergeSchema`).\n\
          Each value is an SQL expression over the podtrail row (DataFusion dialect; `time` is ns).\n",
     );
     for m in MAPPINGS {
@@ -556,8 +763,8 @@ mod tests {
             let def = podtrail_schema::tables::event_table(m.table).unwrap();
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let empty = RecordBatch::new_empty(def.arrow_schema());
-            let bytes = rt.block_on(convert(m, vec![empty])).unwrap_or_else(|e| panic!("{}: {e}", m.table));
-            assert!(!bytes.is_empty());
+            let (bytes, events) = rt.block_on(convert(m, vec![empty])).unwrap_or_else(|e| panic!("{} to {}: {e}", m.table, m.class_name));
+            assert!(!bytes.is_empty() && events == 0);
         }
     }
 }

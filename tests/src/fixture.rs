@@ -478,3 +478,123 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     ))?;
     Ok(())
 }
+
+/// Every kind of event the incident history does not have, one or more each,
+/// into a new data dir at `dir` (node `node-1`, pod C): every `privilege`
+/// kind, refused and timed-out connects, an accepted connection, every `dns`
+/// status, every `file` operation (and a refused one), a flow the peer began,
+/// a process killed by a signal. For checks that must see each kind once
+/// (the OCSF conformance test); the incident history stays the story the
+/// sql-examples tell.
+pub fn write_every_kind(dir: &Path) -> anyhow::Result<()> {
+    let (mut store, _) = SegmentStore::open(StoreConfig::new(dir, NODE))?;
+    let c = &PODS[2];
+    let mut w = Builder { b: RowSet::default() };
+    let t = T0 + 50 * M;
+    let sh = w.exec(t, Some(c), 5000, None, 0, &["/bin/sh"]);
+    let tool = w.exec(t + S, Some(c), 5001, Some(&sh), 1000, &["/tmp/tool"]);
+    // Credentials, namespaces, mounts, tracing, bpf, modules, memfd, raw sockets, capability checks.
+    let kinds = [
+        ("setuid", [0; 6], [None; 3], -1),
+        ("setgid", [0; 6], [None; 3], 0),
+        ("setreuid", [0, 0, 0, 0, 0, 0], [None; 3], -1),
+        ("setregid", [0, 0, 0, 0, 0, 0], [None; 3], 0),
+        ("setresuid", [0, 0, 0, 0, 0, 0], [None; 3], 0),
+        ("setresgid", [0, 0, 0, 0, 0, 0], [None; 3], -1),
+        ("capset", [0, 0, 0xa80425fb, 0xa80425fb, 0, 0], [None; 3], 0),
+        ("setns", [3, 0x4000_0000, 0, 0, 0, 0], [None; 3], 0),
+        ("unshare", [0x0002_0000, 0, 0, 0, 0, 0], [None; 3], -1),
+        ("mount", [1, 2, 3, 0, 0, 0], [Some("/dev/sda1"), Some("/host"), Some("ext4")], 0),
+        ("umount", [1, 0, 0, 0, 0, 0], [Some("/host"), None, None], 0),
+        ("ptrace", [16, 5000, 0, 0, 0, 0], [None; 3], -1),
+        ("bpf", [5, 0x1000, 0, 0, 0, 0], [None; 3], 7),
+        ("init_module", [0, 4096, 0, 0, 0, 0], [Some("debug=1"), None, None], -1),
+        ("finit_module", [3, 0, 0, 0, 0, 0], [Some("/lib/modules/evil.ko"), None, None], 0),
+        ("memfd_create", [1, 0, 0, 0, 0, 0], [Some("x"), None, None], 4),
+        ("socket", [2, 3, 255, 0, 0, 0], [None; 3], 5),
+        ("capability", [21, 0, 0, 0, 0, 0], [None; 3], -1),
+    ];
+    for (i, (kind, args, strs, result)) in kinds.into_iter().enumerate() {
+        w.privilege(t + 2 * S + i as i64 * 1000, c, &tool, 1000, kind, args, [0; 3], strs, result);
+    }
+    // Connects the peer refused or never answered, and an accepted connection.
+    for (i, error) in ["ECONNREFUSED", "ETIMEDOUT"].into_iter().enumerate() {
+        let a = |s: &str, port| (s.parse::<IpAddr>().expect("fixture IP"), port);
+        let raw = ConnRaw {
+            event: "fail",
+            owner: Some((tool.pid, "tool".into())),
+            family: "ipv4",
+            netns: c.netns,
+            time_boot_ns: 0,
+            cgroup_id: c.cgroup,
+            cookie: 900 + i as u64,
+            src: a(c.ip, 43000 + i as u16),
+            dst: a("10.244.1.8", 22),
+            orig_dst: Some(a("10.244.1.8", 22)),
+            nat_dst: None,
+            bytes: None,
+            error: Some(error.into()),
+            dst_name: None,
+            server_name: None,
+        };
+        w.b.conn.push(ConnRow { time: t + 3 * S + i as i64, raw, exec_id: Some(tool.exec_id), identity: ident(c) });
+    }
+    w.conn(t + 4 * S, S, "accept", c, None, 910, (c.ip, 4444), ("10.244.1.8", 50000), None, (10, 2000));
+    // DNS: an NXDOMAIN, a lookup over TCP, one never answered, an answer alone.
+    w.dns(t + 5 * S, c, &tool, 700, "nothing.example", 1, Some(2_000_000), 3, &[]);
+    w.dns(t + 5 * S + 1, c, &tool, 701, "big.example", 16, Some(3_000_000), 0, &["big.example TXT 900 ttl=5"]);
+    if let Some(r) = w.b.dns.rows.last_mut() {
+        r.raw.transport = "tcp";
+    }
+    w.dns(t + 5 * S + 2, c, &tool, 702, "lost.example", 28, None, 0, &[]);
+    w.dns(t + 5 * S + 3, c, &tool, 703, "late.example", 1, Some(1_000_000), 0, &["late.example A 203.0.113.1 ttl=60"]);
+    if let Some(r) = w.b.dns.rows.last_mut() {
+        r.raw.status = "answer_only";
+        r.raw.question = None;
+    }
+    w.dns(t + 5 * S + 4, c, &tool, 704, "pending.example", 1, None, 0, &[]);
+    if let Some(r) = w.b.dns.rows.last_mut() {
+        r.raw.status = "pending";
+    }
+    // Every file operation, and an open the kernel refused.
+    use podtrail_ebpf::{FILE_WHY_DEVICE, FILE_WHY_EXEC_BIT, FILE_WHY_HIDDEN, FILE_WHY_WATCHED};
+    let at = u64::MAX - 99; // AT_FDCWD
+    let watched = (FILE_WHY_WATCHED, 0, 0);
+    let ops = [
+        ("openat", "open", "/etc/passwd", None, [at, 0, 0o1001, 0, 0, 0], 0o1001, watched, Some(88001)),
+        ("openat", "open", "/etc/new.conf", None, [at, 0, 0o1101, 0o644, 0, 0], 0o1101, watched, Some(88002)),
+        ("openat", "read", "/etc/shadow", None, [at, 0, 0, 0, 0, 0], 0, (podtrail_ebpf::FILE_WHY_READ, 0, 0), Some(88003)),
+        ("unlinkat", "unlink", "/etc/new.conf", None, [at, 0, 0, 0, 0, 0], 0, watched, None),
+        ("mkdirat", "mkdir", "/tmp/.cache", None, [at, 0, 0o755, 0, 0, 0], 0, (FILE_WHY_HIDDEN, 0, 0), None),
+        ("unlinkat", "rmdir", "/etc/old.d", None, [at, 0, 0x200, 0, 0, 0], 0, watched, None),
+        ("renameat2", "rename", "/etc/a.conf", Some("/etc/b.conf"), [at, 0, at, 0, 0, 0], 0, watched, None),
+        ("fchmodat", "chmod", "/tmp/tool", None, [at, 0, 0o755, 0, 0, 0], 0, (FILE_WHY_EXEC_BIT, 0, 0), None),
+        ("fchownat", "chown", "/etc/sudoers", None, [at, 0, 1000, 1000, 0, 0], 0, watched, None),
+        ("setxattr", "setxattr", "/tmp/tool", Some("user.note"), [0, 0, 0, 4, 0, 0], 0, watched, None),
+        ("linkat", "link", "/etc/shadow", Some("/tmp/s"), [at, 0, at, 0, 0, 0], 0, watched, None),
+        ("symlinkat", "symlink", "/etc/profile.d/x.sh", Some("/tmp/x.sh"), [0, at, 0, 0, 0, 0], 0, watched, None),
+        ("truncate", "truncate", "/var/log/auth.log", None, [0, 0, 0, 0, 0, 0], 0, watched, None),
+        ("mknodat", "mknod", "/tmp/mem", None, [at, 0, 0o20600, 0x0101, 0, 0], 0, (FILE_WHY_DEVICE, 0, 0), None),
+    ];
+    for (i, (syscall, op, path, path2, args, flags, why, inode)) in ops.into_iter().enumerate() {
+        w.file(t + 6 * S + i as i64 * 1000, c, &tool, syscall, op, path, path2, args, flags, why, inode);
+    }
+    w.file(t + 7 * S, c, &tool, "openat", "open", "/etc/crontab", None, [at, 0, 0o1001, 0, 0, 0], 0o1001, watched, None);
+    if let Some(r) = w.b.files.rows.last_mut() {
+        r.raw.result = -13; // EACCES
+    }
+    // A UDP flow the peer began, and the tool killed by SIGKILL.
+    w.flow(t + 8 * S, S, c, &tool, 920, 17, ("10.244.1.8", 9999), (1, 10), (3, 300));
+    if let Some(r) = w.b.flows.rows.last_mut() {
+        r.delta.val.flags |= podtrail_ebpf::FLOW_FIRST_IN as u16;
+    }
+    w.exit(t + 9 * S, t + S, Some(c), &tool, 0);
+    if let Some(r) = w.b.exit.rows.last_mut() {
+        r.raw.signal = 9;
+    }
+    for (table, batch) in podtrail_recorder::batch::build(&w.b, NODE)? {
+        store.append(table, batch)?;
+    }
+    store.close()?;
+    Ok(())
+}

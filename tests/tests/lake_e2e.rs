@@ -347,6 +347,36 @@ print(json.dumps(out))
     for class in ["process_activity", "network_activity", "dns_activity", "file_activity"] {
         assert!(report.lines().any(|l| l.starts_with(&format!("{class}: ")) && !l.contains(": 0 events")), "no {class} events validated:\n{report}");
     }
+    // A history with every event kind the incident lacks (every privilege
+    // kind, refused connects, every DNS status, every file operation, ...):
+    // valid too, and each privilege row in exactly one class.
+    let data2 = tmp.path().join("every-kind");
+    run_ok("podtrail-synth", &["--data-dir", d(&data2), "--every-kind"]);
+    let lake2 = tmp.path().join("lake2");
+    let r = export(&data2, d(&lake2), None, &["--schema", "ocsf"]);
+    assert!(r["failed"].as_array().unwrap().is_empty(), "{r}");
+    let o = validate(&lake2);
+    let report = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "OCSF validation of every kind:\n{report}");
+    let count = r#"
+import duckdb, json, sys
+lake, data = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+q = lambda s: con.execute(s).fetchall()
+classes = {c: q(f"SELECT count(*) FROM read_parquet('{lake}/ocsf/{c}/**/privilege-*.parquet', union_by_name=true)")[0][0]
+           for c in ["process_activity", "kernel_extension_activity", "file_activity", "kernel_activity"]}
+kinds = q(f"SELECT count(*), count(DISTINCT kind) FROM read_parquet('{data}/segments/privilege/**/*.parquet')")[0]
+ids = sorted(r[0] for r in q(f"SELECT DISTINCT activity_id FROM read_parquet('{lake}/ocsf/network_activity/**/net_conn-*.parquet')"))
+print(json.dumps({"classes": classes, "rows": kinds[0], "kinds": kinds[1], "conn_activities": ids}))
+"#;
+    let o = Command::new("python3").args(["-c", count, d(&lake2), d(&data2)]).output().unwrap();
+    assert!(o.status.success(), "DuckDB: {}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let exported: u64 = v["classes"].as_object().unwrap().values().filter_map(|n| n.as_u64()).sum();
+    assert!(v["kinds"] == 18 && exported == v["rows"].as_u64().unwrap(), "every privilege kind, each row in one class: {v}");
+    assert!(v["classes"].as_object().unwrap().values().all(|n| n.as_u64() > Some(0)), "{v}");
+    // Open (connect, accept), close, fail, refuse.
+    assert_eq!(v["conn_activities"], serde_json::json!([1, 2, 4, 5]), "{v}");
     // The validator refuses what OCSF does not have: a field where the class
     // has none, and a 64-bit integer where OCSF's integer_t is 32-bit.
     let bad = tmp.path().join("bad");

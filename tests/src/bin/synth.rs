@@ -48,6 +48,12 @@ struct Args {
     /// (tests/src/fixture.rs) instead of a generated one; other options are ignored.
     #[arg(long)]
     incident: bool,
+    /// Write a short history with one or more events of every kind the
+    /// incident history lacks (every privilege kind, refused connects, every
+    /// DNS status, every file operation, ...): what the OCSF conformance check
+    /// exports (tests/tests/lake_e2e.rs). Other options are ignored.
+    #[arg(long, conflicts_with = "incident")]
+    every_kind: bool,
 }
 
 /// Paces to the wall clock and flushes each second, reporting what was flushed.
@@ -85,6 +91,11 @@ fn main() -> anyhow::Result<()> {
         None if a.realtime => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as i64,
         None => chrono_parse("2026-11-16T00:00:00Z")?,
     };
+    if a.every_kind {
+        podtrail_tests::fixture::write_every_kind(&a.data_dir).with_context(|| format!("writing the every-kind history into {}", a.data_dir.display()))?;
+        println!("{{\"every_kind\": \"{}\"}}", a.data_dir.display());
+        return Ok(());
+    }
     if a.incident {
         podtrail_tests::fixture::write(&a.data_dir).with_context(|| format!("writing the incident history into {}", a.data_dir.display()))?;
         println!("{{\"incident\": \"{}\"}}", a.data_dir.display());
