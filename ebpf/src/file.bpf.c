@@ -152,6 +152,69 @@ static __always_inline __u32 *match_prefix(void *trie, struct file_scratch *s, l
     return bpf_map_lookup_elem(trie, &s->key);
 }
 
+/* The read_watch forms that stand for many directories: a path under a home
+ * directory (`/root/x`, `/home/<user>/x`) is looked up again as `~/x`, and
+ * one under another process's /proc directory (`/proc/<pid>/x`, pid neither
+ * the caller's process nor its thread) as `/proc/ * /x` (without the spaces).
+ * `s->key.data` holds the path (`len` bytes, no NUL); `s->given` is used as
+ * work space. Returns the matched entry's index, or NULL. */
+static __noinline __u32 *match_read_form(struct file_scratch *s, long len, __u64 id)
+{
+    if (len < 7 || len > PT_FILE_MATCH_MAX)
+        return NULL;
+    char *p = (char *)s->key.data;
+    long skip = 0; /* bytes of the path the form replaces */
+    int home = 0;
+    if (p[0] == '/' && p[1] == 'r' && p[2] == 'o' && p[3] == 'o' && p[4] == 't' && p[5] == '/') {
+        skip = 5;
+        home = 1;
+    } else if (p[0] == '/' && p[1] == 'h' && p[2] == 'o' && p[3] == 'm' && p[4] == 'e' && p[5] == '/') {
+        /* The user's directory name: up to the next slash. */
+        for (int i = 6; i < 6 + PT_FILE_BASENAME_MAX * 2; i++) {
+            if (i >= len)
+                return NULL;
+            if (p[i & (PT_FILE_MATCH_MAX - 1)] == '/') {
+                skip = i;
+                break;
+            }
+        }
+        home = 1;
+    } else if (p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c' && p[5] == '/') {
+        __u64 pid = 0;
+        for (int i = 6; i < 6 + 11; i++) {
+            if (i >= len)
+                return NULL;
+            char c = p[i & (PT_FILE_MATCH_MAX - 1)];
+            if (c == '/' && i > 6) {
+                skip = i;
+                break;
+            }
+            if (c < '0' || c > '9')
+                return NULL; /* self, thread-self, or not a process */
+            pid = pid * 10 + (c - '0');
+        }
+        if (pid == (id >> 32) || pid == (__u32)id)
+            return NULL;
+    }
+    if (skip == 0)
+        return NULL;
+    /* Rewrite the key: the form, then the rest of the path from its slash. */
+    if (bpf_probe_read_kernel(s->given, PT_FILE_MATCH_MAX, p) != 0)
+        return NULL;
+    long at = home ? 1 : 7;
+    if (home)
+        p[0] = '~';
+    else {
+        p[6] = '*'; /* "/proc/" is already there */
+    }
+    long rest = len - skip;
+    if (rest <= 0 || rest > PT_FILE_MATCH_MAX - 7)
+        return NULL;
+    if (bpf_probe_read_kernel(&s->key.data[at & 7], rest & (PT_FILE_MATCH_MAX - 1), &s->given[skip & (PT_FILE_MATCH_MAX - 1)]) != 0)
+        return NULL;
+    return match_prefix(&read_watch, s, at + rest);
+}
+
 static __always_inline int enter_common(__u32 op, const __u64 *args, long nr, __u32 syscall, int dfd_arg, int path_arg, int dfd2_arg, int path2_arg)
 {
     __u64 id = bpf_get_current_pid_tgid();
@@ -180,6 +243,8 @@ static __always_inline int enter_common(__u32 op, const __u64 *args, long nr, __
             if (n <= 1 || s->key.data[0] != '/')
                 return 0;
             __u32 *idx = match_prefix(&read_watch, s, n - 1);
+            if (!idx)
+                idx = match_read_form(s, n - 1, id);
             if (!idx)
                 return 0;
             read_index = *idx;

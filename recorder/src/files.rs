@@ -42,12 +42,17 @@ pub const DEFAULT_WRITE_PREFIXES: &[&str] = &[
 /// Credential files whose read-only opens are recorded. Only opens that name
 /// the file by an absolute path are matched: the entry program judges a
 /// read-only open before building any path, so `cd /etc; cat shadow` is missed.
+/// Two forms stand for many directories: `~/x` is `x` under any home directory
+/// (`/root/x`, `/home/<user>/x`), and `/proc/*/x` is `x` of any process but
+/// the reader itself (its environment, its memory).
 pub const DEFAULT_READ_PREFIXES: &[&str] = &[
     "/etc/shadow",
     "/etc/gshadow",
     "/etc/sudoers",
     "/etc/ssh/ssh_host_",
-    "/root/.ssh/",
+    "~/.ssh/",
+    "/proc/*/environ",
+    "/proc/*/mem",
     "/var/run/secrets/kubernetes.io/serviceaccount/token",
     "/run/secrets/kubernetes.io/serviceaccount/token",
 ];
@@ -135,7 +140,25 @@ impl Watches {
         };
         Ok(Watches {
             write: merge(DEFAULT_WRITE_PREFIXES, write, "--watch", prefix)?,
-            read: merge(DEFAULT_READ_PREFIXES, read, "--watch-read", prefix)?,
+            read: merge(DEFAULT_READ_PREFIXES, read, "--watch-read", |p: &str| {
+                // The kernel rewrites a home directory's path to `~/...` and
+                // another process's /proc directory to `/proc/*/...`: only
+                // those two forms, with a path after them.
+                let wild = p.starts_with("/proc/*/") && p.len() > "/proc/*/".len();
+                if p.contains('*') && !wild {
+                    Err("`*` only as `/proc/*/<file>` (any process but the reader)".to_string())
+                } else if let Some(rest) = p.strip_prefix('~') {
+                    if !rest.starts_with('/') || rest.len() < 2 {
+                        Err("`~` only as `~/<path>` (under any home directory)".to_string())
+                    } else if p.len() > FILE_MATCH_MAX {
+                        Err(format!("longer than {FILE_MATCH_MAX} bytes (the kernel matches that many)"))
+                    } else {
+                        Ok(())
+                    }
+                } else {
+                    prefix(p)
+                }
+            })?,
             names: merge(DEFAULT_NAMES, names, "--watch-name", name)?,
         })
     }
@@ -252,6 +275,16 @@ mod tests {
         assert!(e.contains("--watch-name \"a/b\""), "{e}");
         let long = format!("/{}", "x".repeat(FILE_MATCH_MAX));
         assert!(Watches::new(&[], &[long], &[]).unwrap_err().contains("--watch-read"));
+    }
+
+    #[test]
+    fn read_forms_for_home_directories_and_other_processes_are_checked() {
+        let w = Watches::new(&[], &["~/.aws/credentials".into(), "/proc/*/maps".into()], &[]).unwrap();
+        assert!(w.read.contains(&"~/.aws/credentials".to_string()) && w.read.contains(&"/proc/*/maps".to_string()));
+        for bad in ["~", "~user/.ssh/", "/home/*/.ssh/", "/proc/*/", "relative"] {
+            let e = Watches::new(&[], &[bad.into()], &[]).unwrap_err();
+            assert!(e.contains("--watch-read") && e.contains(bad), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -94,8 +94,11 @@ enum Cmd {
         watch: Vec<String>,
         /// Also record read-only opens of paths under this prefix (absolute,
         /// repeatable; only opens that name the file by an absolute path).
+        /// `~/PATH` means under any home directory (/root, /home/USER);
+        /// `/proc/*/FILE` means that file of any process but the reader.
         /// Always: /etc/shadow, /etc/gshadow, /etc/sudoers*, /etc/ssh/ssh_host_*,
-        /// /root/.ssh/ and the pod's service-account token.
+        /// ~/.ssh/, /proc/*/environ, /proc/*/mem and the pod's service-account
+        /// token.
         #[arg(long, value_name = "PREFIX", conflicts_with = "no_file_events")]
         watch_read: Vec<String>,
         /// Also record changes to files of this name wherever they are (at most

@@ -1,7 +1,7 @@
 //! Privileged end-to-end tests of the `file` table: the real `podtraild`
 //! records real attack techniques that work through files, run by a shell in
 //! a kubelet-named pod cgroup. The shell runs in a mount namespace of its own
-//! with overlays on /etc and /root and a tmpfs on /tmp, so the host's files are
+//! with overlays on /etc and /root and tmpfs on /tmp and /home, so the host's files are
 //! never touched (the overlays' upper layers are in a tmpfs that goes with the
 //! namespace). Each technique must give exactly one row of its operation with
 //! path, result and pod; a dropped binary's write and its exec must join on
@@ -25,6 +25,7 @@ mkdir {w}/etc-up {w}/etc-work {w}/root-up {w}/root-work
 mount -t overlay pt-etc -o lowerdir=/etc,upperdir={w}/etc-up,workdir={w}/etc-work /etc
 mount -t overlay pt-root -o lowerdir=/root,upperdir={w}/root-up,workdir={w}/root-work /root
 mount -t tmpfs pt-tmp /tmp
+mount -t tmpfs pt-home /home
 cd /root
 set +e
 ",
@@ -115,6 +116,18 @@ chmod +x /tmp/x
 stat -c 'dropped %d %i' /tmp/x
 sha256sum /tmp/x
 LD_PRELOAD=/tmp/lib.so /bin/true 2>/dev/null
+# Credential reads: a user's SSH key, another process's environment (not
+# its own, nor /proc/self: no rows).
+mkdir -p /home/alice/.ssh
+echo key > /home/alice/.ssh/id_ed25519
+read -r line < /home/alice/.ssh/id_ed25519
+sleep 30 &
+other=$!
+read -r line < /proc/$other/environ
+read -r line < /proc/self/environ
+read -r line < /proc/$$/environ
+echo procs $$ $other
+kill $other
 # The pod lives on a little, as a container's main process does: the recorder
 # reads the dropped file through it.
 sleep 2
@@ -178,6 +191,15 @@ true",
     assert_eq!(hashed, vec![json!({"sha256": sum})], "the exec row's SHA-256 is sha256sum's");
     let chmod_x = one("chmod", "/tmp/x");
     assert_eq!((&chmod_x["mode"], &chmod_x["reason"]), (&json!(0o755), &json!("exec_bit")));
+    // Reads of a user's SSH key and of another process's environment, by the
+    // forms `~/` and `/proc/*/`; the shell's reads of its own are not rows.
+    let key = one("read", "/home/alice/.ssh/id_ed25519");
+    assert_eq!((&key["reason"], &key["comm"]), (&json!("read:~/.ssh/"), &json!("bash")));
+    let procs: Vec<&str> = out.lines().find(|l| l.starts_with("procs ")).expect("the shell's pids").split(' ').collect();
+    let env = one("read", &format!("/proc/{}/environ", procs[2]));
+    assert_eq!(env["reason"], "read:/proc/*/environ", "{env}");
+    let own = sql_json(d, &format!("SELECT path FROM file WHERE {pod} AND op = 'read' AND path IN ('/proc/self/environ', '/proc/{}/environ')", procs[1]));
+    assert!(own.is_empty(), "the shell's reads of its own environment: {own:?}");
     // The loader's variables on the exec row.
     let preloaded = sql_json(d, &format!("SELECT loader_env FROM process_exec WHERE {pod} AND binary = '/bin/true' AND cardinality(loader_env) > 0"));
     assert_eq!(preloaded, vec![json!({"loader_env": ["LD_PRELOAD=/tmp/lib.so"]})]);
