@@ -182,6 +182,9 @@
                                  of an accepted connection: pid/comm are the
                                  process that put the listening socket in
                                  listen (the `listeners` map), not a connect() */
+#define PT_CONN_ACCEPTED 32   /* this side accepted the connection (the peer began
+                                 it): on accept rows and on the close of an
+                                 accepted connection the `established` map held */
 
 /* pt_listen_event.event */
 #define PT_LISTEN_LISTEN 1    /* a TCP socket entered LISTEN (listen(2)) */

@@ -430,7 +430,9 @@ static __always_inline int emit(struct sock *sk, __u32 event, struct conn_state 
     }
     /* The accepting side: the process of the socket that listened on this
      * port in this namespace (at the accept, and still at the close). */
-    if ((event == PT_CONN_ACCEPT || (event == PT_CONN_CLOSE && st && st->accepted)) && !(e->flags & PT_CONN_HAS_OWNER)) {
+    if (event == PT_CONN_ACCEPT || (event == PT_CONN_CLOSE && st && st->accepted))
+        e->flags |= PT_CONN_ACCEPTED;
+    if ((e->flags & PT_CONN_ACCEPTED) && !(e->flags & PT_CONN_HAS_OWNER)) {
         struct pt_listener_key lk = { .netns = e->netns, .port = e->sport };
         struct pt_listener_owner *lo = bpf_map_lookup_elem(&listeners, &lk);
         if (lo) {

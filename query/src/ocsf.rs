@@ -206,21 +206,23 @@ pub const NET_CONN: Mapping = Mapping {
         ],
         COMMON,
         &[
-            // The initiator is the source: the peer of an accepted connection.
-            ("src_endpoint.ip", "CASE event WHEN 'accept' THEN dst_ip ELSE src_ip END"),
-            ("src_endpoint.port", "CAST(CASE event WHEN 'accept' THEN dst_port ELSE src_port END AS INT)"),
-            ("dst_endpoint.ip", "CASE event WHEN 'accept' THEN src_ip ELSE dst_ip END"),
-            ("dst_endpoint.port", "CAST(CASE event WHEN 'accept' THEN src_port ELSE dst_port END AS INT)"),
-            ("dst_endpoint.hostname", "CASE WHEN event <> 'accept' THEN coalesce(server_name, dst_name) END"),
+            // The initiator is the source: the peer of an accepted connection
+            // (`initiated`; segments before that column: the accept rows).
+            // When neither is known (a close of a connection older than the
+            // recorder), the local side.
+            ("src_endpoint.ip", "CASE WHEN (initiated = 'remote' OR event = 'accept') THEN dst_ip ELSE src_ip END"),
+            ("src_endpoint.port", "CAST(CASE WHEN (initiated = 'remote' OR event = 'accept') THEN dst_port ELSE src_port END AS INT)"),
+            ("dst_endpoint.ip", "CASE WHEN (initiated = 'remote' OR event = 'accept') THEN src_ip ELSE dst_ip END"),
+            ("dst_endpoint.port", "CAST(CASE WHEN (initiated = 'remote' OR event = 'accept') THEN src_port ELSE dst_port END AS INT)"),
+            ("dst_endpoint.hostname", "CASE WHEN NOT (initiated = 'remote' OR event = 'accept') THEN coalesce(server_name, dst_name) END"),
             ("connection_info.protocol_name", "lower(protocol)"),
             ("connection_info.protocol_num", "CAST(6 AS INT)"),
-            ("connection_info.direction_id", "CAST(CASE event WHEN 'accept' THEN 1 WHEN 'connect' THEN 2 WHEN 'fail' THEN 2 ELSE 0 END AS INT)"),
-            ("connection_info.direction", "CASE event WHEN 'accept' THEN 'Inbound' WHEN 'connect' THEN 'Outbound' WHEN 'fail' THEN 'Outbound' ELSE 'Unknown' END"),
+            ("connection_info.direction_id", "CAST(CASE WHEN (initiated = 'remote' OR event = 'accept') THEN 1 WHEN initiated = 'local' OR event IN ('connect', 'fail') THEN 2 ELSE 0 END AS INT)"),
+            ("connection_info.direction", "CASE WHEN (initiated = 'remote' OR event = 'accept') THEN 'Inbound' WHEN initiated = 'local' OR event IN ('connect', 'fail') THEN 'Outbound' ELSE 'Unknown' END"),
             ("connection_info.uid", "CAST(socket_cookie AS VARCHAR)"),
-            // Close rows do not say which side opened the connection: the
-            // local side's counts, as sent and received.
-            ("traffic.bytes_out", "CAST(bytes_sent AS BIGINT)"),
-            ("traffic.bytes_in", "CAST(bytes_received AS BIGINT)"),
+            // Out: from the source (the initiator) to the destination.
+            ("traffic.bytes_out", "CAST(CASE WHEN (initiated = 'remote' OR event = 'accept') THEN bytes_received ELSE bytes_sent END AS BIGINT)"),
+            ("traffic.bytes_in", "CAST(CASE WHEN (initiated = 'remote' OR event = 'accept') THEN bytes_sent ELSE bytes_received END AS BIGINT)"),
             ("duration", "CAST(duration_ns / 1000000 AS INT)"),
         ],
         ACTOR,
@@ -228,6 +230,7 @@ pub const NET_CONN: Mapping = Mapping {
         POD_UNMAPPED,
         &[
             ("unmapped.event", "event"),
+            ("unmapped.initiated", "initiated"),
             ("unmapped.family", "family"),
             ("unmapped.local_ip", "src_ip"),
             ("unmapped.local_port", "CAST(src_port AS INT)"),

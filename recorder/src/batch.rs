@@ -234,8 +234,9 @@ mod tests {
             error: None,
             dst_name: None,
             server_name: None,
+            initiated: Some("local"),
         };
-        let close = ConnRaw { event: "close", owner: None, orig_dst: None, nat_dst: None, bytes: Some((11, 22, 33)), ..connect.clone() };
+        let close = ConnRaw { event: "close", owner: None, orig_dst: None, nat_dst: None, bytes: Some((11, 22, 33)), initiated: None, ..connect.clone() };
         let fail = ConnRaw { event: "fail", family: "ipv6", src: (ip("fd00::1"), 0), dst: (ip("fd00::2"), 443), orig_dst: None, nat_dst: None, error: Some("ECONNREFUSED".into()), ..connect.clone() };
         let mut set = RowSet::default();
         for (i, raw) in [connect, close, fail].into_iter().enumerate() {

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use podtrail_ebpf::{
-    ARGS_MAX, COMM_LEN, CONN_ACCEPT, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
+    ARGS_MAX, COMM_LEN, CONN_ACCEPT, CONN_ACCEPTED, CONN_CLOSE, CONN_CONNECT, CONN_FAIL, CONN_HAS_BYTES, CONN_HAS_NAT, CONN_HAS_ORIG, CONN_HAS_OWNER, CapEvent, ConnEvent,
     CWD_MAX, ENV_MAX, EXEC_ARGS_TRUNCATED, EXEC_CWD_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_FILELESS, EXEC_HEADER_LEN, ExecEvent, ExitEvent, FILENAME_MAX, ForkEvent, KIND_CAP, KIND_CONN, KIND_EXEC, KIND_EXIT,
     KIND_FORK, KIND_LISTEN, KIND_DNS, KIND_TLS, TLS_CAPTURE, TlsEvent, DNS_ANSWER, DNS_QUERY, DNS_CAPTURE, DNS_HAS_OWNER, DNS_HAS_ASKED, DNS_HAS_NAT, DnsEvent, KIND_PRIV, KIND_FILE, FILE_SHORT_LEN, FILE_PATH_MAX, FILE_SYSCALLS, FILE_HAS_INODE, FILE_OPEN, FILE_READ, FILE_UNLINK, FILE_RMDIR, FILE_RENAME, FILE_CHMOD, FILE_CHOWN, FILE_SETXATTR, FILE_LINK, FILE_SYMLINK, FILE_TRUNCATE, FILE_MKNOD, FILE_MKDIR, FileEvent, LISTEN_BIND, LISTEN_LISTEN, LISTEN_UNBIND, LISTEN_UNLISTEN, ListenEvent, PRIV_SHORT_LEN, PRIV_STR_MAX, PRIV_SYSCALLS, PrivEvent,
 };
@@ -117,6 +117,10 @@ pub struct ConnRaw {
     /// The server name the socket's TLS ClientHello asked for (set after
     /// decode; see `crate::tls`).
     pub server_name: Option<Arc<str>>,
+    /// Which side began the connection: `local` (this socket connected),
+    /// `remote` (it was accepted), or unknown (the close of a connection
+    /// neither the connect hook nor the `established` map saw).
+    pub initiated: Option<&'static str>,
 }
 
 #[cfg(test)]
@@ -125,7 +129,7 @@ impl ConnRaw {
     /// (comm `curl`) when given: the rows unit tests push.
     pub fn localhost(time_boot_ns: u64, cgroup_id: u64, pid: Option<u32>) -> ConnRaw {
         let a = (IpAddr::V4(Ipv4Addr::LOCALHOST), 80);
-        ConnRaw { event: "connect", owner: pid.map(|p| (p, "curl".into())), family: "ipv4", netns: 1, time_boot_ns, cgroup_id, cookie: time_boot_ns, src: a, dst: a, orig_dst: None, nat_dst: None, bytes: None, error: None, dst_name: None, server_name: None }
+        ConnRaw { event: "connect", owner: pid.map(|p| (p, "curl".into())), family: "ipv4", netns: 1, time_boot_ns, cgroup_id, cookie: time_boot_ns, src: a, dst: a, orig_dst: None, nat_dst: None, bytes: None, error: None, dst_name: None, server_name: None, initiated: Some("local") }
     }
 }
 
@@ -465,6 +469,13 @@ pub fn decode(b: &[u8]) -> Result<RawEvent, DecodeError> {
                 error: (e.event == CONN_FAIL).then(|| errno_name(e.error)),
                 dst_name: None,
                 server_name: None,
+                initiated: if has(CONN_ACCEPTED) {
+                    Some("remote")
+                } else if e.event == CONN_CONNECT || e.event == CONN_FAIL || has(CONN_HAS_ORIG) {
+                    Some("local")
+                } else {
+                    None
+                },
             }))
         }
         KIND_LISTEN => {

@@ -184,6 +184,7 @@ pub const NET_CONN: TableDef = TableDef {
         opt("error", ColType::Text, "On `fail`: why (e.g. `ECONNREFUSED`)."),
         opt("dst_name", ColType::Text, "On `connect`, `fail` and `close`: the name this socket's container (cgroup) most recently resolved to the destination (`orig_dst_ip`, else `dst_ip`) before the connection, from its `dns` rows, while the answer's TTL plus 60 s had not run out; null when none (a direct-to-IP connection, or a lookup the recorder did not see)."),
         opt("server_name", ColType::Text, "On `connect` and `close` of a TLS connection this socket opened: the server name (SNI) its ClientHello asked for. Names the site even when the lookup predates the recorder or went over DNS-over-HTTPS; null for other connections, or when the ClientHello was not in the first segment the socket sent."),
+        opt("initiated", ColType::Text, "Which side began the connection: `local` (this socket connected: `connect`, `fail` and their `close`) or `remote` (it was accepted: `accept` and its `close`); null on the close of a connection the recorder saw neither begin (older than the recorder, or its state was not kept)."),
     ],
 };
 

@@ -188,6 +188,7 @@ impl Builder {
             error: None,
             dst_name: None,
             server_name: None,
+            initiated: Some(if event == "accept" { "remote" } else { "local" }),
         };
         let close = ConnRaw { event: "close", bytes: Some((bytes.0, bytes.1, dur as u64)), ..raw.clone() };
         let exec_id = p.map(|p| p.exec_id);
@@ -536,6 +537,7 @@ pub fn write_every_kind(dir: &Path) -> anyhow::Result<()> {
             error: Some(error.into()),
             dst_name: None,
             server_name: None,
+            initiated: Some("local"),
         };
         w.b.conn.push(ConnRow { time: t + 3 * S + i as i64, raw, exec_id: Some(tool.exec_id), identity: ident(c) });
     }

@@ -725,6 +725,13 @@ impl Synth {
     fn conn_row(&self, r: ConnRow) -> rows::ConnRow {
         let (cgroup_id, identity) = self.identity(r.pod);
         let ip = |s: &str| -> IpAddr { s.parse().expect("synth writes valid IPs") };
+        // A close without the connect's original destination is of an
+        // accepted connection or of one whose start is unknown.
+        let initiated = match r.event {
+            "accept" => Some("remote"),
+            "close" if r.orig.is_none() => None,
+            _ => Some("local"),
+        };
         rows::ConnRow {
             time: r.time,
             exec_id: r.exec_id,
@@ -745,6 +752,7 @@ impl Synth {
                 error: r.error.map(str::to_string),
                 dst_name: None,
                 server_name: None,
+                initiated,
             },
         }
     }

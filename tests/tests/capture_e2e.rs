@@ -163,7 +163,7 @@ fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
     rec.stop();
     let d = &rec.data_dir;
     let q = "SELECT event, pid, src_ip, src_port, dst_ip, dst_port, orig_dst_ip, orig_dst_port, nat_dst_ip, nat_dst_port, \
-             bytes_sent, bytes_received, cgroup_id, netns, exec_id, pod_uid FROM net_conn WHERE src_ip LIKE '10.244.%' ORDER BY time";
+             bytes_sent, bytes_received, cgroup_id, netns, exec_id, pod_uid, initiated FROM net_conn WHERE src_ip LIKE '10.244.%' ORDER BY time";
     let rows = sql_json(d, q);
     let find = |event: &str, cg: u64| -> &serde_json::Value {
         rows.iter()
@@ -193,6 +193,9 @@ fn connect_through_dnat_records_pre_nat_source_cluster_ip_and_backend() {
     assert_eq!(cclose["nat_dst_ip"], "10.244.2.2");
     let sclose = find("close", cgb.id());
     assert_eq!((sclose["bytes_sent"].as_u64(), sclose["bytes_received"].as_u64()), (Some(4321), Some(1234)));
+    // Which side began it, on each side's rows (the OCSF export's source).
+    let begun: Vec<_> = [&connect, &cclose, &accept, &sclose].iter().map(|r| r["initiated"].clone()).collect();
+    assert_eq!(begun, ["local", "local", "remote", "remote"], "connect, its close, accept, its close");
     drop(lab);
 }
 

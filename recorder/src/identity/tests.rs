@@ -67,6 +67,7 @@ fn conn(cgroup_id: u64, time: i64, src: &str, netns: u32) -> ConnRow {
         error: None,
         dst_name: None,
         server_name: None,
+        initiated: Some("local"),
     };
     ConnRow { time, raw, exec_id: None, identity: None }
 }

@@ -40,7 +40,7 @@ impl Record for ConnRaw {
         // order, so a pod's own address repeats row after row).
         let (mut sip_text, mut dip_text, mut oip_text, mut nip_text) = (IpText::default(), IpText::default(), IpText::default(), IpText::default());
         let mut comm_text = CommText::default();
-        let (mut event, mut comm, mut fam, mut err, mut name, mut sni) = (text(8), text(16), text(4), text(0), text(0), text(0));
+        let (mut event, mut comm, mut fam, mut err, mut name, mut sni, mut init) = (text(8), text(16), text(4), text(0), text(0), text(0), text(6));
         let (mut id, mut cookie, mut bs, mut br, mut dur) = (u64c(), u64c(), u64c(), u64c(), u64c());
         let (mut pid, mut netns) = (u32c(), u32c());
         let (mut sip, mut dip, mut oip, mut nip) = (text(12), text(12), text(12), text(12));
@@ -68,6 +68,7 @@ impl Record for ConnRaw {
             err.push_opt(c.error.as_deref());
             name.push_opt(c.dst_name.as_deref());
             sni.push_opt(c.server_name.as_deref());
+            init.push_opt(c.initiated);
         }
         vec![
             ("event", event.finish()),
@@ -92,6 +93,7 @@ impl Record for ConnRaw {
             ("error", err.finish()),
             ("dst_name", name.finish()),
             ("server_name", sni.finish()),
+            ("initiated", init.finish()),
         ]
     }
 }

@@ -296,6 +296,7 @@ fn batch(rows: usize, runs: usize) -> anyhow::Result<()> {
                         error: None,
                         dst_name: None,
                         server_name: None,
+                        initiated: Some("local"),
                     },
                 }
             })

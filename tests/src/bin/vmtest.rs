@@ -802,6 +802,10 @@ fn tcp4(run: &Run) -> Outcome {
     let bytes: Vec<(u64, u64)> = closes.iter().map(|r| (r["bytes_sent"].as_u64().unwrap_or(0), r["bytes_received"].as_u64().unwrap_or(0))).collect();
     let (a, b) = ((V4_SENT as u64, V4_REPLY as u64), (V4_REPLY as u64, V4_SENT as u64));
     check!(bytes.len() == 2 && bytes.contains(&a) && bytes.contains(&b), "close rows bytes (sent, received) {bytes:?}, expected {a:?} and {b:?}");
+    // Which side began it: the client's rows local, the server's remote.
+    let begun: Vec<(u64, &Value)> = closes.iter().map(|r| (r["bytes_sent"].as_u64().unwrap_or(0), &r["initiated"])).collect();
+    check!(connect["initiated"] == "local" && accept["initiated"] == "remote", "initiated: connect {} accept {}", connect["initiated"], accept["initiated"]);
+    check!(begun.iter().all(|(sent, i)| *i == if *sent == V4_SENT as u64 { "local" } else { "remote" }), "initiated on the closes (bytes sent, initiated): {begun:?}");
     Ok(())
 }
 

@@ -89,6 +89,7 @@ fn enrichment(pods: usize) -> anyhow::Result<()> {
         error: None,
         dst_name: None,
         server_name: None,
+        initiated: Some("local"),
     };
     let mut stamping = std::time::Duration::ZERO;
     let mut t = start_ns();
